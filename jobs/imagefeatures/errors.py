@@ -1,0 +1,13 @@
+"""Errors the jobs report to the user as a one-line message and an exit code."""
+
+
+class JobInputError(Exception):
+    """Bad input or arguments: nothing was written. Exit code 2."""
+
+    exit_code = 2
+
+
+class CheckFailedError(Exception):
+    """Output was written but failed validation. Exit code 1."""
+
+    exit_code = 1

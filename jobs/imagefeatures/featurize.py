@@ -1,0 +1,214 @@
+"""Featurize job: image files -> MobileNetV2 vectors (features) and undecodable files (rejects).
+
+Every listed file ends in exactly one of the two datasets, so features + rejects = input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+
+import numpy as np
+import pandas as pd
+from pyspark import SparkFiles, StorageLevel
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from imagefeatures import storage
+from imagefeatures.errors import JobInputError
+from imagefeatures.images import IMAGE_GLOB, ImageDecodeError, preprocess_image
+from imagefeatures.model import WEIGHTS_SUFFIX, get_feature_fn
+
+RESULT_TYPE = "struct<features:array<float>,error:string>"
+DEFAULT_BATCH_SIZE = 64
+BUILTIN_WEIGHTS = ("imagenet", "random")
+_SHIPPED_WEIGHTS_PREFIX = "sparkfiles:"
+
+
+def image_files(spark: SparkSession, input_uri: str) -> DataFrame:
+    """Spark's binaryFile listing of every .jpg/.jpeg/.png under `input_uri`, recursively,
+    with `label` = the name of the file's parent folder, kept exactly as written.
+
+    Raises JobInputError naming the URI when it does not exist or holds no image.
+    Content is read only by queries that select it.
+    """
+    try:
+        files = (
+            spark.read.format("binaryFile")
+            .option("recursiveFileLookup", "true")
+            .option("pathGlobFilter", IMAGE_GLOB)
+            .load(input_uri)
+        )
+    except AnalysisException as exc:
+        raise JobInputError(f"input {input_uri} cannot be read: {exc.getMessage()}") from exc
+    if not files.inputFiles():
+        raise JobInputError(f"input {input_uri} holds no .jpg, .jpeg or .png image")
+    return files.withColumn("label", F.element_at(F.split("path", "/"), -2))
+
+
+def read_images(spark: SparkSession, input_uri: str) -> DataFrame:
+    """(path, label, content) for every image file under `input_uri`."""
+    return image_files(spark, input_uri).select("path", "label", "content")
+
+
+def featurize_contents(feature_fn, contents: pd.Series, batch_size: int) -> pd.DataFrame:
+    """Features (or the decode error) for each image in `contents`, in order."""
+    inputs, errors = [], []
+    for content in contents:
+        try:
+            inputs.append(preprocess_image(content))
+            errors.append(None)
+        except ImageDecodeError as exc:
+            inputs.append(None)
+            errors.append(str(exc))
+    decoded = [i for i, array in enumerate(inputs) if array is not None]
+    features: list[np.ndarray | None] = [None] * len(inputs)
+    for start in range(0, len(decoded), batch_size):
+        rows = decoded[start : start + batch_size]
+        vectors = feature_fn(np.stack([inputs[i] for i in rows]))
+        for row, vector in zip(rows, vectors):
+            features[row] = vector
+    return pd.DataFrame({"features": features, "error": errors})
+
+
+def make_featurize_udf(weights_ref: str, batch_size: int):
+    """A pandas UDF content -> struct(features, error). The model is fetched from the
+    per-process cache, so each Python worker builds it once and reuses it for every task."""
+
+    @F.pandas_udf(RESULT_TYPE)
+    def featurize_udf(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+        feature_fn = get_feature_fn(resolve_weights_ref(weights_ref))
+        for contents in batches:
+            yield featurize_contents(feature_fn, contents, batch_size)
+
+    return featurize_udf
+
+
+def with_features(
+    images: DataFrame, weights_ref: str, batch_size: int = DEFAULT_BATCH_SIZE
+) -> DataFrame:
+    """(path, label, content) -> (path, label, features, error); one of the last two is null."""
+    result = make_featurize_udf(weights_ref, batch_size)("content").alias("result")
+    return images.select("path", "label", result).select("path", "label", "result.*")
+
+
+def accepted(results: DataFrame) -> DataFrame:
+    return results.where(F.col("error").isNull()).select("path", "label", "features")
+
+
+def rejected(results: DataFrame) -> DataFrame:
+    return results.where(F.col("error").isNotNull()).select("path", "label", "error")
+
+
+def set_partitions(images: DataFrame, partitions: int | None) -> DataFrame:
+    """Shrink without a shuffle (coalesce); grow only when asked for more than the listing gives."""
+    if not partitions:
+        return images
+    current = images.rdd.getNumPartitions()
+    return images.coalesce(partitions) if partitions <= current else images.repartition(partitions)
+
+
+def ship_weights(spark: SparkSession, weights: str) -> str:
+    """A reference the workers can resolve: `imagenet`, `random`, or a weights file
+    (local path or any URI Spark reads, s3:// included) distributed with addFile."""
+    if weights in BUILTIN_WEIGHTS:
+        return weights
+    name = PurePosixPath(weights).name
+    if not name.endswith(WEIGHTS_SUFFIX) and not name.endswith(".h5"):
+        raise JobInputError(
+            f"--weights {weights}: expected imagenet, random, or a Keras weights file "
+            f"(*{WEIGHTS_SUFFIX}) of the whole MobileNetV2"
+        )
+    try:
+        spark.sparkContext.addFile(weights)
+    except Exception as exc:  # py4j wraps FileNotFoundException and friends
+        raise JobInputError(f"--weights {weights} cannot be read: {_first_line(exc)}") from exc
+    return _SHIPPED_WEIGHTS_PREFIX + name
+
+
+def resolve_weights_ref(weights_ref: str) -> str:
+    if weights_ref.startswith(_SHIPPED_WEIGHTS_PREFIX):
+        return SparkFiles.get(weights_ref[len(_SHIPPED_WEIGHTS_PREFIX) :])
+    return weights_ref
+
+
+def check_weights_load(weights_ref: str) -> None:
+    """Build the model once in the driver, so bad weights fail the job before any task runs."""
+    try:
+        get_feature_fn(resolve_weights_ref(weights_ref))
+    except Exception as exc:
+        raise JobInputError(
+            f"weights {weights_ref!r} cannot be loaded: {_first_line(exc)}"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:500]
+
+
+def run_featurize(
+    spark: SparkSession,
+    input_uri: str,
+    output_uri: str,
+    weights: str = "imagenet",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    partitions: int | None = None,
+) -> dict:
+    """Write <output>/features, <output>/rejects and <output>/featurize_summary.json."""
+    started = time.time()
+    images = read_images(spark, input_uri)
+    weights_ref = ship_weights(spark, weights)
+    check_weights_load(weights_ref)
+    # Arrow batches are what the UDF sees at once: keep them at the model's batch size.
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
+    results = with_features(set_partitions(images, partitions), weights_ref, batch_size)
+    # Both datasets come from one pass of the model.
+    results = results.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        features_uri = storage.join_uri(output_uri, "features")
+        rejects_uri = storage.join_uri(output_uri, "rejects")
+        accepted(results).write.mode("overwrite").parquet(features_uri)
+        rejected(results).write.mode("overwrite").parquet(rejects_uri)
+        counts = {
+            row["ok"]: row["count"]
+            for row in results.groupBy(F.col("error").isNull().alias("ok")).count().collect()
+        }
+    finally:
+        results.unpersist()
+    summary = {
+        "input": input_uri,
+        "weights": weights,
+        "batch_size": batch_size,
+        "features": counts.get(True, 0),
+        "rejects": counts.get(False, 0),
+        "seconds": round(time.time() - started, 2),
+    }
+    storage.write_json(spark, storage.join_uri(output_uri, "featurize_summary.json"), summary)
+    return summary
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="featurize.py", description="Image files -> MobileNetV2 feature vectors (parquet)."
+    )
+    parser.add_argument("--input", required=True, help="folder or s3:// prefix of images")
+    parser.add_argument("--output", required=True, help="run folder: features/, rejects/")
+    parser.add_argument(
+        "--weights",
+        default="imagenet",
+        help="imagenet (Keras download), random (fixed seed) or a .weights.h5 path/URI",
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--partitions", type=positive_int, default=None)
+    return parser.parse_args(argv)

@@ -1,0 +1,93 @@
+"""The MobileNetV2 feature model: built from a weights spec, once per Python process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+FEATURE_DIM = 1280
+INPUT_SHAPE = (224, 224, 3)
+RANDOM_WEIGHTS_SEED = 20240517
+WEIGHTS_SUFFIX = ".weights.h5"
+
+
+def init_random_weights(model, seed: int = RANDOM_WEIGHTS_SEED) -> None:
+    """Give every kernel He-normal weights drawn from a fixed seed.
+
+    Keras' default (Glorot over the whole depthwise kernel, batch norm at identity) makes
+    MobileNetV2's activations vanish to ~1e-12, which would make every image look alike.
+    He scaling with each layer's true fan-in keeps features varied, and NumPy's seeded
+    generator makes them identical in every process, run after run.
+    """
+    import keras
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        # DepthwiseConv2D is not a Conv2D subclass in Keras 3: name all three.
+        if isinstance(
+            layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+        ):
+            kernel = layer.kernel
+            shape = tuple(kernel.shape)
+            if isinstance(layer, keras.layers.DepthwiseConv2D):
+                fan_in = shape[0] * shape[1]  # each output channel sees one input channel
+            else:
+                fan_in = int(np.prod(shape[:-1]))
+            kernel.assign(rng.normal(0.0, np.sqrt(2.0 / fan_in), shape).astype("float32"))
+
+
+def build_classifier(weights: str):
+    """The whole MobileNetV2 (classifier included) for `imagenet`, `random` or a weights file."""
+    from keras.applications import MobileNetV2
+
+    if weights == "random":
+        model = MobileNetV2(weights=None, include_top=True, input_shape=INPUT_SHAPE)
+        init_random_weights(model)
+        return model
+    if weights != "imagenet" and not os.path.isfile(weights):
+        raise FileNotFoundError(f"weights file not found: {weights}")
+    return MobileNetV2(weights=weights, include_top=True, input_shape=INPUT_SHAPE)
+
+
+def build_feature_model(weights: str):
+    """MobileNetV2 without its classifier: the 1280-d output of the layer before it."""
+    import keras
+
+    classifier = build_classifier(weights)
+    return keras.Model(inputs=classifier.input, outputs=classifier.layers[-2].output)
+
+
+def compile_feature_fn(model) -> Callable[[np.ndarray], np.ndarray]:
+    """A traced, inference-only call of the model: one graph for every batch size, without
+    the per-call set-up that `model.predict` pays on each batch."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *INPUT_SHAPE), tf.float32)])
+    def features(batch):
+        return model(batch, training=False)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return features(tf.constant(batch, dtype=tf.float32)).numpy()
+
+    return run
+
+
+_FEATURE_FNS: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+
+
+def get_feature_fn(weights: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The feature function for `weights`, built on first use and kept for the life of the
+    process, so a reused Spark Python worker builds the model once for all its tasks."""
+    if weights not in _FEATURE_FNS:
+        _FEATURE_FNS[weights] = compile_feature_fn(build_feature_model(weights))
+    return _FEATURE_FNS[weights]
+
+
+def save_random_weights(path: str) -> str:
+    """Write the `random` model's full weights to `path` (a Keras .weights.h5 file)."""
+    if not path.endswith(WEIGHTS_SUFFIX):
+        raise ValueError(f"Keras weights files must end with {WEIGHTS_SUFFIX}: {path}")
+    build_classifier("random").save_weights(path)
+    return path

@@ -1,0 +1,155 @@
+"""Validate job: read the run's outputs back, check them, write report.json and pca.png."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from imagefeatures import storage
+from imagefeatures.checks import OutputFacts, failure_message, run_checks
+from imagefeatures.errors import CheckFailedError, JobInputError
+from imagefeatures.featurize import image_files
+from imagefeatures.model import FEATURE_DIM
+from imagefeatures.plot import pca_scatter_png
+
+MAX_LISTED_REJECTS = 1000
+MAX_PLOTTED_POINTS = 50_000
+_SAMPLE_PATHS = 20
+
+
+def _has_null_or_nan(array: Column) -> Column:
+    return array.isNull() | F.exists(array, lambda x: x.isNull() | F.isnan(x))
+
+
+def _bad_rows(df: DataFrame, array_column: str) -> int:
+    condition = (
+        F.col("path").isNull() | F.col("label").isNull() | _has_null_or_nan(F.col(array_column))
+    )
+    return df.where(condition).count()
+
+
+def _distinct_ints(column: Column, df: DataFrame) -> list[int]:
+    return sorted(row[0] for row in df.select(column).distinct().collect() if row[0] is not None)
+
+
+def _distinct_labels(df: DataFrame) -> list[str]:
+    return sorted(row[0] for row in df.select("label").distinct().collect() if row[0] is not None)
+
+
+def _paths_not_in(left: DataFrame, right: DataFrame) -> list[str]:
+    return [row[0] for row in left.join(right, "path", "left_anti").limit(_SAMPLE_PATHS).collect()]
+
+
+def gather_facts(
+    listing: DataFrame, features: DataFrame, rejects: DataFrame, pca: DataFrame, k: int | None
+) -> OutputFacts:
+    """Everything the checks need, computed with Spark from the four datasets."""
+    listed_paths = listing.select("path")
+    output_paths = features.select("path").unionByName(rejects.select("path"))
+    output_rows = output_paths.count()
+    return OutputFacts(
+        listed=listed_paths.count(),
+        features=features.count(),
+        rejects=rejects.count(),
+        pca=pca.count(),
+        missing_paths=_paths_not_in(listed_paths, output_paths),
+        unexpected_paths=_paths_not_in(output_paths, listed_paths),
+        duplicate_paths=output_rows - output_paths.distinct().count(),
+        feature_lengths=_distinct_ints(F.size("features"), features),
+        pca_lengths=_distinct_ints(F.size("pca"), pca),
+        expected_k=k,
+        bad_features=_bad_rows(features, "features"),
+        bad_pca=_bad_rows(pca, "pca"),
+        feature_labels=_distinct_labels(features),
+        pca_labels=_distinct_labels(pca),
+    )
+
+
+def counts_per_label(features: DataFrame, rejects: DataFrame) -> dict[str, dict[str, int]]:
+    per_label: dict[str, dict[str, int]] = {}
+    for name, df in (("features", features), ("rejects", rejects)):
+        for row in df.groupBy("label").count().collect():
+            per_label.setdefault(row["label"], {"features": 0, "rejects": 0})[name] = row["count"]
+    return dict(sorted(per_label.items()))
+
+
+def plot_points(pca: DataFrame) -> tuple[np.ndarray, list[str]]:
+    rows = pca.count()
+    if rows > MAX_PLOTTED_POINTS:
+        pca = pca.sample(fraction=MAX_PLOTTED_POINTS / rows, seed=7)
+    collected = pca.select("label", "pca").collect()
+    components = np.array([row["pca"] for row in collected], dtype=float).reshape(
+        len(collected), -1
+    )
+    return components, [row["label"] for row in collected]
+
+
+def _read_dataset(spark: SparkSession, uri: str) -> DataFrame:
+    try:
+        return spark.read.parquet(uri)
+    except Exception as exc:
+        raise JobInputError(f"dataset {uri} cannot be read: {str(exc).splitlines()[0]}") from exc
+
+
+def run_validate(spark: SparkSession, input_uri: str, output_uri: str) -> dict:
+    """Check the run under `output_uri` against the images under `input_uri`.
+
+    Always writes report.json (and pca.png when there is something to plot); raises
+    CheckFailedError naming every failed check and its numbers.
+    """
+    started = time.time()
+    out = lambda *parts: storage.join_uri(output_uri, *parts)  # noqa: E731
+    listing = image_files(spark, input_uri)
+    features = _read_dataset(spark, out("features"))
+    rejects = _read_dataset(spark, out("rejects"))
+    pca = _read_dataset(spark, out("pca"))
+    featurize_summary = storage.read_json_if_exists(spark, out("featurize_summary.json")) or {}
+    pca_summary = storage.read_json_if_exists(spark, out("pca_summary.json")) or {}
+
+    facts = gather_facts(listing, features, rejects, pca, pca_summary.get("k"))
+    results = run_checks(facts, FEATURE_DIM)
+    passed = all(r.passed for r in results)
+
+    rejected_rows = rejects.orderBy("path").limit(MAX_LISTED_REJECTS).collect()
+    report = {
+        "status": "passed" if passed else "failed",
+        "input": input_uri,
+        "output": output_uri,
+        "images": facts.listed,
+        "features": facts.features,
+        "rejects": facts.rejects,
+        "labels": counts_per_label(features, rejects),
+        "rejected_files": [row.asDict() for row in rejected_rows],
+        "pca": {
+            key: pca_summary.get(key)
+            for key in ("k", "explained_variance", "cumulative_variance", "variance_target")
+            if key in pca_summary
+        },
+        "checks": [r.as_dict() for r in results],
+    }
+    if facts.pca > 0 and facts.pca_lengths:
+        components, labels = plot_points(pca)
+        title = f"MobileNetV2 features, PCA ({facts.pca} images, {len(set(labels))} labels)"
+        storage.write_bytes(spark, out("pca.png"), pca_scatter_png(components, labels, title))
+    report["timings_seconds"] = {
+        "featurize": featurize_summary.get("seconds"),
+        "pca": pca_summary.get("seconds"),
+        "validate": round(time.time() - started, 2),
+    }
+    storage.write_json(spark, out("report.json"), report)
+    if not passed:
+        raise CheckFailedError(failure_message(results))
+    return report
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="validate.py", description="Check a run's outputs; write report.json and pca.png."
+    )
+    parser.add_argument("--input", required=True, help="the images the run featurized")
+    parser.add_argument("--output", required=True, help="the run folder to check")
+    return parser.parse_args(argv)

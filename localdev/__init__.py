@@ -1,0 +1,1 @@
+"""Local development: sample data, the local demo and (later) the EMR emulator."""
