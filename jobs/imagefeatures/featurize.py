@@ -69,7 +69,7 @@ def featurize_contents(feature_fn, contents: pd.Series, batch_size: int) -> pd.D
     for start in range(0, len(decoded), batch_size):
         rows = decoded[start : start + batch_size]
         vectors = feature_fn(np.stack([inputs[i] for i in rows]))
-        for row, vector in zip(rows, vectors):
+        for row, vector in zip(rows, vectors, strict=True):
             features[row] = vector
     return pd.DataFrame({"features": features, "error": errors})
 

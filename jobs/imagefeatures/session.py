@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+from imagefeatures.packaging import PACKAGE_DIR, build_package_zip
 
 
 def get_spark(app_name: str) -> SparkSession:
@@ -41,11 +40,3 @@ def ship_package(spark: SparkSession) -> None:
     build_package_zip(archive)
     context.addPyFile(str(archive))
     context._imagefeatures_shipped = True
-
-
-def build_package_zip(archive: Path) -> Path:
-    """Write this package as a zip for --py-files / addPyFile (sources only)."""
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-        for source in sorted(PACKAGE_DIR.rglob("*.py")):
-            zf.write(source, source.relative_to(PACKAGE_DIR.parent).as_posix())
-    return archive
