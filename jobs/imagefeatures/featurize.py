@@ -9,6 +9,7 @@ import argparse
 import time
 from collections.abc import Iterator
 from pathlib import PurePosixPath
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from pyspark.sql import functions as F
 
 from imagefeatures import storage
 from imagefeatures.errors import JobInputError
-from imagefeatures.images import IMAGE_GLOB, ImageDecodeError, preprocess_image
+from imagefeatures.images import EMPTY_FILE_ERROR, IMAGE_GLOB, ImageDecodeError, preprocess_image
 from imagefeatures.model import WEIGHTS_SUFFIX, get_feature_fn
 
 RESULT_TYPE = "struct<features:array<float>,error:string>"
@@ -29,8 +30,7 @@ _SHIPPED_WEIGHTS_PREFIX = "sparkfiles:"
 
 
 def image_files(spark: SparkSession, input_uri: str) -> DataFrame:
-    """Spark's binaryFile listing of every .jpg/.jpeg/.png under `input_uri`, recursively,
-    with `label` = the name of the file's parent folder, kept exactly as written.
+    """Spark's binaryFile source over every .jpg/.jpeg/.png under `input_uri`, recursively.
 
     Raises JobInputError naming the URI when it does not exist or holds no image.
     Content is read only by queries that select it.
@@ -43,15 +43,39 @@ def image_files(spark: SparkSession, input_uri: str) -> DataFrame:
             .load(input_uri)
         )
     except AnalysisException as exc:
-        raise JobInputError(f"input {input_uri} cannot be read: {exc.getMessage()}") from exc
+        raise JobInputError(f"input {input_uri} cannot be read: {_first_line(exc)}") from exc
     if not files.inputFiles():
         raise JobInputError(f"input {input_uri} holds no .jpg, .jpeg or .png image")
-    return files.withColumn("label", F.element_at(F.split("path", "/"), -2))
+    return files
 
 
-def read_images(spark: SparkSession, input_uri: str) -> DataFrame:
-    """(path, label, content) for every image file under `input_uri`."""
-    return image_files(spark, input_uri).select("path", "label", "content")
+def with_label(df: DataFrame) -> DataFrame:
+    """Add `label`: the name of the file's parent folder, kept exactly as written."""
+    return df.withColumn("label", F.element_at(F.split("path", "/"), -2))
+
+
+def spark_path(uri: str) -> str:
+    """The `path` column's form of a file URI from inputFiles() (Hadoop Path.toString):
+    percent-escapes decoded, no empty authority (file:///a%20b -> file:/a b)."""
+    parts = urlsplit(uri)
+    authority = f"//{parts.netloc}" if parts.netloc else ""
+    return f"{parts.scheme}:{authority}{unquote(parts.path)}" if parts.scheme else unquote(uri)
+
+
+def listing(files: DataFrame) -> DataFrame:
+    """(path, label) of every listed file, from Spark's file index rather than a scan.
+
+    A scan silently skips zero-byte files (Spark makes no split for them); the index does not,
+    so this is the listing that features + rejects must add up to.
+    """
+    paths = [(spark_path(uri),) for uri in files.inputFiles()]
+    return with_label(files.sparkSession.createDataFrame(paths, "path string"))
+
+
+def read_images(spark: SparkSession, input_uri: str) -> tuple[DataFrame, DataFrame]:
+    """(images, listing): (path, label, content) as scanned, and (path, label) as listed."""
+    files = image_files(spark, input_uri)
+    return with_label(files).select("path", "label", "content"), listing(files)
 
 
 def featurize_contents(feature_fn, contents: pd.Series, batch_size: int) -> pd.DataFrame:
@@ -99,8 +123,13 @@ def accepted(results: DataFrame) -> DataFrame:
     return results.where(F.col("error").isNull()).select("path", "label", "features")
 
 
-def rejected(results: DataFrame) -> DataFrame:
-    return results.where(F.col("error").isNotNull()).select("path", "label", "error")
+def rejected(results: DataFrame, listed: DataFrame) -> DataFrame:
+    """Files that failed to decode, plus listed files the scan never returned (empty ones)."""
+    failed = results.where(F.col("error").isNotNull()).select("path", "label", "error")
+    unread = listed.join(results.select("path"), "path", "left_anti").select(
+        "path", "label", F.lit(EMPTY_FILE_ERROR).alias("error")
+    )
+    return failed.unionByName(unread)
 
 
 def set_partitions(images: DataFrame, partitions: int | None) -> DataFrame:
@@ -160,7 +189,7 @@ def run_featurize(
 ) -> dict:
     """Write <output>/features, <output>/rejects and <output>/featurize_summary.json."""
     started = time.time()
-    images = read_images(spark, input_uri)
+    images, listed = read_images(spark, input_uri)
     weights_ref = ship_weights(spark, weights)
     check_weights_load(weights_ref)
     # Arrow batches are what the UDF sees at once: keep them at the model's batch size.
@@ -172,10 +201,11 @@ def run_featurize(
         features_uri = storage.join_uri(output_uri, "features")
         rejects_uri = storage.join_uri(output_uri, "rejects")
         accepted(results).write.mode("overwrite").parquet(features_uri)
-        rejected(results).write.mode("overwrite").parquet(rejects_uri)
-        counts = {
-            row["ok"]: row["count"]
-            for row in results.groupBy(F.col("error").isNull().alias("ok")).count().collect()
+        rejected(results, listed).write.mode("overwrite").parquet(rejects_uri)
+        # Counts read back from what was written: the numbers the datasets really hold.
+        written = {
+            name: spark.read.parquet(uri).count()
+            for name, uri in (("features", features_uri), ("rejects", rejects_uri))
         }
     finally:
         results.unpersist()
@@ -183,8 +213,8 @@ def run_featurize(
         "input": input_uri,
         "weights": weights,
         "batch_size": batch_size,
-        "features": counts.get(True, 0),
-        "rejects": counts.get(False, 0),
+        "listed": listed.count(),
+        **written,
         "seconds": round(time.time() - started, 2),
     }
     storage.write_json(spark, storage.join_uri(output_uri, "featurize_summary.json"), summary)

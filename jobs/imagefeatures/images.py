@@ -24,6 +24,9 @@ IMAGE_NAME_PATTERN = r"(?i)\.(" + "|".join(IMAGE_EXTENSIONS) + r")$"
 _BACKGROUND = (255, 255, 255)
 
 
+EMPTY_FILE_ERROR = "empty file (0 bytes)"
+
+
 class ImageDecodeError(ValueError):
     """The bytes are not an image Pillow can fully decode."""
 
@@ -39,7 +42,7 @@ def decode_rgb(content: bytes) -> Image.Image:
     decode completely (empty, truncated, not an image) raises ImageDecodeError with the reason.
     """
     if not content:
-        raise ImageDecodeError("empty file (0 bytes)")
+        raise ImageDecodeError(EMPTY_FILE_ERROR)
     try:
         image = Image.open(io.BytesIO(content))
         image.load()  # Image.open is lazy: a truncated file only fails when pixels are read.

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from imagefeatures import storage
 from imagefeatures.checks import OutputFacts, failure_message, run_checks
 from imagefeatures.errors import CheckFailedError, JobInputError
-from imagefeatures.featurize import image_files
+from imagefeatures.featurize import image_files, listing
 from imagefeatures.model import FEATURE_DIM
 from imagefeatures.plot import pca_scatter_png
 
@@ -45,10 +45,10 @@ def _paths_not_in(left: DataFrame, right: DataFrame) -> list[str]:
 
 
 def gather_facts(
-    listing: DataFrame, features: DataFrame, rejects: DataFrame, pca: DataFrame, k: int | None
+    listed: DataFrame, features: DataFrame, rejects: DataFrame, pca: DataFrame, k: int | None
 ) -> OutputFacts:
     """Everything the checks need, computed with Spark from the four datasets."""
-    listed_paths = listing.select("path")
+    listed_paths = listed.select("path")
     output_paths = features.select("path").unionByName(rejects.select("path"))
     output_rows = output_paths.count()
     return OutputFacts(
@@ -103,14 +103,14 @@ def run_validate(spark: SparkSession, input_uri: str, output_uri: str) -> dict:
     """
     started = time.time()
     out = lambda *parts: storage.join_uri(output_uri, *parts)  # noqa: E731
-    listing = image_files(spark, input_uri)
+    listed = listing(image_files(spark, input_uri))
     features = _read_dataset(spark, out("features"))
     rejects = _read_dataset(spark, out("rejects"))
     pca = _read_dataset(spark, out("pca"))
     featurize_summary = storage.read_json_if_exists(spark, out("featurize_summary.json")) or {}
     pca_summary = storage.read_json_if_exists(spark, out("pca_summary.json")) or {}
 
-    facts = gather_facts(listing, features, rejects, pca, pca_summary.get("k"))
+    facts = gather_facts(listed, features, rejects, pca, pca_summary.get("k"))
     results = run_checks(facts, FEATURE_DIM)
     passed = all(r.passed for r in results)
 

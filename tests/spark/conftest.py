@@ -1,0 +1,51 @@
+"""One pipeline run (featurize -> pca -> validate) on tiny images, shared by the spark tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.image_cases import bad_input_cases, write, write_good_images
+
+GOOD_LABELS = ["Apple Red 1", "Banana", "Kiwi"]
+GOOD_PER_LABEL = 8
+
+
+@dataclass
+class PipelineRun:
+    images: Path
+    output: Path
+    featurize: dict
+    pca: dict
+    report: dict
+
+
+def build_input_tree(root: Path) -> Path:
+    write_good_images(root, GOOD_LABELS, GOOD_PER_LABEL)
+    for relative, content, _ in bad_input_cases().values():
+        write(root / relative, content)
+    (root / "Banana" / "README.txt").write_text("not an image: never listed\n")
+    return root
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/spark/" in str(item.fspath):
+            item.add_marker(pytest.mark.spark)
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(spark, tmp_path_factory) -> PipelineRun:
+    from imagefeatures.featurize import run_featurize
+    from imagefeatures.pca import run_pca
+    from imagefeatures.validate import run_validate
+
+    base = tmp_path_factory.mktemp("pipeline")
+    images = build_input_tree(base / "images")
+    output = base / "out"
+    featurize = run_featurize(spark, str(images), str(output), weights="random", batch_size=8)
+    pca = run_pca(spark, str(output / "features"), str(output), k=2)
+    report = run_validate(spark, str(images), str(output))
+    return PipelineRun(images, output, featurize, pca, report)

@@ -1,0 +1,139 @@
+"""The featurize job on local Spark: outputs, bad input, nothing lost."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from imagefeatures.errors import JobInputError
+from imagefeatures.featurize import read_images, run_featurize, set_partitions
+from tests.image_cases import bad_input_cases
+from tests.spark.conftest import GOOD_LABELS, GOOD_PER_LABEL
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_entrypoint(name: str):
+    spec = importlib.util.spec_from_file_location(f"entry_{name}", REPO / "jobs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def local(path: str) -> str:
+    return path.removeprefix("file:")
+
+
+def test_features_plus_rejects_is_every_input_file(spark, pipeline_run):
+    features = spark.read.parquet(str(pipeline_run.output / "features"))
+    rejects = spark.read.parquet(str(pipeline_run.output / "rejects"))
+    listed = {str(p) for p in pipeline_run.images.rglob("*") if p.suffix.lower() != ".txt"}
+    listed = {p for p in listed if Path(p).is_file()}
+    featurized = {local(r.path) for r in features.select("path").collect()}
+    rejected = {local(r.path) for r in rejects.select("path").collect()}
+    assert featurized | rejected == listed
+    assert not featurized & rejected
+    assert pipeline_run.featurize["features"] + pipeline_run.featurize["rejects"] == len(listed)
+
+
+def test_output_schemas(spark, pipeline_run):
+    features = spark.read.parquet(str(pipeline_run.output / "features"))
+    rejects = spark.read.parquet(str(pipeline_run.output / "rejects"))
+    assert features.schema.simpleString() == (
+        "struct<path:string,label:string,features:array<float>>"
+    )
+    assert rejects.schema.simpleString() == "struct<path:string,label:string,error:string>"
+    lengths = {r[0] for r in features.selectExpr("size(features)").distinct().collect()}
+    assert lengths == {1280}
+
+
+@pytest.mark.parametrize("case", sorted(bad_input_cases()))
+def test_each_bad_input_lands_where_expected(spark, pipeline_run, case):
+    relative, _, expected = bad_input_cases()[case]
+    dataset = spark.read.parquet(str(pipeline_run.output / expected))
+    path = str(pipeline_run.images / relative)
+    rows = [r for r in dataset.collect() if local(r.path) == path]
+    assert len(rows) == 1, f"{case}: {path} not in {expected}"
+    if expected == "rejects":
+        assert rows[0].error, "a reject carries its reason"
+
+
+def test_reject_reasons_are_readable(spark, pipeline_run):
+    reasons = {
+        Path(local(r.path)).name: r.error
+        for r in spark.read.parquet(str(pipeline_run.output / "rejects")).collect()
+    }
+    assert reasons["empty.jpg"] == "empty file (0 bytes)"
+    assert "truncated" in reasons["truncated.jpg"]
+    assert "cannot identify image file" in reasons["notes.jpg"]
+
+
+def test_labels_are_parent_folders_kept_as_written(spark, pipeline_run):
+    features = spark.read.parquet(str(pipeline_run.output / "features"))
+    counts = {r.label: r["count"] for r in features.groupBy("label").count().collect()}
+    for label in GOOD_LABELS:
+        assert counts[label] == GOOD_PER_LABEL
+    assert counts["Pêche Jaune 2"] == 1
+    assert counts["Pomme rouge"] == 1  # nested: the immediate parent folder
+
+
+def test_same_vectors_run_after_run(spark, pipeline_run, tmp_path):
+    again = tmp_path / "again"
+    run_featurize(spark, str(pipeline_run.images / "Kiwi"), str(again), "random", batch_size=3)
+    first = {
+        r.path: r.features
+        for r in spark.read.parquet(str(pipeline_run.output / "features")).collect()
+    }
+    for row in spark.read.parquet(str(again / "features")).collect():
+        assert row.features == pytest.approx(first[row.path], abs=1e-5)
+
+
+def test_partitions_option_is_honoured(spark, pipeline_run):
+    images, _ = read_images(spark, str(pipeline_run.images))
+
+    assert set_partitions(images, 1).rdd.getNumPartitions() == 1
+    assert set_partitions(images, 7).rdd.getNumPartitions() == 7
+
+
+def test_missing_input_is_named(spark, tmp_path):
+    with pytest.raises(JobInputError, match=str(tmp_path / "nowhere")):
+        read_images(spark, str(tmp_path / "nowhere"))
+
+
+def test_empty_input_exits_non_zero_and_writes_nothing(spark, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    (empty / "Apple").mkdir(parents=True)
+    (empty / "Apple" / "notes.txt").write_text("no images here")
+    out = tmp_path / "out"
+    code = load_entrypoint("featurize").main(
+        ["--input", str(empty), "--output", str(out), "--weights", "random"]
+    )
+    assert code == 2
+    assert f"input {empty} holds no .jpg, .jpeg or .png image" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_unreadable_weights_fail_before_any_output(spark, pipeline_run, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = load_entrypoint("featurize").main(
+        ["--input", str(pipeline_run.images / "Kiwi"), "--output", str(out)]
+        + ["--weights", str(tmp_path / "missing.weights.h5")]
+    )
+    assert code == 2
+    assert "missing.weights.h5" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_weights_file_matches_random_weights(spark, pipeline_run, random_weights_file, tmp_path):
+    out = tmp_path / "from_file"
+    run_featurize(spark, str(pipeline_run.images / "Banana"), str(out), str(random_weights_file), 4)
+    first = {
+        r.path: r.features
+        for r in spark.read.parquet(str(pipeline_run.output / "features")).collect()
+    }
+    rows = spark.read.parquet(str(out / "features")).collect()
+    assert len(rows) == GOOD_PER_LABEL
+    for row in rows:
+        assert row.features == pytest.approx(first[row.path], abs=1e-5)

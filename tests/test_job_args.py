@@ -1,0 +1,64 @@
+"""Argument parsing of the three jobs."""
+
+from __future__ import annotations
+
+import pytest
+
+from imagefeatures import featurize, pca, validate
+
+
+def test_featurize_defaults():
+    args = featurize.parse_args(["--input", "s3://in/", "--output", "s3://out/run1"])
+    assert (args.weights, args.batch_size, args.partitions) == ("imagenet", 64, None)
+
+
+def test_featurize_options():
+    args = featurize.parse_args(
+        ["--input", "in", "--output", "out", "--weights", "random", "--batch-size", "8"]
+        + ["--partitions", "3"]
+    )
+    assert (args.weights, args.batch_size, args.partitions) == ("random", 8, 3)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--output", "out"],
+        ["--input", "in"],
+        ["--input", "in", "--output", "out", "--batch-size", "0"],
+        ["--input", "in", "--output", "out", "--partitions", "-2"],
+        ["--input", "in", "--output", "out", "--batch-size", "many"],
+    ],
+)
+def test_featurize_rejects_bad_arguments(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        featurize.parse_args(argv)
+    assert exit_info.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_pca_k_defaults_to_notebook_value():
+    args = pca.parse_args(["--input", "o/features", "--output", "o"])
+    assert (args.k, args.variance) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--k", "0"], "positive integer"),
+        (["--k", "1281"], "at most 1280"),
+        (["--variance", "1.5"], "in (0, 1]"),
+        (["--variance", "0"], "in (0, 1]"),
+        (["--k", "2", "--variance", "0.9"], "not allowed with"),
+    ],
+)
+def test_pca_rejects_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        pca.parse_args(["--input", "o/features", "--output", "o", *argv])
+    assert message in capsys.readouterr().err
+
+
+def test_validate_needs_input_and_output(capsys):
+    with pytest.raises(SystemExit):
+        validate.parse_args(["--input", "in"])
+    assert "--output" in capsys.readouterr().err

@@ -1,0 +1,73 @@
+"""The MobileNetV2 feature model: weights specs, determinism, the imagenet download boundary."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from imagefeatures.images import preprocess_image
+from imagefeatures.model import FEATURE_DIM, build_feature_model, get_feature_fn
+from tests.image_cases import jpeg_bytes, picture
+
+
+@pytest.fixture(scope="module")
+def batch() -> np.ndarray:
+    return np.stack([preprocess_image(jpeg_bytes(picture(seed))) for seed in range(3)])
+
+
+def test_random_weights_give_varied_1280_d_features(batch):
+    vectors = get_feature_fn("random")(batch)
+    assert vectors.shape == (3, FEATURE_DIM) and vectors.dtype == np.float32
+    assert np.isfinite(vectors).all()
+    # Healthy activations (Keras' default init would give ~1e-12) that differ per image.
+    assert vectors.std() > 0.1
+    assert np.abs(vectors[0] - vectors[1]).mean() > 0.01
+
+
+def test_random_weights_are_the_same_in_another_process(batch, tmp_path):
+    here = get_feature_fn("random")(batch[:1])
+    np.save(tmp_path / "batch.npy", batch[:1])
+    script = (
+        "import sys, numpy as np; sys.path.insert(0, 'jobs');"
+        "from imagefeatures.model import get_feature_fn;"
+        f"np.save({str(tmp_path / 'out.npy')!r},"
+        f" get_feature_fn('random')(np.load({str(tmp_path / 'batch.npy')!r})))"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+    np.testing.assert_array_equal(here, np.load(tmp_path / "out.npy"))
+
+
+def test_weights_file_gives_the_same_features(batch, random_weights_file):
+    from_file = get_feature_fn(str(random_weights_file))(batch)
+    np.testing.assert_allclose(from_file, get_feature_fn("random")(batch), atol=1e-6)
+
+
+def test_missing_weights_file_is_named():
+    with pytest.raises(FileNotFoundError, match="nowhere.weights.h5"):
+        build_feature_model("/nowhere.weights.h5")
+
+
+class DownloadAttemptedError(Exception):
+    pass
+
+
+def test_imagenet_weights_go_through_keras_download(monkeypatch, tmp_path):
+    """Stops at the download boundary: these machines cannot reach the weights host."""
+    import keras
+
+    requested = {}
+
+    def refuse_download(fname, origin=None, **kwargs):
+        requested.update(fname=fname, origin=origin)
+        raise DownloadAttemptedError(origin)
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(keras.utils, "get_file", refuse_download)
+    monkeypatch.setattr("keras.src.applications.mobilenet_v2.file_utils.get_file", refuse_download)
+    with pytest.raises(DownloadAttemptedError):
+        build_feature_model("imagenet")
+    assert requested["fname"] == "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
+    assert requested["origin"].startswith("https://")
