@@ -1,0 +1,41 @@
+"""The three jobs as a user runs them: `spark-submit jobs/<job>.py ...` from the repo root."""
+
+from __future__ import annotations
+
+import json
+
+from localdev.local_spark import spark_submit
+from tests.image_cases import bad_input_cases, write, write_good_images
+
+
+def test_spark_submit_runs_the_three_jobs(tmp_path):
+    images, out = tmp_path / "images", tmp_path / "out"
+    write_good_images(images, ["Lime", "Plum 3"], 3)
+    relative, content, _ = bad_input_cases()["truncated_jpeg"]
+    write(images / relative, content)
+    commands = [
+        ("featurize", ["--input", str(images), "--output", str(out), "--weights", "random"]),
+        ("pca", ["--input", str(out / "features"), "--output", str(out), "--k", "3"]),
+        ("validate", ["--input", str(images), "--output", str(out)]),
+    ]
+    for job, args in commands:
+        result = spark_submit(job, args, capture_output=True)
+        assert result.returncode == 0, f"{job} failed:\n{result.stderr[-3000:]}"
+        assert f"{job}: done" in result.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert (report["status"], report["features"], report["rejects"]) == ("passed", 6, 1)
+    assert report["pca"]["k"] == 3
+
+
+def test_spark_submit_empty_input_fails_clearly(tmp_path):
+    (tmp_path / "in" / "Fig").mkdir(parents=True)
+    result = spark_submit(
+        "featurize",
+        ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")],
+        capture_output=True,
+    )
+    assert result.returncode == 2
+    # spark-submit merges the Python driver's stderr into its stdout (PythonRunner).
+    output = result.stdout + result.stderr
+    assert f"input {tmp_path / 'in'} holds no .jpg, .jpeg or .png image" in output
+    assert not (tmp_path / "out").exists()
