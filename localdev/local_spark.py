@@ -11,6 +11,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 JOBS_DIR = REPO_ROOT / "jobs"
+LOG4J_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
 
 
 def local_spark_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -47,6 +48,8 @@ def spark_submit(
         str(Path(sys.executable).parent / "spark-submit"),
         "--master",
         "local[*]",
+        "--driver-java-options",
+        f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}",
         str(JOBS_DIR / f"{job}.py"),
         *args,
     ]
