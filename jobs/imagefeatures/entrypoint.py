@@ -26,5 +26,6 @@ def run_job(
     except (JobInputError, CheckFailedError) as exc:
         print(f"{app_name}: error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
-    print(f"{app_name}: done: {result}", flush=True)
+    brief = {k: v for k, v in result.items() if isinstance(v, (str, int, float))}
+    print(f"{app_name}: done: {brief}", flush=True)
     return 0
