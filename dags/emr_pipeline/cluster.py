@@ -1,0 +1,156 @@
+"""The RunJobFlow request for a run's transient cluster: a pure function of its parameters.
+
+Built as a Python dict (never a JSON template): EmrCreateJobFlowOperator literal_evals string
+overrides, which breaks on JSON's true/false/null.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from emr_pipeline.options import RunOptions
+from emr_pipeline.settings import DeploymentSettings
+
+# EMR 7 ships Python 3.9 and 3.11; the bootstrap installs the requirements for 3.11.
+NODE_PYTHON = "/usr/bin/python3.11"
+# Created world-writable by the bootstrap; holds pre-cached imagenet weights.
+KERAS_HOME = "/var/cache/keras"
+_MAX_TAG_VALUE = 256
+
+
+@dataclass(frozen=True)
+class ClusterContext:
+    """What the cluster needs besides the run's parameters."""
+
+    dag_id: str
+    run_id: str
+    run_key: str
+    owner: str
+    log_uri: str
+    bootstrap_script_uri: str
+    requirements_uri: str
+    constraints_uri: str | None = None
+
+
+def _instance_groups(options: RunOptions) -> list[dict[str, Any]]:
+    groups: list[dict[str, Any]] = [
+        {
+            "Name": "primary",
+            "InstanceRole": "MASTER",
+            "Market": "ON_DEMAND",  # losing the primary node loses the cluster
+            "InstanceType": options.master_instance_type,
+            "InstanceCount": 1,
+        }
+    ]
+    if options.core_instance_count > 0:
+        # Spot without a BidPrice is capped at the on-demand price.
+        groups.append(
+            {
+                "Name": "core",
+                "InstanceRole": "CORE",
+                "Market": "SPOT" if options.core_spot else "ON_DEMAND",
+                "InstanceType": options.core_instance_type,
+                "InstanceCount": options.core_instance_count,
+            }
+        )
+    return groups
+
+
+def spark_configurations(options: RunOptions) -> list[dict[str, Any]]:
+    """spark-env and spark-defaults for a TensorFlow-in-Python-UDF workload."""
+    threads = str(options.task_cpus)
+    return [
+        {
+            # Drivers (client mode, on the primary node) and executors use the Python the
+            # bootstrap installed TensorFlow into.
+            "Classification": "spark-env",
+            "Configurations": [
+                {
+                    "Classification": "export",
+                    "Properties": {
+                        "PYSPARK_PYTHON": NODE_PYTHON,
+                        "PYSPARK_DRIVER_PYTHON": NODE_PYTHON,
+                        "KERAS_HOME": KERAS_HOME,
+                    },
+                }
+            ],
+            "Properties": {},
+        },
+        {
+            "Classification": "spark-defaults",
+            "Properties": {
+                "spark.pyspark.python": NODE_PYTHON,
+                "spark.pyspark.driver.python": NODE_PYTHON,
+                # Reused workers keep the model built once per Python process.
+                "spark.python.worker.reuse": "true",
+                "spark.sql.execution.arrow.pyspark.enabled": "true",
+                "spark.sql.execution.arrow.maxRecordsPerBatch": str(options.batch_size),
+                # One TensorFlow process per `task_cpus` cores, each using that many threads,
+                # instead of one per core all fighting for the same cores.
+                "spark.task.cpus": threads,
+                "spark.executorEnv.TF_NUM_INTRAOP_THREADS": threads,
+                "spark.executorEnv.TF_NUM_INTEROP_THREADS": "1",
+                "spark.executorEnv.OMP_NUM_THREADS": threads,
+                "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "2",
+                "spark.executorEnv.KERAS_HOME": KERAS_HOME,
+                # TensorFlow lives outside the JVM heap: leave the container room for it.
+                "spark.executor.memoryOverheadFactor": "0.3",
+                # A lost spot node should not fail the step.
+                "spark.task.maxFailures": "8" if options.core_spot else "4",
+            },
+        },
+    ]
+
+
+def _tag(key: str, value: str) -> dict[str, str]:
+    return {"Key": key, "Value": value[:_MAX_TAG_VALUE]}
+
+
+def build_job_flow_overrides(
+    options: RunOptions, deployment: DeploymentSettings, ctx: ClusterContext
+) -> dict[str, Any]:
+    """The full RunJobFlow request (boto3 shape) for this run."""
+    bootstrap_args = [ctx.requirements_uri]
+    if ctx.constraints_uri:
+        bootstrap_args += ["--constraints", ctx.constraints_uri]
+    if options.weights == "imagenet":
+        bootstrap_args.append("--cache-imagenet-weights")
+    instances: dict[str, Any] = {
+        "InstanceGroups": _instance_groups(options),
+        # Steps are added one by one after the cluster is up; Airflow's teardown terminates
+        # it, and the idle policy below is the second line of defence.
+        "KeepJobFlowAliveWhenNoSteps": True,
+        "TerminationProtected": False,
+    }
+    if deployment.subnet_id:
+        instances["Ec2SubnetId"] = deployment.subnet_id
+    if deployment.ec2_key_name:
+        instances["Ec2KeyName"] = deployment.ec2_key_name
+    overrides: dict[str, Any] = {
+        "Name": f"{ctx.dag_id}-{ctx.run_key}"[:256],
+        "ReleaseLabel": options.release_label,
+        "Applications": [{"Name": "Spark"}],
+        "LogUri": ctx.log_uri,
+        "Instances": instances,
+        "BootstrapActions": [
+            {
+                "Name": "install-python-deps",
+                "ScriptBootstrapAction": {"Path": ctx.bootstrap_script_uri, "Args": bootstrap_args},
+            }
+        ],
+        "Configurations": spark_configurations(options),
+        "AutoTerminationPolicy": {"IdleTimeout": options.idle_timeout_seconds},
+        "StepConcurrencyLevel": 1,
+        "ServiceRole": deployment.service_role,
+        "JobFlowRole": deployment.job_flow_role,
+        "VisibleToAllUsers": True,
+        "Tags": [
+            _tag("dag_id", ctx.dag_id),
+            _tag("run_id", ctx.run_id),
+            _tag("owner", ctx.owner),
+        ],
+    }
+    if deployment.security_configuration:
+        overrides["SecurityConfiguration"] = deployment.security_configuration
+    return overrides

@@ -1,0 +1,57 @@
+"""The run's report.json (written by jobs/validate.py), checked and summarised for the log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ReportError(RuntimeError):
+    """The report says the run's output is not valid."""
+
+
+def check_report(report: dict[str, Any], expected_images: int | None = None) -> None:
+    if report.get("status") != "passed":
+        failed = [c for c in report.get("checks", []) if not c.get("passed", True)]
+        raise ReportError(f"report status is {report.get('status')!r}; failed checks: {failed}")
+    if expected_images is not None and report.get("images") != expected_images:
+        # Validate counts the input again; a change means the input moved under the run.
+        raise ReportError(
+            f"report counts {report.get('images')} images, preflight listed {expected_images}"
+        )
+
+
+def summarize(report: dict[str, Any]) -> dict[str, Any]:
+    """The small dict returned as XCom and attached to the asset event."""
+    pca = report.get("pca") or {}
+    cumulative = pca.get("cumulative_variance") or []
+    return {
+        "status": report.get("status"),
+        "images": report.get("images"),
+        "features": report.get("features"),
+        "rejects": report.get("rejects"),
+        "labels": len(report.get("labels") or {}),
+        "pca_k": pca.get("k"),
+        "explained_variance": pca.get("explained_variance"),
+        "cumulative_variance": cumulative[-1] if cumulative else None,
+        "output": report.get("output"),
+    }
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    """Human-readable lines: totals, per-label counts, explained variance."""
+    s = summarize(report)
+    lines = [
+        f"{s['images']} images: {s['features']} featurized, {s['rejects']} rejected, "
+        f"{s['labels']} labels",
+    ]
+    for label, counts in sorted((report.get("labels") or {}).items()):
+        lines.append(f"  {label}: {counts.get('features', 0)} features, "
+                     f"{counts.get('rejects', 0)} rejects")  # fmt: skip
+    if s["explained_variance"] is not None:
+        variance = ", ".join(f"{v:.4f}" for v in s["explained_variance"])
+        lines.append(f"PCA k={s['pca_k']}: explained variance [{variance}]")
+        if s["cumulative_variance"] is not None:
+            lines.append(f"  cumulative: {s['cumulative_variance']:.4f}")
+    for reject in (report.get("rejected_files") or [])[:10]:
+        lines.append(f"  rejected {reject.get('path')}: {reject.get('error')}")
+    return "\n".join(lines)

@@ -1,0 +1,75 @@
+"""The provider's sensors, with their timing taken from the run's params and a failed EMR
+step explained in the log (FailureDetails + stderr tail) instead of only "step FAILED".
+
+BaseSensorOperator's poke_interval/timeout are constructor arguments, not template fields;
+reading them from context["params"] at execute time lets each run (and the tests) choose.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
+from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+from airflow.sdk.exceptions import AirflowFailException
+
+from emr_pipeline.step_logs import explain_step_failure
+
+
+def _apply_run_timing(sensor: Any, context: Any) -> None:
+    params = context["params"]
+    sensor.poke_interval = float(params.get("poke_interval_seconds", sensor.poke_interval))
+    sensor.timeout = float(params.get("sensor_timeout_seconds", sensor.timeout))
+    sensor.deferrable = bool(params.get("deferrable", sensor.deferrable))
+
+
+class RunTimedS3KeySensor(S3KeySensor):
+    def execute(self, context: Any) -> None:
+        _apply_run_timing(self, context)
+        super().execute(context)
+
+
+class ExplainedEmrStepSensor(EmrStepSensor):
+    """EmrStepSensor that, when the step fails, logs why and fails without retrying.
+
+    A FAILED step stays FAILED, so retrying the sensor only delays the run's failure:
+    AirflowFailException skips the retries that still cover transient API errors.
+    """
+
+    def __init__(self, *, log_wait_seconds: float = 180, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.log_wait_seconds = log_wait_seconds
+
+    def execute(self, context: Any) -> None:
+        _apply_run_timing(self, context)
+        # Deferred mode counts attempts instead of seconds.
+        self.max_attempts = max(1, math.ceil(self.timeout / max(self.poke_interval, 1)))
+        super().execute(context)
+
+    def poke(self, context: Any) -> bool:
+        response = self.get_emr_response(context=context)
+        state = self.state_from_response(response)
+        self.log.info("Step %s is %s", self.step_id, state)
+        if state in self.failed_states:
+            self._fail()
+        return state in self.target_states
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
+        if event and event.get("status") != "success":
+            self._fail()
+        super().execute_complete(context, event)
+
+    def _fail(self) -> None:
+        s3 = S3Hook(
+            aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify
+        ).get_conn()
+        try:
+            explanation = explain_step_failure(
+                self.hook.conn, s3, self.job_flow_id, self.step_id, self.log_wait_seconds
+            )
+        except Exception as exc:  # the explanation must never hide the failure itself
+            explanation = f"step {self.step_id} failed; its logs could not be read: {exc}"
+        self.log.error("EMR step failed:\n%s", explanation)
+        raise AirflowFailException(f"EMR step {self.step_id} failed:\n{explanation}")

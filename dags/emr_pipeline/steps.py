@@ -1,0 +1,70 @@
+"""EMR steps: spark-submit of each job through command-runner.jar, with run-scoped outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emr_pipeline.artifacts import ArtifactUris
+from emr_pipeline.options import RunOptions
+from emr_pipeline.uris import join_uri
+
+# A failed step terminates the cluster at once (each step is added alone, so nothing is
+# queued behind it); Airflow's teardown would do the same a poke later.
+ACTION_ON_FAILURE = "TERMINATE_CLUSTER"
+
+
+def spark_step(name: str, entrypoint_uri: str, package_zip_uri: str, args: list[str]) -> dict:
+    """One step running `spark-submit <entrypoint> <args>` in client mode on the primary node.
+
+    Client mode keeps the driver's output in the step's own logs (stdout.gz: the job's
+    messages, which spark-submit merges from Python's stderr; stderr.gz: Spark's), which is
+    what the DAG shows when the step fails.
+    """
+    return {
+        "Name": name,
+        "ActionOnFailure": ACTION_ON_FAILURE,
+        "HadoopJarStep": {
+            "Jar": "command-runner.jar",
+            "Args": [
+                "spark-submit",
+                "--deploy-mode",
+                "client",
+                "--py-files",
+                package_zip_uri,
+                entrypoint_uri,
+                *args,
+            ],
+        },
+    }
+
+
+def build_steps(
+    options: RunOptions, artifacts: ArtifactUris, run_output_uri: str
+) -> dict[str, list[dict[str, Any]]]:
+    """{"featurize": [step], "pca": [step], "validate": [step]} for this run."""
+
+    def step(name: str, args: list[str]) -> list[dict[str, Any]]:
+        return [spark_step(name, artifacts.entrypoint(f"{name}.py"), artifacts.package_zip, args)]
+
+    featurize_args = [
+        "--input", options.input_uri,
+        "--output", run_output_uri,
+        "--weights", options.weights,
+        "--batch-size", str(options.batch_size),
+    ]  # fmt: skip
+    if options.partitions:
+        featurize_args += ["--partitions", str(options.partitions)]
+    return {
+        "featurize": step("featurize", featurize_args),
+        "pca": step(
+            "pca",
+            [
+                "--input",
+                join_uri(run_output_uri, "features"),
+                "--output",
+                run_output_uri,
+                *options.pca_args,
+            ],
+        ),  # fmt: skip
+        "validate": step("validate", ["--input", options.input_uri, "--output", run_output_uri]),
+    }

@@ -1,0 +1,168 @@
+"""Fruit image features on a transient EMR cluster.
+
+preflight -> upload_artifacts -> create_cluster -> featurize -> pca -> validate
+          -> wait_for_report -> read_report;  terminate_cluster tears the cluster down
+whatever happened once it exists. The run's state is the pipeline's: the teardown never
+turns a failed run green. Deployment and triggering: docs/DEPLOY.md.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.operators.emr import (
+    EmrAddStepsOperator,
+    EmrCreateJobFlowOperator,
+    EmrTerminateJobFlowOperator,
+)
+from airflow.sdk import DAG, Asset, TaskGroup, Variable, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from emr_pipeline import artifacts, preflight, report
+from emr_pipeline.options import InvalidRunOptionsError, RunOptions, check_worker_support
+from emr_pipeline.params import build_params
+from emr_pipeline.plan import make_plan
+from emr_pipeline.sensors import ExplainedEmrStepSensor, RunTimedS3KeySensor
+from emr_pipeline.settings import DAG_ID, DeploymentSettings, ParseTimeSettings
+from emr_pipeline.uris import split_s3_uri
+
+SETTINGS = ParseTimeSettings.from_env()
+CONN_ID = SETTINGS.aws_conn_id
+CONSTRAINTS = SETTINGS.constraints_path
+# Other DAGs can schedule on this: each successful run emits an event whose extra names
+# the run's output prefix and report.
+FEATURES_ASSET = Asset(name=f"{DAG_ID}_features", uri=SETTINGS.output_uri)
+
+
+def _s3_client():
+    return S3Hook(aws_conn_id=CONN_ID).get_conn()
+
+
+with DAG(
+    dag_id=DAG_ID,
+    description="MobileNetV2 features + PCA of fruit images on a transient EMR cluster",
+    doc_md=__doc__,
+    schedule=SETTINGS.schedule,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    params=build_params(SETTINGS),
+    default_args={
+        "owner": SETTINGS.owner,
+        # Only tasks that are safe to repeat keep these; see create_cluster and add_step.
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+    },
+    tags=["emr", "spark", "images"],
+) as dag:
+
+    @task(multiple_outputs=True)
+    def preflight_checks() -> dict[str, Any]:
+        """Validate params, fix the run's plan, and check input and output before any cost."""
+        context = get_current_context()
+        try:
+            options = RunOptions.from_params(context["params"])
+            check_worker_support(options)
+            deployment = DeploymentSettings.resolve(lambda name: Variable.get(name, default=None))
+            plan = make_plan(
+                options,
+                deployment,
+                dag_id=DAG_ID,
+                run_id=context["run_id"],
+                owner=SETTINGS.owner,
+                with_constraints=CONSTRAINTS is not None,
+            )
+            listing = preflight.check_run(_s3_client(), options.input_uri, plan, options.overwrite)
+        except (InvalidRunOptionsError, preflight.PreflightError) as exc:
+            # A verdict on the run's inputs, not a hiccup: retrying would only repeat it.
+            raise AirflowFailException(str(exc)) from exc
+        return {**plan.as_xcom(), "images": listing.images}
+
+    @task
+    def upload_artifacts(prefix: str) -> dict[str, str]:
+        """Job entrypoints, the jobs package zip and bootstrap/ to this run's prefix."""
+        outcome = artifacts.upload_artifacts(
+            _s3_client(),
+            prefix,
+            Path(SETTINGS.jobs_dir),
+            Path(SETTINGS.bootstrap_dir),
+            CONSTRAINTS,
+        )
+        for key, what in outcome.items():
+            print(f"{what}: s3://{split_s3_uri(prefix)[0]}/{key}")
+        return outcome
+
+    plan = preflight_checks.override(task_id="preflight")()
+    uploaded = upload_artifacts(plan["artifacts_uri"])
+
+    # Not retried: a retry after RunJobFlow succeeded would start a second cluster. A failure
+    # after the cluster exists terminates it (terminate_job_flow_on_failure).
+    create_cluster = EmrCreateJobFlowOperator(
+        task_id="create_cluster",
+        aws_conn_id=CONN_ID,
+        emr_conn_id=None,
+        job_flow_overrides=plan["job_flow_overrides"],
+        terminate_job_flow_on_failure=True,
+        retries=0,
+    )
+    cluster_id = create_cluster.output
+
+    def spark_step(name: str) -> TaskGroup:
+        """Add one step (never retried: apache/airflow#28704 adds it twice), then wait on it."""
+        with TaskGroup(group_id=name) as group:
+            add = EmrAddStepsOperator(
+                task_id="add_step",
+                aws_conn_id=CONN_ID,
+                job_flow_id=cluster_id,
+                steps=plan[f"{name}_steps"],
+                retries=0,
+            )
+            add >> ExplainedEmrStepSensor(
+                task_id="wait_for_step",
+                aws_conn_id=CONN_ID,
+                job_flow_id=cluster_id,
+                step_id=f"{{{{ ti.xcom_pull(task_ids='{name}.add_step')[0] }}}}",
+            )
+        return group
+
+    featurize, pca, validate = spark_step("featurize"), spark_step("pca"), spark_step("validate")
+
+    wait_for_report = RunTimedS3KeySensor(
+        task_id="wait_for_report", aws_conn_id=CONN_ID, bucket_key=plan["report_uri"]
+    )
+
+    @task(outlets=[FEATURES_ASSET])
+    def read_report(report_uri: str, images: int) -> dict[str, Any]:
+        """Read report.json back, log a summary, fail unless it passed; return the summary."""
+        bucket, key = split_s3_uri(report_uri)
+        content = S3Hook(aws_conn_id=CONN_ID).read_key(key, bucket_name=bucket)
+        body = json.loads(content)
+        print(report.format_summary(body))
+        try:
+            report.check_report(body, expected_images=images)
+        except report.ReportError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        summary = report.summarize(body)
+        get_current_context()["outlet_events"][FEATURES_ASSET].extra = {
+            "report_uri": report_uri,
+            **summary,
+        }
+        return summary
+
+    # Teardown: runs once the cluster exists, whatever happened downstream, and does not count
+    # toward the run's state, except that a failed termination fails the run (someone must
+    # look at a cluster that may still be running).
+    terminate_cluster = EmrTerminateJobFlowOperator(
+        task_id="terminate_cluster", aws_conn_id=CONN_ID, job_flow_id=cluster_id
+    ).as_teardown(setups=create_cluster, on_failure_fail_dagrun=True)
+
+    plan >> uploaded >> create_cluster >> featurize >> pca >> validate
+    validate >> wait_for_report >> read_report(plan["report_uri"], plan["images"])
+    validate >> terminate_cluster

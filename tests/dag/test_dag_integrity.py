@@ -1,0 +1,129 @@
+"""Every file in dags/ imports; the DAG has the expected shape, trigger rules and params."""
+
+from __future__ import annotations
+
+import pytest
+
+from emr_pipeline.settings import DAG_ID
+
+EXPECTED_TASKS = {
+    "preflight",
+    "upload_artifacts",
+    "create_cluster",
+    "featurize.add_step",
+    "featurize.wait_for_step",
+    "pca.add_step",
+    "pca.wait_for_step",
+    "validate.add_step",
+    "validate.wait_for_step",
+    "wait_for_report",
+    "read_report",
+    "terminate_cluster",
+}
+PIPELINE_ORDER = [
+    "preflight",
+    "upload_artifacts",
+    "create_cluster",
+    "featurize.add_step",
+    "featurize.wait_for_step",
+    "pca.add_step",
+    "pca.wait_for_step",
+    "validate.add_step",
+    "validate.wait_for_step",
+    "wait_for_report",
+    "read_report",
+]
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+    from tests_dag_paths import DAGS_DIR
+
+    return DagBag(dag_folder=str(DAGS_DIR))
+
+
+@pytest.fixture(scope="module")
+def dag(dagbag):
+    return dagbag.dags[DAG_ID]
+
+
+def test_every_dag_file_imports_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert dagbag.dag_ids == [DAG_ID]
+    # The helper package is not parsed as DAG files (dags/.airflowignore).
+    assert [stat.file for stat in dagbag.dagbag_stats] == ["fruit_features_emr.py"]
+
+
+def test_task_ids(dag):
+    assert set(dag.task_ids) == EXPECTED_TASKS
+
+
+def test_pipeline_runs_in_order_without_cycles(dag):
+    order = [t.task_id for t in dag.topological_sort()]
+    positions = [order.index(task_id) for task_id in PIPELINE_ORDER]
+    assert positions == sorted(positions)
+    for upstream, downstream in zip(PIPELINE_ORDER, PIPELINE_ORDER[1:], strict=False):
+        assert upstream in dag.get_task(downstream).upstream_task_ids
+
+
+def test_terminate_is_the_teardown_of_create(dag):
+    from airflow.sdk import TriggerRule
+
+    create, terminate = dag.get_task("create_cluster"), dag.get_task("terminate_cluster")
+    assert create.is_setup and terminate.is_teardown
+    assert terminate.trigger_rule == TriggerRule.ALL_DONE_SETUP_SUCCESS
+    assert terminate.on_failure_fail_dagrun
+    # It waits for the last task that uses the cluster, and nothing else waits for it.
+    assert {"create_cluster", "validate.wait_for_step"} <= terminate.upstream_task_ids
+    assert not terminate.downstream_task_ids
+    assert create.terminate_job_flow_on_failure
+    others = {t.task_id: t.trigger_rule for t in dag.tasks if t.task_id != "terminate_cluster"}
+    assert set(others.values()) == {TriggerRule.ALL_SUCCESS}
+
+
+def test_retries_only_where_repeating_is_safe(dag):
+    never_retried = {"create_cluster", "featurize.add_step", "pca.add_step", "validate.add_step"}
+    for task in dag.tasks:
+        if task.task_id in never_retried:
+            assert task.retries == 0, task.task_id
+        else:
+            assert task.retries >= 1 and task.retry_exponential_backoff, task.task_id
+
+
+def test_schedule_and_concurrency(dag):
+    assert dag.max_active_runs == 1
+    assert dag.catchup is False
+    assert dag.schedule == "@weekly"
+
+
+def test_default_params_validate(dag):
+    params = dag.params.validate()
+    assert params["release_label"] == "emr-7.13.0"
+    assert params["deferrable"] is False
+    assert params["overwrite"] is False
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        {"core_instance_count": -1},
+        {"input_uri": "/local/path"},
+        {"pca_variance": 1.5},
+        {"idle_timeout_seconds": 10},
+        {"poke_interval_seconds": 0},
+    ],
+)
+def test_params_reject_bad_values(dag, conf):
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = ParamsDict(dict(dag.params.items()))
+    ((key, value),) = conf.items()
+    with pytest.raises(ParamValidationError, match=f"Invalid input for param {key}"):
+        params[key] = value
+
+
+def test_outputs_are_declared_as_an_asset(dag):
+    outlets = dag.get_task("read_report").outlets
+    assert [o.name for o in outlets] == [f"{DAG_ID}_features"]
