@@ -1,0 +1,70 @@
+"""Turning an EMR step's HadoopJarStep into a local command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from localdev.local_spark import LOG4J_CONFIG
+
+SPARK_SUBMIT = str(Path(sys.executable).parent / "spark-submit")
+
+# spark-submit options that take no value; every other --option takes one.
+_SPARK_FLAGS = frozenset({"--verbose", "-v", "--supervise", "--version", "--help", "-h"})
+
+
+class UnsupportedStepError(Exception):
+    """The step cannot run locally (a custom JAR, no arguments)."""
+
+
+def build_command(jar: str, args: list[str], master: str = "local[*]") -> list[str]:
+    """The local command for a step whose s3:// arguments are already staged.
+
+    `command-runner.jar` runs its arguments as a command, as on EMR; `spark-submit` becomes the
+    venv's spark-submit with a local master. `script-runner.jar` runs its first argument with bash.
+    """
+    name = jar.rsplit("/", 1)[-1]
+    if name == "script-runner.jar":
+        if not args:
+            raise UnsupportedStepError("script-runner.jar needs the script as first argument")
+        return ["bash", *args]
+    if name != "command-runner.jar":
+        raise UnsupportedStepError(
+            f"the emulator runs command-runner.jar and script-runner.jar steps only, not {jar}"
+        )
+    if not args:
+        raise UnsupportedStepError("command-runner.jar needs a command")
+    if Path(args[0]).name == "spark-submit":
+        return spark_submit_command(args[1:], master)
+    return list(args)
+
+
+def spark_submit_command(args: list[str], master: str = "local[*]") -> list[str]:
+    """`spark-submit ARGS` for local Spark: the cluster's --master and --deploy-mode replaced.
+
+    EMR's defaults are YARN in client mode; locally it is `master` in client mode, without the
+    UI (no port clashes between concurrent steps) and with the project's quiet log4j config
+    unless the step gives its own driver Java options.
+    """
+    kept: list[str] = []
+    has_java_options = False
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if not arg.startswith("-"):
+            break  # the primary resource: the rest are the application's own arguments
+        name, has_value_inline = arg.split("=", 1)[0], "=" in arg
+        if arg in _SPARK_FLAGS:
+            kept.append(arg)
+            index += 1
+            continue
+        width = 1 if has_value_inline else 2
+        if name not in ("--master", "--deploy-mode"):
+            has_java_options |= name == "--driver-java-options"
+            kept.extend(args[index : index + width])
+        index += width
+    command = [SPARK_SUBMIT, "--master", master, "--deploy-mode", "client"]
+    command += ["--conf", "spark.ui.enabled=false"]
+    if not has_java_options:
+        command += ["--driver-java-options", f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}"]
+    return command + kept + args[index:]

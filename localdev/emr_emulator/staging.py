@@ -1,0 +1,169 @@
+"""Staging a step's s3:// arguments to a local folder and syncing what it wrote back to S3.
+
+Local Spark here cannot read s3:// (no hadoop-aws jars offline), so the emulator does what EMRFS
+would: before the step, every s3:// (or s3n://, s3a://) URI found in its arguments, including
+comma-separated lists (`--py-files a.zip,b.zip`) and `key=s3://...` values, is copied to
+`<stage>/<bucket>/<key>` and the argument is rewritten to that local path.
+
+The rule for what a URI is, decided from a listing of moto S3:
+- objects under `<key>/` exist: a folder; the whole prefix is downloaded;
+- otherwise an object `<key>` exists: a file; it is downloaded;
+- otherwise nothing exists (an output still to be written): only the parent folder is created.
+
+After the step, whatever happened, every staged URI is treated as one the step may have written:
+its local tree is compared with what was downloaded (MD5), and new or changed files are uploaded,
+files that disappeared are deleted from S3. Nested URIs are synced once, from the outermost.
+Hadoop's local checksum files (`.name.crc`) and `_temporary/` folders are never uploaded: EMRFS
+writes neither to S3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+S3_URI = re.compile(r"^(?P<scheme>s3[an]?)://(?P<bucket>[^/]+)/?(?P<key>.*)$")
+# "--conf spark.x=s3://..." or "--output=s3://...": stage the value after the first "=".
+KEY_VALUE_S3 = re.compile(r"^(?P<head>[^=]*=)(?P<uri>s3[an]?://.+)$")
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str] | None:
+    """(bucket, key) of an s3://, s3n:// or s3a:// URI; None for anything else."""
+    match = S3_URI.match(uri)
+    return (match["bucket"], match["key"]) if match else None
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _is_uploadable(relative: Path) -> bool:
+    if "_temporary" in relative.parts:
+        return False
+    name = relative.name
+    return not (name.startswith(".") and name.endswith(".crc"))
+
+
+def _local_files(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+@dataclass
+class SyncReport:
+    uploaded: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StagedStep:
+    """The rewritten arguments and what is needed to sync the step's outputs back."""
+
+    args: list[str]
+    stage_dir: Path
+    roots: dict[Path, tuple[str, str]] = field(default_factory=dict)  # local root -> (bucket, key)
+    downloaded: dict[Path, str] = field(default_factory=dict)  # local file -> md5 after staging
+
+
+class S3Stager:
+    """Stages step arguments from S3 and syncs outputs back, with a boto3 S3 client."""
+
+    def __init__(self, s3_client: Any) -> None:
+        self.s3 = s3_client
+
+    def stage(self, args: list[str], stage_dir: Path) -> StagedStep:
+        """Download every s3:// URI in `args` under `stage_dir`; return rewritten args."""
+        staged = StagedStep(args=[], stage_dir=stage_dir)
+        for arg in args:
+            parts = [self._stage_part(part, staged) for part in arg.split(",")]
+            staged.args.append(",".join(parts))
+        return staged
+
+    def _stage_part(self, part: str, staged: StagedStep) -> str:
+        head, uri = "", part
+        if not S3_URI.match(part):
+            match = KEY_VALUE_S3.match(part)
+            if not match:
+                return part
+            head, uri = match["head"], match["uri"]
+        bucket, key = parse_s3_uri(uri)  # type: ignore[misc]
+        local = staged.stage_dir / bucket / key.rstrip("/") if key else staged.stage_dir / bucket
+        if local not in staged.roots:
+            staged.roots[local] = (bucket, key.rstrip("/"))
+            self._download(bucket, key.rstrip("/"), local, staged)
+        rewritten = str(local) + ("/" if uri.endswith("/") else "")
+        return head + rewritten
+
+    def _list(self, bucket: str, prefix: str) -> list[dict[str, Any]]:
+        objects: list[dict[str, Any]] = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            objects.extend(page.get("Contents", []))
+        return objects
+
+    def _download(self, bucket: str, key: str, local: Path, staged: StagedStep) -> None:
+        prefix = f"{key}/" if key else ""
+        under = [o for o in self._list(bucket, prefix) if not _is_folder_marker(o["Key"])]
+        if under:
+            for item in under:
+                target = local / item["Key"][len(prefix) :]
+                self._download_file(bucket, item["Key"], target, staged)
+            return
+        if key and any(o["Key"] == key for o in self._list(bucket, key)):
+            self._download_file(bucket, key, local, staged)
+            return
+        local.parent.mkdir(parents=True, exist_ok=True)  # an output the step may create
+
+    def _download_file(self, bucket: str, key: str, target: Path, staged: StagedStep) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.s3.download_file(bucket, key, str(target))
+        staged.downloaded[target] = _md5(target)
+
+    def sync_back(self, staged: StagedStep) -> SyncReport:
+        """Upload new and changed files under every staged root; delete vanished ones."""
+        report = SyncReport()
+        roots = sorted(staged.roots, key=lambda p: len(p.parts))
+        outermost: list[Path] = []
+        for root in roots:
+            if not any(root == o or o in root.parents for o in outermost):
+                outermost.append(root)
+        for root in outermost:
+            bucket = staged.roots[root][0]
+            bucket_dir = staged.stage_dir / bucket
+            current = _local_files(root)
+            for path in current:
+                relative = path.relative_to(bucket_dir)
+                if not _is_uploadable(relative):
+                    continue
+                if staged.downloaded.get(path) == _md5(path):
+                    continue
+                key = relative.as_posix()
+                self.s3.upload_file(str(path), bucket, key)
+                report.uploaded.append(f"s3://{bucket}/{key}")
+            present = set(current)
+            for path in staged.downloaded:
+                inside = path == root or root in path.parents
+                if inside and path not in present:
+                    key = path.relative_to(bucket_dir).as_posix()
+                    self.s3.delete_object(Bucket=bucket, Key=key)
+                    report.deleted.append(f"s3://{bucket}/{key}")
+        return report
+
+
+def _is_folder_marker(key: str) -> bool:
+    return key.endswith("/") or key.endswith("_$folder$")
+
+
+def join_s3(base: str, *parts: str) -> str:
+    """`base` URI and `parts` joined with single slashes."""
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])

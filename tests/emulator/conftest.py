@@ -1,0 +1,64 @@
+"""An emulator started in-process on a free port (once per session), and clients for it."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from localdev.emr_emulator import EmrEmulator
+
+REGION = "us-east-1"
+FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+}
+_bucket_numbers = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def fake_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region in these tests: nothing here may ever reach real AWS."""
+    for name, value in FAKE_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmrEmulator]:
+    work_dir = tmp_path_factory.mktemp("emr-emulator")
+    # local[2]: the test machines have 2 cores; a short STARTING keeps state tests quick.
+    with EmrEmulator(port=0, work_dir=work_dir, master="local[2]", startup_seconds=0.3) as emu:
+        yield emu
+
+
+def _client(emulator: EmrEmulator, service: str) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=emulator.endpoint_url,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture(scope="session")
+def emr(emulator: EmrEmulator) -> Any:
+    return _client(emulator, "emr")
+
+
+@pytest.fixture(scope="session")
+def s3(emulator: EmrEmulator) -> Any:
+    return _client(emulator, "s3")
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = f"emulator-test-{next(_bucket_numbers)}"
+    s3.create_bucket(Bucket=name)
+    return name

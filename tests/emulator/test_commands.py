@@ -1,0 +1,83 @@
+"""Pure parts of the emulator: the local command line and failure details."""
+
+from __future__ import annotations
+
+import pytest
+
+from localdev.emr_emulator.commands import SPARK_SUBMIT, UnsupportedStepError, build_command
+from localdev.emr_emulator.runner import failure_details
+from localdev.emr_emulator.staging import parse_s3_uri
+
+
+def test_spark_submit_gets_a_local_master_and_keeps_the_application_args():
+    command = build_command(
+        "command-runner.jar",
+        [
+            "spark-submit",
+            "--master",
+            "yarn",
+            "--deploy-mode",
+            "cluster",
+            "--py-files",
+            "/s/a.zip",
+            "--conf=spark.x=1",
+            "--verbose",
+            "/s/job.py",
+            "--master",
+            "keep-me",
+        ],  # fmt: skip
+        master="local[2]",
+    )
+    assert command[:5] == [SPARK_SUBMIT, "--master", "local[2]", "--deploy-mode", "client"]
+    assert "yarn" not in command and "cluster" not in command
+    index = command.index("--py-files")
+    assert command[index:] == [
+        "--py-files", "/s/a.zip", "--conf=spark.x=1", "--verbose", "/s/job.py",
+        "--master", "keep-me",
+    ]  # fmt: skip
+    assert "--driver-java-options" in command
+
+
+def test_own_driver_java_options_are_kept():
+    command = build_command(
+        "command-runner.jar", ["spark-submit", "--driver-java-options", "-Dx=1", "/s/job.py"]
+    )
+    assert command.count("--driver-java-options") == 1
+    assert command[command.index("--driver-java-options") + 1] == "-Dx=1"
+
+
+def test_other_commands_run_as_given():
+    assert build_command("command-runner.jar", ["bash", "-c", "exit 3"]) == [
+        "bash", "-c", "exit 3",
+    ]  # fmt: skip
+    assert build_command("s3://r.elasticmapreduce/libs/script-runner/script-runner.jar", [
+        "/s/script.sh", "a",
+    ]) == ["bash", "/s/script.sh", "a"]  # fmt: skip
+
+
+@pytest.mark.parametrize("jar,args", [("s3://b/custom.jar", ["x"]), ("command-runner.jar", [])])
+def test_unsupported_steps(jar, args):
+    with pytest.raises(UnsupportedStepError):
+        build_command(jar, args)
+
+
+def test_failure_details_prefer_the_jobs_error_line():
+    stdout = "Traceback...\nValueError: inner\nfeaturize: error: no images under /x\n"
+    details = failure_details(stdout, "WARN something\n", 2, "s3://b/logs/j-1/steps/s-1")
+    assert details == {
+        "Reason": "Command exited with return code 2",
+        "Message": "featurize: error: no images under /x",
+        "LogFile": "s3://b/logs/j-1/steps/s-1/stdout.gz",
+    }
+
+
+def test_failure_details_without_an_error_line():
+    details = failure_details("", "", 137, "s3://b/logs/j-1/steps/s-1")
+    assert details["Reason"] == "Unknown Error."
+    assert details["Message"] == "Command exited with return code 137"
+
+
+def test_parse_s3_uri():
+    assert parse_s3_uri("s3://b/k/x") == ("b", "k/x")
+    assert parse_s3_uri("s3n://b") == ("b", "")
+    assert parse_s3_uri("/local/path") is None
