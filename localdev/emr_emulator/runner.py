@@ -290,7 +290,13 @@ class StepExecution:
         staged: StagedStep | None = None
         with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
             try:
-                staged = worker.stager.stage(list(step.args), self.folder / "s3")
+                # One staging folder per cluster, emptied before each step: every step of a
+                # run sees the same local path for the same S3 object (as every step on EMR
+                # sees the same s3:// URI), so paths recorded by featurize match validate's
+                # listing; each step still starts from exactly what S3 holds.
+                stage_dir = self.folder.parent / "s3"
+                shutil.rmtree(stage_dir, ignore_errors=True)
+                staged = worker.stager.stage(list(step.args), stage_dir)
                 command = build_command(step.jar, staged.args, worker.runner.master)
                 returncode, cancelled = self._execute(command, out, err)
             except Exception as exc:  # staging, unsupported step, command not found

@@ -1,0 +1,128 @@
+"""The real DAG on the local EMR emulator: every task runs, and so does every Spark step.
+
+Nothing is simulated here: preflight lists the emulator's S3, the cluster is created, each
+step runs spark-submit with local Spark on the staged inputs, validate reads the parquet
+back, and the teardown terminates the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from localdev.dag_run import (
+    aws_connection,
+    cluster_states,
+    run_dag,
+    run_output_uri,
+    s3_client,
+    upload_tree,
+)
+from localdev.emr_emulator import EmrEmulator
+from tests.image_cases import bad_input_cases, write, write_good_images
+
+pytestmark = pytest.mark.e2e
+
+INPUT = "s3://fruit-in/fruits/"
+OUTPUT = "s3://fruit-out/runs/"
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    # Module scope: the DAG simulator tests in this folder must not meet a running step runner.
+    work_dir = tmp_path_factory.mktemp("emulator")
+    with EmrEmulator(port=0, work_dir=work_dir, master="local[2]", startup_seconds=0.3) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emulated_aws(emulator, airflow_db, aws_credentials, monkeypatch):
+    import urllib.request
+
+    reset = urllib.request.Request(f"{emulator.endpoint_url}/moto-api/reset", method="POST")
+    urllib.request.urlopen(reset)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection(emulator.endpoint_url))
+    s3 = s3_client(emulator.endpoint_url)
+    s3.create_bucket(Bucket="fruit-out")
+    return emulator.endpoint_url
+
+
+def conf(**overrides):
+    return {
+        "input_uri": INPUT,
+        "output_uri": OUTPUT,
+        "weights": "random",
+        "poke_interval_seconds": 0.5,
+        "sensor_timeout_seconds": 600,
+        **overrides,
+    }
+
+
+def read_json(s3, uri: str) -> dict:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def keys_under(s3, uri: str) -> list[str]:
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+
+def test_success_with_a_bad_image_among_good_ones(emulated_aws, tmp_path):
+    images = tmp_path / "images"
+    write_good_images(images, ["Apple Red 1", "Kiwi"], 4)
+    relative, content, _ = bad_input_cases()["truncated_jpeg"]
+    write(images / "Kiwi" / "broken.jpg", content)
+    s3 = s3_client(emulated_aws)
+    assert upload_tree(s3, images, INPUT) == 9
+
+    result = run_dag(conf())
+
+    assert result.state == "success", result.task_states
+    assert result.task_states["terminate_cluster"] == "success"
+    assert result.summary["images"] == 9 and result.summary["rejects"] == 1
+    out = run_output_uri(OUTPUT, result.run_id)
+    report = read_json(s3, out + "report.json")
+    assert report["status"] == "passed" and all(c["passed"] for c in report["checks"])
+    assert (report["features"], report["rejects"]) == (8, 1)
+    (rejected,) = report["rejected_files"]
+    assert rejected["path"].endswith("Kiwi/broken.jpg") and rejected["label"] == "Kiwi"
+    keys = keys_under(s3, out)
+    for dataset in ("features", "rejects", "pca", "pca_model"):
+        assert any(f"/{dataset}/" in k for k in keys), dataset
+    assert any(k.endswith("pca.png") for k in keys)
+    assert list(cluster_states(emulated_aws).values()) == ["TERMINATED"]
+
+
+def test_failing_featurize_step_fails_the_run_and_terminates(emulated_aws, tmp_path, capfd):
+    write_good_images(tmp_path / "images", ["Lime"], 2)
+    upload_tree(s3_client(emulated_aws), tmp_path / "images", INPUT)
+
+    result = run_dag(conf(weights="s3://fruit-in/models/missing.weights.h5"))
+
+    assert result.state == "failed", result.task_states
+    assert result.task_states["featurize.wait_for_step"] == "failed"
+    assert result.task_states["pca.add_step"] == "upstream_failed"
+    assert result.task_states["terminate_cluster"] == "success"
+    assert set(cluster_states(emulated_aws).values()) <= {"TERMINATED", "TERMINATED_WITH_ERRORS"}
+    captured = capfd.readouterr()
+    task_log = captured.out + captured.err
+    # The step's own log tail, fetched from LogUri, names the bad weights.
+    assert "featurize: error: --weights" in task_log
+    assert "missing.weights.h5" in task_log
+
+
+def test_empty_input_creates_no_cluster(emulated_aws, capfd):
+    s3 = s3_client(emulated_aws)
+    s3.create_bucket(Bucket="fruit-in")
+    s3.put_object(Bucket="fruit-in", Key="fruits/Apple/readme.txt", Body=b"no images")
+
+    result = run_dag(conf())
+
+    assert result.state == "failed"
+    assert result.task_states["preflight"] == "failed"
+    assert cluster_states(emulated_aws) == {}
+    captured = capfd.readouterr()
+    assert "s3://fruit-in/fruits/" in captured.out + captured.err
