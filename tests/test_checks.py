@@ -23,6 +23,7 @@ def good_facts(**changes) -> OutputFacts:
         bad_pca=0,
         feature_labels=["A", "B"],
         pca_labels=["A", "B"],
+        explained_variance=[0.4, 0.2],
     )
     return dataclasses.replace(facts, **changes)
 
@@ -51,6 +52,7 @@ def test_each_check_names_itself():
         "every label in features and pca": good_facts(pca_labels=["A"]),
         "pca rows = feature rows": good_facts(pca=7),
         "features + rejects = input": good_facts(duplicate_paths=1),
+        "explained variance is finite": good_facts(explained_variance=[float("nan"), 0.1]),
     }
     for name, facts in cases.items():
         assert name in failed(facts), name

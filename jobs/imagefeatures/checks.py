@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 
@@ -23,6 +24,7 @@ class OutputFacts:
     bad_pca: int
     feature_labels: list[str] = field(default_factory=list)
     pca_labels: list[str] = field(default_factory=list)
+    explained_variance: list[float] = field(default_factory=list)  # from pca_summary.json
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,11 @@ def run_checks(facts: OutputFacts, feature_dim: int) -> list[CheckResult]:
         f"{facts.pca} pca rows vs {facts.features} feature rows",
     )
     check("at least one image featurized", facts.features > 0, f"{facts.features} feature rows")
+    check(
+        "explained variance is finite",
+        bool(facts.explained_variance) and all(math.isfinite(v) for v in facts.explained_variance),
+        f"explained variance per component: {facts.explained_variance}",
+    )
     return results
 
 

@@ -45,7 +45,11 @@ def _paths_not_in(left: DataFrame, right: DataFrame) -> list[str]:
 
 
 def gather_facts(
-    listed: DataFrame, features: DataFrame, rejects: DataFrame, pca: DataFrame, k: int | None
+    listed: DataFrame,
+    features: DataFrame,
+    rejects: DataFrame,
+    pca: DataFrame,
+    pca_summary: dict,
 ) -> OutputFacts:
     """Everything the checks need, computed with Spark from the four datasets."""
     listed_paths = listed.select("path")
@@ -61,11 +65,12 @@ def gather_facts(
         duplicate_paths=output_rows - output_paths.distinct().count(),
         feature_lengths=_distinct_ints(F.size("features"), features),
         pca_lengths=_distinct_ints(F.size("pca"), pca),
-        expected_k=k,
+        expected_k=pca_summary.get("k"),
         bad_features=_bad_rows(features, "features"),
         bad_pca=_bad_rows(pca, "pca"),
         feature_labels=_distinct_labels(features),
         pca_labels=_distinct_labels(pca),
+        explained_variance=[float(v) for v in pca_summary.get("explained_variance", [])],
     )
 
 
@@ -110,7 +115,7 @@ def run_validate(spark: SparkSession, input_uri: str, output_uri: str) -> dict:
     featurize_summary = storage.read_json_if_exists(spark, out("featurize_summary.json")) or {}
     pca_summary = storage.read_json_if_exists(spark, out("pca_summary.json")) or {}
 
-    facts = gather_facts(listed, features, rejects, pca, pca_summary.get("k"))
+    facts = gather_facts(listed, features, rejects, pca, pca_summary)
     results = run_checks(facts, FEATURE_DIM)
     passed = all(r.passed for r in results)
 
