@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # Spark's Python workers must be the venv's interpreter (TensorFlow lives there).
 LOCAL_ENV = export PYSPARK_PYTHON="$(abspath $(PY))" TF_CPP_MIN_LOG_LEVEL=2;
 
-.PHONY: help setup demo jobs-demo test lint format clean
+.PHONY: help setup demo jobs-demo test lint format clean bench
 
 help:
 	@echo "make setup   create .venv and install requirements (skipped when up to date)"
@@ -51,3 +51,8 @@ format: setup
 
 clean:
 	rm -rf out .state .pytest_cache .ruff_cache spark-warehouse
+
+N ?= 4000
+MEMORY_N ?= 20000
+bench: setup
+	@$(LOCAL_ENV) $(PY) -m bench.run_bench --images $(N) --memory-images $(MEMORY_N)

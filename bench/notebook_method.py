@@ -22,12 +22,16 @@ def notebook_preprocess(content: bytes) -> np.ndarray:
     return preprocess_input(img_to_array(Image.open(io.BytesIO(content)).resize([224, 224])))
 
 
-def notebook_feature_model(feature_weights: list[np.ndarray]):
-    """MobileNetV2 cut before its classifier, frozen, with the given (broadcast) weights."""
+def notebook_feature_model(feature_weights: list[np.ndarray], base_weights: str | None = None):
+    """MobileNetV2 cut before its classifier, frozen, with the given (broadcast) weights.
+
+    The notebook first loads the full model's weights (`imagenet`) and then overwrites them
+    with the broadcast ones; `base_weights` (a weights file) plays that first load offline.
+    """
     import keras
     from keras.applications import MobileNetV2
 
-    full = MobileNetV2(weights=None, include_top=True, input_shape=(224, 224, 3))
+    full = MobileNetV2(weights=base_weights, include_top=True, input_shape=(224, 224, 3))
     for layer in full.layers:
         layer.trainable = False
     model = keras.Model(inputs=full.input, outputs=full.layers[-2].output)

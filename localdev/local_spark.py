@@ -40,19 +40,28 @@ def use_local_spark_env() -> None:
     os.environ.update(local_spark_env())
 
 
-def spark_submit(
-    job: str, args: list[str], env: Mapping[str, str] | None = None, **kwargs
-) -> subprocess.CompletedProcess:
-    """`spark-submit jobs/<job>.py ARGS` from the repository root, as a user would type it."""
-    command = [
+def spark_submit_command(script: Path, args: list[str]) -> list[str]:
+    """`spark-submit SCRIPT ARGS` with local Spark and quiet logging."""
+    return [
         str(Path(sys.executable).parent / "spark-submit"),
         "--master",
         "local[*]",
         "--driver-java-options",
         f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}",
-        str(JOBS_DIR / f"{job}.py"),
+        str(script),
         *args,
     ]
+
+
+def spark_submit(
+    job: str, args: list[str], env: Mapping[str, str] | None = None, **kwargs
+) -> subprocess.CompletedProcess:
+    """`spark-submit jobs/<job>.py ARGS` from the repository root, as a user would type it."""
     return subprocess.run(
-        command, cwd=REPO_ROOT, env=local_spark_env(env), text=True, check=False, **kwargs
+        spark_submit_command(JOBS_DIR / f"{job}.py", args),
+        cwd=REPO_ROOT,
+        env=local_spark_env(env),
+        text=True,
+        check=False,
+        **kwargs,
     )

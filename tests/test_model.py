@@ -71,3 +71,25 @@ def test_imagenet_weights_go_through_keras_download(monkeypatch, tmp_path):
         build_feature_model("imagenet")
     assert requested["fname"] == "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
     assert requested["origin"].startswith("https://")
+
+
+def test_weights_file_check_accepts_the_whole_model(random_weights_file):
+    from imagefeatures.model import check_weights_file
+
+    check_weights_file(str(random_weights_file))
+
+
+def test_weights_file_check_rejects_other_files(tmp_path):
+    import h5py
+
+    from imagefeatures.model import check_weights_file
+
+    not_hdf5 = tmp_path / "text.weights.h5"
+    not_hdf5.write_text("not weights")
+    with pytest.raises(OSError):
+        check_weights_file(str(not_hdf5))
+    other = tmp_path / "other.weights.h5"
+    with h5py.File(other, "w") as f:
+        f["layers/dense/vars/0"] = np.zeros((3, 3))
+    with pytest.raises(ValueError, match="holds 1 weight arrays"):
+        check_weights_file(str(other))

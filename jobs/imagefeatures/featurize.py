@@ -13,15 +13,16 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pandas as pd
-from pyspark import SparkFiles, StorageLevel
+from pyspark import SparkFiles, StorageLevel, TaskContext
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from imagefeatures import storage
+from imagefeatures.cli_types import positive_int
 from imagefeatures.errors import JobInputError
 from imagefeatures.images import EMPTY_FILE_ERROR, IMAGE_GLOB, ImageDecodeError, preprocess_image
-from imagefeatures.model import WEIGHTS_SUFFIX, get_feature_fn
+from imagefeatures.model import WEIGHTS_SUFFIX, check_weights_file, get_feature_fn
 
 RESULT_TYPE = "struct<features:array<float>,error:string>"
 DEFAULT_BATCH_SIZE = 64
@@ -104,7 +105,10 @@ def make_featurize_udf(weights_ref: str, batch_size: int):
 
     @F.pandas_udf(RESULT_TYPE)
     def featurize_udf(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        feature_fn = get_feature_fn(resolve_weights_ref(weights_ref))
+        task = TaskContext.get()
+        feature_fn = get_feature_fn(
+            resolve_weights_ref(weights_ref), threads=task.cpus() if task else None
+        )
         for contents in batches:
             yield featurize_contents(feature_fn, contents, batch_size)
 
@@ -165,9 +169,19 @@ def resolve_weights_ref(weights_ref: str) -> str:
 
 
 def check_weights_load(weights_ref: str) -> None:
-    """Build the model once in the driver, so bad weights fail the job before any task runs."""
+    """Fail the job before any task runs when the weights are unusable.
+
+    A weights file is checked by reading its HDF5 index (no TensorFlow in the driver: building
+    the model there would cost seconds of every run); `imagenet` is built once here, so a
+    download that cannot happen fails with one clear line instead of in every task.
+    """
+    if weights_ref == "random":
+        return
     try:
-        get_feature_fn(resolve_weights_ref(weights_ref))
+        if weights_ref == "imagenet":
+            get_feature_fn(weights_ref)
+        else:
+            check_weights_file(resolve_weights_ref(weights_ref))
     except Exception as exc:
         raise JobInputError(
             f"weights {weights_ref!r} cannot be loaded: {_first_line(exc)}"
@@ -219,13 +233,6 @@ def run_featurize(
     }
     storage.write_json(spark, storage.join_uri(output_uri, "featurize_summary.json"), summary)
     return summary
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -59,6 +59,27 @@ def build_feature_model(weights: str):
     return keras.Model(inputs=classifier.input, outputs=classifier.layers[-2].output)
 
 
+# Weight arrays of the whole MobileNetV2 (alpha 1.0, classifier included): kernels, biases,
+# batch-norm gamma/beta/mean/variance.
+MOBILENET_V2_WEIGHT_ARRAYS = 262
+
+
+def check_weights_file(path: str) -> None:
+    """Raise ValueError unless `path` is an HDF5 weights file with MobileNetV2's arrays."""
+    import h5py
+
+    arrays = []
+    with h5py.File(path, "r") as weights:
+        weights.visititems(
+            lambda name, item: arrays.append(name) if isinstance(item, h5py.Dataset) else None
+        )
+    if len(arrays) != MOBILENET_V2_WEIGHT_ARRAYS:
+        raise ValueError(
+            f"{path} holds {len(arrays)} weight arrays; the whole MobileNetV2 (classifier "
+            f"included) has {MOBILENET_V2_WEIGHT_ARRAYS}"
+        )
+
+
 def compile_feature_fn(model) -> Callable[[np.ndarray], np.ndarray]:
     """A traced, inference-only call of the model: one graph for every batch size, without
     the per-call set-up that `model.predict` pays on each batch."""
@@ -77,10 +98,29 @@ def compile_feature_fn(model) -> Callable[[np.ndarray], np.ndarray]:
 _FEATURE_FNS: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
 
 
-def get_feature_fn(weights: str) -> Callable[[np.ndarray], np.ndarray]:
+def limit_threads(threads: int | None) -> None:
+    """Give TensorFlow `threads` cores for one op, before its runtime starts.
+
+    Spark runs one Python worker per task slot; each TensorFlow defaulting to every core
+    makes them fight for the same cores. IMAGEFEATURES_TF_THREADS overrides the value.
+    """
+    threads = int(os.environ.get("IMAGEFEATURES_TF_THREADS") or threads or 0)
+    if threads < 1:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # the runtime already started in this process: keep its settings
+        pass
+
+
+def get_feature_fn(weights: str, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """The feature function for `weights`, built on first use and kept for the life of the
     process, so a reused Spark Python worker builds the model once for all its tasks."""
     if weights not in _FEATURE_FNS:
+        limit_threads(threads)
         _FEATURE_FNS[weights] = compile_feature_fn(build_feature_model(weights))
     return _FEATURE_FNS[weights]
 

@@ -1,22 +1,34 @@
-"""PCA job: feature vectors -> their first k principal components, with Spark ML's PCA.
+"""PCA job: feature vectors -> their first k principal components, as a Spark ML PCAModel.
 
 Arrays become vectors and back with Spark's native array_to_vector / vector_to_array:
 no Python UDF touches the 1280 floats of each row.
+
+The fit is Spark ML's PCA, computed in two parts: the covariance matrix by Spark (native
+Correlation and Summarizer passes over the rows), and its eigen-decomposition on the driver by
+NumPy's LAPACK. Spark's own PCA.fit does the latter with a full SVD through netlib's pure-Java
+fallback when no native BLAS loads (as on these machines), which took most of the job's time;
+the result is the same model (same components up to sign, same explained variance; a test
+checks it), and every component's share comes out of one pass, so --variance needs no refit.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+import uuid
 
+import numpy as np
 from pyspark import StorageLevel
-from pyspark.ml.feature import PCA, PCAModel
+from pyspark.ml.common import _py2java
+from pyspark.ml.feature import PCAModel
 from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.ml.linalg import DenseMatrix, DenseVector
+from pyspark.ml.stat import Correlation, Summarizer
 from pyspark.sql import DataFrame, SparkSession
 
 from imagefeatures import storage
+from imagefeatures.cli_types import positive_int
 from imagefeatures.errors import JobInputError
-from imagefeatures.featurize import positive_int
 from imagefeatures.model import FEATURE_DIM
 
 DEFAULT_K = 2
@@ -27,8 +39,56 @@ def to_vectors(features: DataFrame) -> DataFrame:
     return features.select("path", "label", array_to_vector("features").alias("vector"))
 
 
-def fit_pca(vectors: DataFrame, k: int) -> PCAModel:
-    return PCA(k=k, inputCol="vector", outputCol="pca_vector").fit(vectors)
+def covariance_matrix(vectors: DataFrame) -> np.ndarray:
+    """The (unbiased) covariance of the `vector` column, computed by Spark."""
+    correlation = Correlation.corr(vectors, "vector", "pearson").head()[0].toArray()
+    variance = vectors.select(Summarizer.variance(vectors["vector"])).head()[0].toArray()
+    deviation = np.sqrt(variance)
+    # Constant columns have an undefined (NaN) correlation and a zero covariance.
+    return np.nan_to_num(correlation, nan=0.0) * np.outer(deviation, deviation)
+
+
+def principal_components(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(components as columns, explained variance share of each), largest first.
+
+    Each component's sign is fixed so that its largest entry is positive: the same data
+    always gives the same projection.
+    """
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues = np.clip(eigenvalues[order], 0.0, None)
+    eigenvectors = eigenvectors[:, order]
+    largest = np.abs(eigenvectors).argmax(axis=0)
+    eigenvectors = eigenvectors * np.sign(eigenvectors[largest, np.arange(len(order))])
+    total = eigenvalues.sum()
+    shares = eigenvalues / total if total > 0 else np.zeros_like(eigenvalues)
+    return eigenvectors, shares
+
+
+def make_pca_model(
+    spark: SparkSession, components: np.ndarray, shares: np.ndarray, k: int
+) -> PCAModel:
+    """A Spark ML PCAModel holding the first k components (saved and loaded as any other)."""
+    context = spark.sparkContext
+    pc = DenseMatrix(components.shape[0], k, components[:, :k].flatten(order="F").tolist())
+    explained = DenseVector(shares[:k].tolist())
+    java_model = context._jvm.org.apache.spark.ml.feature.PCAModel(
+        "pca_" + uuid.uuid4().hex[:12], _py2java(context, pc), _py2java(context, explained)
+    )
+    model = PCAModel(java_model)
+    # Python-side params reach the JVM model before transform() and save().
+    model.set(model.k, k)
+    return model.setInputCol("vector").setOutputCol("pca_vector")
+
+
+def fit_pca(
+    spark: SparkSession, vectors: DataFrame, k: int | None, variance: float | None
+) -> PCAModel:
+    """Fit on `vectors`: k components, or the fewest reaching `variance` of the total."""
+    components, shares = principal_components(covariance_matrix(vectors))
+    if variance is not None:
+        k = smallest_k_for_variance(shares.tolist(), variance)
+    return make_pca_model(spark, components, shares, min(k or DEFAULT_K, len(shares)))
 
 
 def smallest_k_for_variance(explained: list[float], variance: float) -> int:
@@ -76,16 +136,13 @@ def run_pca(
         features = spark.read.parquet(input_uri)
     except Exception as exc:
         raise JobInputError(f"features {input_uri} cannot be read: {exc}") from exc
+    rows = features.count()  # parquet footers only: no column is read
+    if rows < 2:
+        raise JobInputError(f"features {input_uri} hold {rows} row(s); PCA needs at least 2")
+    # Three passes (correlation, variance, projection): keep the vectors after the first.
     vectors = to_vectors(features).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        rows = vectors.count()
-        if rows < 2:
-            raise JobInputError(f"features {input_uri} hold {rows} row(s); PCA needs at least 2")
-        if variance is not None:
-            # All components' shares, then the smallest k reaching the target.
-            full = fit_pca(vectors, min(FEATURE_DIM, rows))
-            k = smallest_k_for_variance(list(full.explainedVariance.toArray()), variance)
-        model = fit_pca(vectors, k or DEFAULT_K)
+        model = fit_pca(spark, vectors, k, variance)
         project(model, vectors).write.mode("overwrite").parquet(storage.join_uri(output_uri, "pca"))
     finally:
         vectors.unpersist()

@@ -68,3 +68,21 @@ def test_missing_features_is_named(spark, tmp_path):
 )
 def test_smallest_k_for_variance(shares, target, k):
     assert smallest_k_for_variance(shares, target) == k
+
+
+def test_fit_equals_spark_ml_pca(spark, pipeline_run):
+    """Covariance by Spark + eigh on the driver gives Spark ML PCA's own model."""
+    import numpy as np
+    from pyspark.ml.feature import PCA
+
+    from imagefeatures.pca import fit_pca, to_vectors
+
+    vectors = to_vectors(spark.read.parquet(str(pipeline_run.output / "features")))
+    ours = fit_pca(spark, vectors, k=4, variance=None)
+    reference = PCA(k=4, inputCol="vector", outputCol="p").fit(vectors)
+    assert ours.getK() == 4
+    np.testing.assert_allclose(
+        ours.explainedVariance.toArray(), reference.explainedVariance.toArray(), atol=1e-9
+    )
+    # Components are defined up to sign.
+    np.testing.assert_allclose(np.abs(ours.pc.toArray()), np.abs(reference.pc.toArray()), atol=1e-6)

@@ -1,0 +1,52 @@
+"""The limit: one plain Python process decoding and running the same model, no Spark.
+
+Prints one JSON line: images, model build seconds, decode + inference seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "jobs"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--input", required=True, type=Path)
+    parser.add_argument("--weights", required=True)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from imagefeatures.images import preprocess_image
+    from imagefeatures.model import get_feature_fn
+
+    paths = sorted(p for p in args.input.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
+    started = time.time()
+    feature_fn = get_feature_fn(args.weights)
+    feature_fn(np.zeros((1, 224, 224, 3), np.float32))  # trace the graph once
+    built = time.time()
+    rows = 0
+    for start in range(0, len(paths), args.batch_size):
+        batch = np.stack(
+            [preprocess_image(p.read_bytes()) for p in paths[start : start + args.batch_size]]
+        )
+        rows += len(feature_fn(batch))
+    finished = time.time()
+    print(
+        json.dumps(
+            {"images": rows, "build_seconds": built - started, "work_seconds": finished - built}
+        ),
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
