@@ -14,16 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
+from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from airflow.providers.amazon.aws.operators.emr import (
-    EmrAddStepsOperator,
-    EmrCreateJobFlowOperator,
-    EmrTerminateJobFlowOperator,
-)
+from airflow.providers.amazon.aws.operators.emr import EmrTerminateJobFlowOperator
 from airflow.sdk import DAG, Asset, TaskGroup, Variable, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from emr_pipeline import artifacts, preflight, report
+from emr_pipeline import artifacts, idempotency, preflight, report
+from emr_pipeline.operators import IdempotentEmrAddStepsOperator, RunScopedEmrCreateJobFlowOperator
 from emr_pipeline.options import InvalidRunOptionsError, RunOptions, check_worker_support
 from emr_pipeline.params import build_params
 from emr_pipeline.plan import make_plan
@@ -54,7 +52,8 @@ with DAG(
     params=build_params(SETTINGS),
     default_args={
         "owner": SETTINGS.owner,
-        # Only tasks that are safe to repeat keep these; see create_cluster and add_step.
+        # Every task is safe to repeat: create_cluster and add_step find what an earlier
+        # try made before making it (emr_pipeline.operators).
         "retries": 2,
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": True,
@@ -79,14 +78,27 @@ with DAG(
                 owner=SETTINGS.owner,
                 with_constraints=CONSTRAINTS is not None,
             )
-            listing = preflight.check_run(_s3_client(), options.input_uri, plan, options.overwrite)
+            s3 = _s3_client()
+            listing = preflight.check_run(s3, options.input_uri, plan, options.overwrite)
         except (InvalidRunOptionsError, preflight.PreflightError) as exc:
             # A verdict on the run's inputs, not a hiccup: retrying would only repeat it.
             raise AirflowFailException(str(exc)) from exc
+        # The run starts (again): a cluster an earlier attempt of this same run left behind
+        # (a killed worker, a cleared run) ends before this attempt starts its own, and the
+        # run's own output prefix starts empty, so no partial output mixes with this one.
+        tags = idempotency.run_tags(plan.job_flow_overrides["Tags"])
+        ended = idempotency.end_earlier_attempts(
+            EmrHook(aws_conn_id=CONN_ID).conn, tags, poll_seconds=options.poke_interval_seconds
+        )
+        if ended:
+            print(f"terminated clusters left running by an earlier attempt of this run: {ended}")
+        removed = idempotency.clear_prefix(s3, plan.output_uri)
+        if removed:
+            print(f"removed {removed} objects of an earlier attempt under {plan.output_uri}")
         return {**plan.as_xcom(), "images": listing.images}
 
     @task
-    def upload_artifacts(prefix: str) -> dict[str, str]:
+    def upload_artifacts(prefix: str, encryption: dict[str, str]) -> dict[str, str]:
         """Job entrypoints, the jobs package zip and bootstrap/ to this run's prefix."""
         outcome = artifacts.upload_artifacts(
             _s3_client(),
@@ -94,38 +106,39 @@ with DAG(
             Path(SETTINGS.jobs_dir),
             Path(SETTINGS.bootstrap_dir),
             CONSTRAINTS,
+            encryption,
         )
         for key, what in outcome.items():
             print(f"{what}: s3://{split_s3_uri(prefix)[0]}/{key}")
         return outcome
 
     plan = preflight_checks.override(task_id="preflight")()
-    uploaded = upload_artifacts(plan["artifacts_uri"])
+    uploaded = upload_artifacts(plan["artifacts_uri"], plan["s3_encryption"])
 
-    # Not retried: a retry after RunJobFlow succeeded would start a second cluster. A failure
-    # after the cluster exists terminates it (terminate_job_flow_on_failure).
-    create_cluster = EmrCreateJobFlowOperator(
+    # Retried safely: a try first looks for this run's active cluster by its tags, so a retry
+    # after RunJobFlow succeeded (and the try died) reuses that cluster instead of starting a
+    # second one. A failure after the cluster exists terminates it.
+    create_cluster = RunScopedEmrCreateJobFlowOperator(
         task_id="create_cluster",
         aws_conn_id=CONN_ID,
         emr_conn_id=None,
         job_flow_overrides=plan["job_flow_overrides"],
         terminate_job_flow_on_failure=True,
-        retries=0,
     )
     cluster_id = create_cluster.output
 
     def spark_step(name: str) -> TaskGroup:
-        """Add one step (never retried: apache/airflow#28704 adds it twice), then wait on it."""
+        """Add one step (a retry finds the step by name: apache/airflow#28704), wait on it."""
         with TaskGroup(group_id=name) as group:
-            add = EmrAddStepsOperator(
+            add = IdempotentEmrAddStepsOperator(
                 task_id="add_step",
                 aws_conn_id=CONN_ID,
                 job_flow_id=cluster_id,
                 steps=plan[f"{name}_steps"],
-                retries=0,
             )
             add >> ExplainedEmrStepSensor(
                 task_id="wait_for_step",
+                step_name=name,
                 aws_conn_id=CONN_ID,
                 job_flow_id=cluster_id,
                 step_id=f"{{{{ ti.xcom_pull(task_ids='{name}.add_step')[0] }}}}",

@@ -7,6 +7,7 @@ one DAG run, and what it left behind (task durations, report, plot).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -106,12 +107,24 @@ class DagRunResult:
     summary: dict[str, Any] | None  # read_report's XCom, when it ran
 
 
-def run_dag(run_conf: dict[str, Any]) -> DagRunResult:
-    """One `dag.test()` run of the DAG with `run_conf` (Airflow env must be set already)."""
-    sys.path.insert(0, str(REPO_ROOT / "dags"))
+def load_dag() -> Any:
+    """A fresh DAG object from dags/fruit_features_emr.py (Airflow env must be set already).
+
+    Fresh on purpose: in-process task runs write the run's conf into the Param objects the
+    DAG shares with them (airflow.sdk process_params), so a reused DAG object would carry one
+    run's parameters into the next `dag.test()`. Production runs tasks in new processes.
+    """
+    dags_dir = str(REPO_ROOT / "dags")
+    if dags_dir not in sys.path:
+        sys.path.insert(0, dags_dir)
     import fruit_features_emr
 
-    dag_run = fruit_features_emr.dag.test(run_conf=run_conf)
+    return importlib.reload(fruit_features_emr).dag
+
+
+def run_dag(run_conf: dict[str, Any], dag: Any = None) -> DagRunResult:
+    """One `dag.test()` run with `run_conf`, on `dag` or a freshly loaded one."""
+    dag_run = (dag or load_dag()).test(run_conf=run_conf)
     instances = dag_run.get_task_instances()
     states = {ti.task_id: str(ti.state) for ti in instances}
     seconds = {

@@ -81,21 +81,33 @@ def local_artifacts(
     return files
 
 
-def _unchanged(s3: Any, bucket: str, key: str, data: bytes) -> bool:
-    """True when the object already holds these bytes (single-part ETag = MD5)."""
+def _unchanged(
+    s3: Any, bucket: str, key: str, data: bytes, encryption: dict[str, str] | None = None
+) -> bool:
+    """True when the object already holds these bytes (single-part ETag = MD5), encrypted
+    as asked."""
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
     except s3.exceptions.ClientError:
+        return False
+    wanted = (encryption or {}).get("ServerSideEncryption")
+    if wanted and head.get("ServerSideEncryption") != wanted:
         return False
     return head.get("ETag", "").strip('"') == hashlib.md5(data).hexdigest()
 
 
 def upload_artifacts(
-    s3: Any, prefix: str, jobs_dir: Path, bootstrap_dir: Path, constraints: Path | None = None
+    s3: Any,
+    prefix: str,
+    jobs_dir: Path,
+    bootstrap_dir: Path,
+    constraints: Path | None = None,
+    encryption: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Upload every artifact under `prefix` with a boto3 S3 client; {key: "uploaded"|"unchanged"}.
 
     Idempotent: a retry re-puts only what differs, and the zip's bytes are reproducible.
+    `encryption` (e.g. {"ServerSideEncryption": "AES256"}) is passed to every put.
     """
     bucket, base_key = split_s3_uri(prefix)
     outcome: dict[str, str] = {}
@@ -104,9 +116,9 @@ def upload_artifacts(
         for relative, path in sorted(files.items()):
             key = join_uri(base_key, relative) if base_key.strip("/") else relative
             data = path.read_bytes()
-            if _unchanged(s3, bucket, key, data):
+            if _unchanged(s3, bucket, key, data, encryption):
                 outcome[key] = "unchanged"
                 continue
-            s3.put_object(Bucket=bucket, Key=key, Body=data)
+            s3.put_object(Bucket=bucket, Key=key, Body=data, **(encryption or {}))
             outcome[key] = "uploaded"
     return outcome

@@ -103,6 +103,20 @@ def spark_configurations(options: RunOptions) -> list[dict[str, Any]]:
     ]
 
 
+def emrfs_encryption(deployment: DeploymentSettings) -> list[dict[str, Any]]:
+    """emrfs-site: the Spark jobs' S3 writes use server-side encryption (SSE-S3 or SSE-KMS).
+
+    Left out when the deployment names an EMR security configuration: its at-rest S3
+    encryption then applies, and EMR refuses both at once.
+    """
+    if deployment.security_configuration:
+        return []
+    properties = {"fs.s3.enableServerSideEncryption": "true"}
+    if deployment.s3_sse == "aws:kms" and deployment.s3_sse_kms_key_id:
+        properties["fs.s3.serverSideEncryption.kms.keyId"] = deployment.s3_sse_kms_key_id
+    return [{"Classification": "emrfs-site", "Properties": properties}]
+
+
 def _tag(key: str, value: str) -> dict[str, str]:
     return {"Key": key, "Value": value[:_MAX_TAG_VALUE]}
 
@@ -139,7 +153,7 @@ def build_job_flow_overrides(
                 "ScriptBootstrapAction": {"Path": ctx.bootstrap_script_uri, "Args": bootstrap_args},
             }
         ],
-        "Configurations": spark_configurations(options),
+        "Configurations": spark_configurations(options) + emrfs_encryption(deployment),
         "AutoTerminationPolicy": {"IdleTimeout": options.idle_timeout_seconds},
         "StepConcurrencyLevel": 1,
         "ServiceRole": deployment.service_role,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,11 @@ from emr_pipeline.uris import split_s3_uri
 BUILTIN_WEIGHTS = ("imagenet", "random")
 WEIGHTS_SUFFIXES = (".weights.h5", ".h5")  # what jobs/featurize.py accepts as a weights file
 MIN_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT = 60, 7 * 24 * 3600  # AutoTerminationPolicy's limits
+FEATURE_SIZE = 1280  # MobileNetV2's penultimate layer: PCA cannot keep more components
+# EC2 instance types: family (with a generation digit), a dot, a size: m5.xlarge, m7g.2xlarge,
+# r7iz.metal-16xl, u-6tb1.metal.
+INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9][a-z0-9-]*$")
+RELEASE_LABEL = re.compile(r"^emr-(spark-)?[0-9]+\.[0-9]+\.[0-9]+$")
 
 
 class InvalidRunOptionsError(ValueError):
@@ -71,13 +77,41 @@ class RunOptions:
             raise InvalidRunOptionsError(f"pca_variance must be in (0, 1], got {self.pca_variance}")
         if self.pca_k is not None and self.pca_k < 1:
             raise InvalidRunOptionsError(f"pca_k must be at least 1, got {self.pca_k}")
+        if self.pca_k is not None and self.pca_k > FEATURE_SIZE:
+            raise InvalidRunOptionsError(
+                f"pca_k must be at most {FEATURE_SIZE} (the feature size), got {self.pca_k}"
+            )
+        for name in ("master_instance_type", "core_instance_type"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not INSTANCE_TYPE.match(value):
+                raise InvalidRunOptionsError(
+                    f"{name}: expected an EC2 instance type such as m5.xlarge, got {value!r}"
+                )
+        if not RELEASE_LABEL.match(str(self.release_label)):
+            raise InvalidRunOptionsError(
+                f"release_label: expected e.g. emr-7.13.0 or emr-spark-8.0.0, "
+                f"got {self.release_label!r}"
+            )
+        for name in ("batch_size", "task_cpus", "sensor_timeout_seconds"):
+            if getattr(self, name) < 1:
+                raise InvalidRunOptionsError(
+                    f"{name} must be at least 1, got {getattr(self, name)}"
+                )
+        if self.partitions is not None and self.partitions < 1:
+            raise InvalidRunOptionsError(f"partitions must be at least 1, got {self.partitions}")
+        if not self.poke_interval_seconds > 0:
+            raise InvalidRunOptionsError(
+                f"poke_interval_seconds must be positive, got {self.poke_interval_seconds}"
+            )
         if not MIN_IDLE_TIMEOUT <= self.idle_timeout_seconds <= MAX_IDLE_TIMEOUT:
             raise InvalidRunOptionsError(
                 f"idle_timeout_seconds must be in [{MIN_IDLE_TIMEOUT}, {MAX_IDLE_TIMEOUT}], "
                 f"got {self.idle_timeout_seconds}"
             )
         if self.core_instance_count < 0:
-            raise InvalidRunOptionsError("core_instance_count must not be negative")
+            raise InvalidRunOptionsError(
+                f"core_instance_count must not be negative, got {self.core_instance_count}"
+            )
         if self.core_spot and self.core_instance_count == 0:
             raise InvalidRunOptionsError("core_spot needs at least one core instance")
         if self.output_uri.rstrip("/") == self.input_uri.rstrip("/"):

@@ -28,6 +28,7 @@ class RunPlan:
     log_uri: str
     job_flow_overrides: dict[str, Any]
     steps: dict[str, list[dict[str, Any]]]
+    s3_encryption: dict[str, str] | None = None  # ExtraArgs for the DAG's own S3 writes
 
     def as_xcom(self) -> dict[str, Any]:
         """Flat, JSON-serialisable; each key is pushed as its own XCom (multiple_outputs)."""
@@ -38,8 +39,29 @@ class RunPlan:
             "artifacts_uri": self.artifacts_uri,
             "log_uri": self.log_uri,
             "job_flow_overrides": self.job_flow_overrides,
+            "s3_encryption": self.s3_encryption or {},
             **{f"{name}_steps": steps for name, steps in self.steps.items()},
         }
+
+
+SSE_ALGORITHMS = ("AES256", "aws:kms")
+
+
+def s3_encryption(deployment: DeploymentSettings) -> dict[str, str]:
+    """put_object/upload_file arguments for the deployment's server-side encryption."""
+    if deployment.s3_sse not in SSE_ALGORITHMS:
+        raise InvalidRunOptionsError(
+            f"deployment setting s3_sse: expected one of {', '.join(SSE_ALGORITHMS)}, "
+            f"got {deployment.s3_sse!r}"
+        )
+    extra = {"ServerSideEncryption": deployment.s3_sse}
+    if deployment.s3_sse_kms_key_id:
+        if deployment.s3_sse != "aws:kms":
+            raise InvalidRunOptionsError(
+                "deployment setting s3_sse_kms_key_id needs s3_sse=aws:kms"
+            )
+        extra["SSEKMSKeyId"] = deployment.s3_sse_kms_key_id
+    return extra
 
 
 def default_artifacts_root(output_uri: str) -> str:
@@ -62,6 +84,7 @@ def make_plan(
     artifacts = ArtifactUris(as_prefix(join_uri(artifacts_root, dag_id, key)))
     # EMR writes <LogUri>/<cluster-id>/steps/<step-id>/{stdout,stderr}.gz under this.
     log_uri = as_prefix(deployment.log_uri or join_uri(artifacts_root, "emr-logs"))
+    encryption = s3_encryption(deployment)
     for setting, uri in (("artifacts_uri", artifacts_root), ("log_uri", log_uri)):
         try:
             split_s3_uri(uri)
@@ -85,4 +108,5 @@ def make_plan(
         log_uri=log_uri,
         job_flow_overrides=build_job_flow_overrides(options, deployment, ctx),
         steps=build_steps(options, artifacts, output.rstrip("/")),
+        s3_encryption=encryption,
     )

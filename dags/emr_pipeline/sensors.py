@@ -13,7 +13,7 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from emr_pipeline.step_logs import explain_step_failure
 
@@ -38,15 +38,36 @@ class ExplainedEmrStepSensor(EmrStepSensor):
     AirflowFailException skips the retries that still cover transient API errors.
     """
 
-    def __init__(self, *, log_wait_seconds: float = 180, **kwargs: Any) -> None:
+    def __init__(
+        self, *, step_name: str | None = None, log_wait_seconds: float = 180, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
+        self.step_name = step_name
         self.log_wait_seconds = log_wait_seconds
 
     def execute(self, context: Any) -> None:
         _apply_run_timing(self, context)
         # Deferred mode counts attempts instead of seconds.
         self.max_attempts = max(1, math.ceil(self.timeout / max(self.poke_interval, 1)))
-        super().execute(context)
+        try:
+            super().execute(context)
+        except AirflowSensorTimeout as exc:
+            raise AirflowSensorTimeout(self.timeout_message()) from exc
+
+    def timeout_message(self, state: str | None = None) -> str:
+        """Which step, on which cluster, how long it was waited for, and what it is doing."""
+        if state is None:
+            try:
+                state = self.state_from_response(self.get_emr_response(context={}))
+            except Exception as exc:  # the message must not hide the timeout itself
+                state = f"unknown ({exc})"
+        name = self.step_name or "?"
+        return (
+            f"EMR step {name} ({self.step_id}) on cluster {self.job_flow_id} did not finish "
+            f"within {self.timeout:.0f} s (sensor_timeout_seconds); it is {state}. The cluster "
+            f"is terminated by the teardown; raise sensor_timeout_seconds if the step needs "
+            f"longer."
+        )
 
     def poke(self, context: Any) -> bool:
         response = self.get_emr_response(context=context)
@@ -58,6 +79,9 @@ class ExplainedEmrStepSensor(EmrStepSensor):
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
         if event and event.get("status") != "success":
+            state = self.state_from_response(self.get_emr_response(context=context))
+            if state not in self.failed_states:  # the trigger ran out of attempts
+                raise AirflowSensorTimeout(self.timeout_message(state))
             self._fail()
         super().execute_complete(context, event)
 
@@ -72,4 +96,5 @@ class ExplainedEmrStepSensor(EmrStepSensor):
         except Exception as exc:  # the explanation must never hide the failure itself
             explanation = f"step {self.step_id} failed; its logs could not be read: {exc}"
         self.log.error("EMR step failed:\n%s", explanation)
-        raise AirflowFailException(f"EMR step {self.step_id} failed:\n{explanation}")
+        name = f"{self.step_name} ({self.step_id})" if self.step_name else self.step_id
+        raise AirflowFailException(f"EMR step {name} failed:\n{explanation}")

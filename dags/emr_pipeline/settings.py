@@ -94,6 +94,12 @@ class DeploymentSettings:
     subnet_id: str = ""
     ec2_key_name: str = ""
     security_configuration: str = ""
+    # Server-side encryption of every object the run writes: AES256 (SSE-S3) or aws:kms
+    # (SSE-KMS, with s3_sse_kms_key_id or the account's aws/s3 key). Applies to the DAG's own
+    # uploads and, through EMRFS (emrfs-site), to the Spark jobs' writes; a
+    # security_configuration, when set, decides the jobs' encryption instead.
+    s3_sse: str = "AES256"
+    s3_sse_kms_key_id: str = ""
 
     @classmethod
     def resolve(

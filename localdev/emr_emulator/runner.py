@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -91,6 +92,9 @@ class StepRunner:
         self.keep_staged = keep_staged
         self.log = log or _say
         self.stopping = threading.Event()
+        # Fault injection for tests: {step name: message}. A step with that name fails with
+        # exit code 1 and the message on its stderr, instead of running its command.
+        self.step_faults: dict[str, str] = {}
         self._thread: threading.Thread | None = None
         self._workers: dict[tuple[str, str, str], threading.Thread] = {}
 
@@ -155,7 +159,8 @@ class ClusterWorker:
         self.runner = runner
         self.cluster = cluster
         self.s3 = runner.s3_client(region)
-        self.stager = S3Stager(self.s3)
+        # EMRFS encrypts the jobs' writes when emrfs-site asks for it; so does the emulator.
+        self.stager = S3Stager(self.s3, emrfs_encryption(cluster))
 
     def say(self, text: str) -> None:
         self.runner.log(f"emr-emulator: {self.cluster.id} {text}")
@@ -298,6 +303,9 @@ class StepExecution:
                 shutil.rmtree(stage_dir, ignore_errors=True)
                 staged = worker.stager.stage(list(step.args), stage_dir)
                 command = build_command(step.jar, staged.args, worker.runner.master)
+                fault = worker.runner.step_faults.get(step.name)
+                if fault is not None:
+                    command = _failing_command(fault)
                 returncode, cancelled = self._execute(command, out, err)
             except Exception as exc:  # staging, unsupported step, command not found
                 error = exc
@@ -378,6 +386,27 @@ class StepExecution:
         stdout = self.stdout_path.read_text(errors="replace")
         stderr = self.stderr_path.read_text(errors="replace")
         return failure_details(stdout, stderr, returncode or 1, self.log_dir)
+
+
+def emrfs_encryption(cluster: Cluster) -> dict[str, str]:
+    """upload_file ExtraArgs from the cluster's emrfs-site classification, as EMRFS applies
+    them: fs.s3.enableServerSideEncryption (+ fs.s3.serverSideEncryption.kms.keyId)."""
+    for config in getattr(cluster, "configurations", None) or []:
+        if config.get("Classification") != "emrfs-site":
+            continue
+        properties = config.get("Properties") or {}
+        if str(properties.get("fs.s3.enableServerSideEncryption", "")).lower() != "true":
+            continue
+        key_id = properties.get("fs.s3.serverSideEncryption.kms.keyId")
+        if key_id:
+            return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_id}
+        return {"ServerSideEncryption": "AES256"}
+    return {}
+
+
+def _failing_command(message: str) -> list[str]:
+    script = "import sys; sys.stderr.write(sys.argv[1] + '\\n'); sys.exit(1)"
+    return [sys.executable, "-c", script, message]
 
 
 def _claim(key: tuple[str, str, str]) -> bool:

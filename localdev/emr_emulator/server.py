@@ -10,7 +10,7 @@ from types import TracebackType
 
 from moto.server import ThreadedMotoServer
 
-from localdev.emr_emulator import moto_patches
+from localdev.emr_emulator import api_calls, moto_patches
 from localdev.emr_emulator.runner import StepRunner
 
 
@@ -44,6 +44,8 @@ class EmrEmulator:
         self.verbose = verbose
         self._server: ThreadedMotoServer | None = None
         self.runner: StepRunner | None = None
+        # The API calls moto answered, and faults to inject into them (see api_calls).
+        self.api_calls = api_calls.CALLS
 
     @property
     def endpoint_url(self) -> str:
@@ -54,6 +56,7 @@ class EmrEmulator:
 
     def start(self) -> EmrEmulator:
         moto_patches.activate()
+        api_calls.install()
         if not self.verbose:  # one werkzeug line per API call drowns the step lines
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)

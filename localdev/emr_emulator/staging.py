@@ -78,8 +78,9 @@ class StagedStep:
 class S3Stager:
     """Stages step arguments from S3 and syncs outputs back, with a boto3 S3 client."""
 
-    def __init__(self, s3_client: Any) -> None:
+    def __init__(self, s3_client: Any, encryption: dict[str, str] | None = None) -> None:
         self.s3 = s3_client
+        self.encryption = encryption or {}  # ExtraArgs for every upload (server-side encryption)
 
     def stage(self, args: list[str], stage_dir: Path) -> StagedStep:
         """Download every s3:// URI in `args` under `stage_dir`; return rewritten args."""
@@ -148,7 +149,8 @@ class S3Stager:
                 if staged.downloaded.get(path) == _md5(path):
                     continue
                 key = relative.as_posix()
-                self.s3.upload_file(str(path), bucket, key)
+                extra = {"ExtraArgs": self.encryption} if self.encryption else {}
+                self.s3.upload_file(str(path), bucket, key, **extra)
                 report.uploaded.append(f"s3://{bucket}/{key}")
             present = set(current)
             for path in staged.downloaded:

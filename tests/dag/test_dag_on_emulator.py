@@ -19,21 +19,12 @@ from localdev.dag_run import (
     s3_client,
     upload_tree,
 )
-from localdev.emr_emulator import EmrEmulator
 from tests.image_cases import bad_input_cases, write, write_good_images
 
 pytestmark = pytest.mark.e2e
 
 INPUT = "s3://fruit-in/fruits/"
 OUTPUT = "s3://fruit-out/runs/"
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    # Module scope: the DAG simulator tests in this folder must not meet a running step runner.
-    work_dir = tmp_path_factory.mktemp("emulator")
-    with EmrEmulator(port=0, work_dir=work_dir, master="local[2]", startup_seconds=0.3) as emu:
-        yield emu
 
 
 @pytest.fixture

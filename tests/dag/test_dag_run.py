@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from conftest import EmrStepSimulator, server_client
+
+from tests.dag.emr_simulator import EmrStepSimulator, server_client
 
 pytestmark = pytest.mark.e2e
 
@@ -34,9 +35,9 @@ PIPELINE = [
 
 @pytest.fixture
 def dag(airflow_db):
-    import fruit_features_emr
+    from localdev.dag_run import load_dag
 
-    return fruit_features_emr.dag
+    return load_dag()
 
 
 @pytest.fixture

@@ -1,0 +1,114 @@
+"""What makes a retried or re-run task safe: find before create, one cluster per run at a time.
+
+Each function takes a boto3 client (EMR or S3), so the tests call them against moto.
+
+* A run's cluster is found by its tags (dag_id + run_id, set by the cluster builder): a retried
+  create_cluster reuses the cluster its first attempt started instead of starting a second one.
+* A step is found by its name on the run's cluster: a retried add_step returns the step its
+  first attempt added (apache/airflow#28704: the provider's operator would add it again).
+* When a run starts again from preflight (cleared, or its worker was killed and the run
+  re-triggered with the same run_id), clusters that an earlier attempt of the same run left
+  running are terminated, and waited for, before anything else: one cluster per run at a time.
+  The run's own output prefix is emptied so that nothing of a partial attempt mixes with the
+  new one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from emr_pipeline.uris import as_prefix, split_s3_uri
+
+ACTIVE_CLUSTER_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
+ENDED_CLUSTER_STATES = ("TERMINATED", "TERMINATED_WITH_ERRORS")
+# The tags that identify a run's cluster (emr_pipeline.cluster sets them).
+RUN_TAG_KEYS = ("dag_id", "run_id")
+
+
+def run_tags(tags: Iterable[Mapping[str, str]]) -> dict[str, str]:
+    """{key: value} of the run-identifying tags in a boto3-style tag list."""
+    found = {t["Key"]: t["Value"] for t in tags}
+    return {key: found[key] for key in RUN_TAG_KEYS if key in found}
+
+
+def find_run_clusters(
+    emr: Any, tags: Mapping[str, str], states: Iterable[str] = ACTIVE_CLUSTER_STATES
+) -> list[str]:
+    """Ids of the clusters in `states` whose tags include every item of `tags`, oldest first."""
+    if not tags:
+        raise ValueError("refusing to match clusters without tags: it would match all of them")
+    found: list[tuple[Any, str]] = []
+    paginator = emr.get_paginator("list_clusters")
+    for page in paginator.paginate(ClusterStates=list(states)):
+        for summary in page.get("Clusters", []):
+            cluster = emr.describe_cluster(ClusterId=summary["Id"])["Cluster"]
+            have = {t["Key"]: t["Value"] for t in cluster.get("Tags", [])}
+            if all(have.get(key) == value for key, value in tags.items()):
+                created = summary.get("Status", {}).get("Timeline", {}).get("CreationDateTime")
+                found.append((created, summary["Id"]))
+    found.sort(key=lambda item: (item[0] is None, item[0] or 0, item[1]))
+    return [cluster_id for _, cluster_id in found]
+
+
+def find_steps(emr: Any, cluster_id: str, names: Iterable[str]) -> dict[str, str]:
+    """{name: step id} of the steps on the cluster with these names (the newest of each)."""
+    wanted = set(names)
+    found: dict[str, str] = {}
+    for page in emr.get_paginator("list_steps").paginate(ClusterId=cluster_id):
+        for step in page.get("Steps", []):  # EMR lists the newest step first
+            if step["Name"] in wanted and step["Name"] not in found:
+                found[step["Name"]] = step["Id"]
+    return found
+
+
+def end_earlier_attempts(
+    emr: Any,
+    tags: Mapping[str, str],
+    wait_seconds: float = 1800,
+    poll_seconds: float = 15,
+) -> list[str]:
+    """Terminate this run's clusters that are still active and wait until they have ended.
+
+    Returns their ids. Raises TimeoutError when one is still not terminated after
+    `wait_seconds` (the run must not start a second cluster next to it).
+    """
+    clusters = find_run_clusters(emr, tags)
+    if not clusters:
+        return []
+    emr.terminate_job_flows(JobFlowIds=clusters)
+    deadline = time.monotonic() + wait_seconds
+    pending = set(clusters)
+    while pending:
+        for cluster_id in sorted(pending):
+            state = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
+            if state in ENDED_CLUSTER_STATES:
+                pending.discard(cluster_id)
+        if not pending:
+            break
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"clusters {sorted(pending)} of an earlier attempt of this run were asked to "
+                f"terminate but are still not terminated after {wait_seconds:.0f} s"
+            )
+        time.sleep(poll_seconds)
+    return clusters
+
+
+def clear_prefix(s3: Any, uri: str) -> int:
+    """Delete every object under the prefix `uri` (a run's own output); returns the count."""
+    bucket, key = split_s3_uri(uri)
+    prefix = as_prefix(key) if key.strip("/") else ""
+    if not prefix:
+        raise ValueError(f"refusing to empty a whole bucket: {uri}")
+    keys = [
+        obj["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for obj in page.get("Contents", [])
+    ]
+    # One DeleteObject per key (a partial attempt leaves few): each call names its object, so
+    # the IAM policy (s3:DeleteObject on the runs/ prefix only) is checked object by object.
+    for key_name in keys:
+        s3.delete_object(Bucket=bucket, Key=key_name)
+    return len(keys)

@@ -1,0 +1,312 @@
+"""Fault injection: the real DAG on the emulator (real Spark steps), with things going wrong.
+
+Faults come from the emulator (localdev/emr_emulator): an API call that succeeds on the server
+but whose answer is lost (`api_calls.fail_after`), or a step that fails with a given stderr
+(`runner.step_faults`). After every test the fixture checks that no cluster is left running
+(the session-wide ledger `leaked_clusters` must end empty) and that every AWS call the DAG
+made is allowed by iam/airflow-connection-policy.json, every call the "cluster" made by
+iam/emr-instance-role-policy.json.
+
+Buckets and prefixes are the DAG's defaults, the ones the policies in iam/ name.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import boto3
+import pendulum
+import pytest
+
+from localdev.dag_run import run_output_uri, upload_tree
+from tests import iam_policies
+from tests.fault_keys import (
+    DAG_ACCESS_KEY,
+    DAG_SECRET_KEY,
+    EMULATOR_ACCESS_KEY,
+    ENDED_CLUSTER_STATES,
+    REGION,
+    SETUP_ACCESS_KEY,
+)
+from tests.image_cases import write_good_images
+
+pytestmark = pytest.mark.e2e
+
+INPUT = "s3://example-fruit-images/fruits-360/Training/"
+OUTPUT = "s3://example-fruit-features/runs/"
+ARTIFACTS = "s3://example-fruit-features/emr-artifacts/fruit_features_emr/"
+DAG_ID = "fruit_features_emr"
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    write_good_images(root, ["Apple", "Kiwi"], 2)
+    return root
+
+
+def client(endpoint: str, service: str, key: str = SETUP_ACCESS_KEY, secret: str = "setup"):
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+    )
+
+
+def all_clusters(endpoint: str) -> list[dict]:
+    emr = client(endpoint, "emr")
+    return [
+        emr.describe_cluster(ClusterId=c["Id"])["Cluster"] for c in emr.list_clusters()["Clusters"]
+    ]
+
+
+def wait_until_ended(endpoint: str, timeout: float = 20) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        clusters = all_clusters(endpoint)
+        active = [c for c in clusters if c["Status"]["State"] not in ENDED_CLUSTER_STATES]
+        if not active or time.monotonic() > deadline:
+            return clusters
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def dag(airflow_db, monkeypatch):
+    from localdev.dag_run import load_dag
+
+    dag = load_dag()
+    # Retries as in production, but one second apart instead of minutes.
+    for task in dag.tasks:
+        monkeypatch.setattr(task, "retry_delay", timedelta(seconds=1))
+        monkeypatch.setattr(task, "max_retry_delay", timedelta(seconds=2))
+    return dag
+
+
+@pytest.fixture
+def world(emulator, images, aws_credentials, monkeypatch, leaked_clusters):
+    """A reset emulator with the input images, the Airflow connection on its own fake keys;
+    afterwards: no cluster left running, and every recorded call allowed by the policies."""
+    import urllib.request
+
+    endpoint = emulator.endpoint_url
+    reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    urllib.request.urlopen(reset)
+    emulator.api_calls.clear()
+    emulator.runner.step_faults.clear()
+    connection = {
+        "conn_type": "aws",
+        "login": DAG_ACCESS_KEY,
+        "password": DAG_SECRET_KEY,
+        "extra": {"region_name": REGION, "endpoint_url": endpoint},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
+    s3 = client(endpoint, "s3")
+    s3.create_bucket(Bucket="example-fruit-features")
+    assert upload_tree(s3, images, INPUT) == 4
+    yield emulator
+
+    clusters = wait_until_ended(endpoint)
+    leaked = [c["Id"] for c in clusters if c["Status"]["State"] not in ENDED_CLUSTER_STATES]
+    leaked_clusters.extend(leaked)
+    assert leaked == [], f"clusters left running: {leaked}"
+    for cluster in clusters:  # the policy's tag condition holds for every cluster
+        tags = {t["Key"]: t["Value"] for t in cluster["Tags"]}
+        assert tags.get("dag_id") == DAG_ID, cluster["Id"]
+    connection_policy = iam_policies.load(iam_policies.CONNECTION_POLICY)
+    instance_policy = iam_policies.load(iam_policies.INSTANCE_POLICY)
+    dag_calls = emulator.api_calls.by_key(DAG_ACCESS_KEY)
+    node_calls = emulator.api_calls.by_key(EMULATOR_ACCESS_KEY)
+    assert iam_policies.denied_calls(connection_policy, dag_calls) == []
+    assert iam_policies.denied_calls(instance_policy, node_calls) == []
+
+
+def conf(**overrides):
+    return {
+        "input_uri": INPUT,
+        "output_uri": OUTPUT,
+        "weights": "random",
+        "poke_interval_seconds": 0.5,
+        "sensor_timeout_seconds": 600,
+        **overrides,
+    }
+
+
+def states(dag_run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def keys_under(s3, uri: str) -> list[str]:
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+
+def read_json(s3, uri: str) -> dict:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def test_retried_create_and_add_step_leave_one_cluster_and_one_step(dag, world, capfd):
+    """RunJobFlow and featurize's AddJobFlowSteps each succeed but their answer is lost; the
+    retries find the cluster by its tags and the step by its name. Also: SSE on every object
+    the run wrote, no credentials in the task logs, every call covered by the IAM policy."""
+    endpoint = world.endpoint_url
+    world.api_calls.fail_after("RunJobFlow", access_key=DAG_ACCESS_KEY)
+    world.api_calls.fail_after("AddJobFlowSteps", access_key=DAG_ACCESS_KEY)
+
+    dag_run = dag.test(run_conf=conf())
+
+    ran = states(dag_run)
+    assert str(dag_run.state) == "success", ran
+    assert world.api_calls.injected == ["RunJobFlow", "AddJobFlowSteps"]
+    tries = {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
+    assert tries["create_cluster"] == 2 and tries["featurize.add_step"] == 2, tries
+    (cluster,) = all_clusters(endpoint)  # one cluster for two tries of create_cluster
+    assert cluster["Status"]["State"] == "TERMINATED"
+    emr = client(endpoint, "emr")
+    steps = emr.list_steps(ClusterId=cluster["Id"])["Steps"]
+    assert sorted(s["Name"] for s in steps) == ["featurize", "pca", "validate"]
+    assert {s["Status"]["State"] for s in steps} == {"COMPLETED"}
+    run_jobs = [c for c in world.api_calls.by_key(DAG_ACCESS_KEY) if c.operation == "RunJobFlow"]
+    assert len(run_jobs) == 1  # the retry found the cluster: it did not call RunJobFlow again
+
+    # Server-side encryption on everything the run wrote: the DAG's uploads (artifacts) and
+    # the jobs' outputs (EMRFS, told by the emrfs-site classification).
+    s3 = client(endpoint, "s3")
+    out = run_output_uri(OUTPUT, dag_run.run_id)
+    written = [("example-fruit-features", k) for k in keys_under(s3, out)]
+    written += [("example-fruit-features", k) for k in keys_under(s3, ARTIFACTS)]
+    assert len(written) > 10
+    for bucket, key in written:
+        head = s3.head_object(Bucket=bucket, Key=key)
+        assert head.get("ServerSideEncryption") == "AES256", key
+    assert read_json(s3, out + "report.json")["status"] == "passed"
+
+    # No credentials in the task logs (dag.test runs every task in this process).
+    captured = capfd.readouterr()
+    task_log = captured.out + captured.err
+    assert "create_cluster" in task_log and len(task_log) > 1000
+    assert DAG_SECRET_KEY not in task_log
+    assert DAG_ACCESS_KEY not in task_log
+
+    # The calls the policy must cover were made (the fixture checks they are all allowed).
+    operations = {c.operation for c in world.api_calls.by_key(DAG_ACCESS_KEY)}
+    for needed in ("RunJobFlow", "ListClusters", "DescribeCluster", "AddJobFlowSteps",
+                   "ListSteps", "DescribeStep", "TerminateJobFlows", "PutObject",
+                   "ListBucket", "GetObject"):  # fmt: skip
+        assert needed in operations, needed
+
+
+@pytest.mark.parametrize("failing", ["featurize", "pca", "validate"])
+def test_a_failing_step_fails_the_run_and_terminates_the_cluster(dag, world, failing, capfd):
+    message = f"{failing}: error: injected failure of the {failing} step"
+    world.runner.step_faults[failing] = message
+
+    dag_run = dag.test(run_conf=conf())
+
+    ran = states(dag_run)
+    assert str(dag_run.state) == "failed", ran
+    assert ran[f"{failing}.wait_for_step"] == "failed"
+    later = ["featurize", "pca", "validate"]
+    for name in later[later.index(failing) + 1 :]:
+        assert ran[f"{name}.add_step"] == "upstream_failed", ran
+    assert ran["read_report"] == "upstream_failed"
+    assert ran["terminate_cluster"] == "success"
+    (cluster,) = all_clusters(world.endpoint_url)
+    assert cluster["Status"]["State"] in ENDED_CLUSTER_STATES
+    captured = capfd.readouterr()
+    assert message in captured.out + captured.err  # the step's stderr, in the task log
+
+
+def test_a_sensor_timeout_names_the_step_and_terminates(dag, world, capfd):
+    dag_run = dag.test(run_conf=conf(sensor_timeout_seconds=2))
+
+    ran = states(dag_run)
+    assert str(dag_run.state) == "failed", ran
+    assert ran["featurize.wait_for_step"] == "failed"
+    assert ran["terminate_cluster"] == "success"
+    (cluster,) = wait_until_ended(world.endpoint_url)
+    assert cluster["Status"]["State"] in ENDED_CLUSTER_STATES
+    captured = capfd.readouterr()
+    log = captured.out + captured.err
+    assert "EMR step featurize (s-" in log
+    assert "did not finish within 2 s (sensor_timeout_seconds)" in log
+
+
+def test_a_killed_run_cleared_and_rerun_has_one_cluster_at_a_time(dag, world):
+    """The first attempt's worker died after featurize started: its cluster still runs a step
+    and its output prefix holds a partial write. Clearing the run and running it again (same
+    run_id: dag.test with the same logical date clears and reruns the run) ends that cluster
+    before starting a new one and starts from an empty output prefix."""
+    endpoint = world.endpoint_url
+    logical_date = pendulum.datetime(2025, 6, 1, tz="UTC")
+    run_id = f"manual__{logical_date.isoformat()}"
+    out = run_output_uri(OUTPUT, run_id)
+    emr, s3 = client(endpoint, "emr"), client(endpoint, "s3")
+    # What the killed attempt left: its cluster (this run's tags) busy with a step...
+    orphan = emr.run_job_flow(
+        Name="first attempt",
+        ReleaseLabel="emr-7.13.0",
+        Instances={
+            "KeepJobFlowAliveWhenNoSteps": True,
+            "InstanceCount": 1,
+            "MasterInstanceType": "m5.xlarge",
+        },  # fmt: skip
+        Tags=[{"Key": "dag_id", "Value": DAG_ID}, {"Key": "run_id", "Value": run_id}],
+        JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
+    )["JobFlowId"]
+    emr.add_job_flow_steps(
+        JobFlowId=orphan,
+        Steps=[{"Name": "featurize", "ActionOnFailure": "CONTINUE",
+                "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["sleep", "120"]}}],
+    )  # fmt: skip
+    # ...and a partial write under the run's output prefix.
+    bucket, _, prefix = out.removeprefix("s3://").partition("/")
+    stale = f"{prefix}features/part-00007-first-attempt.snappy.parquet"
+    s3.put_object(Bucket=bucket, Key=stale, Body=b"half a parquet file")
+
+    dag_run = dag.test(run_conf=conf(), logical_date=logical_date, run_after=logical_date)
+
+    assert dag_run.run_id == run_id
+    assert str(dag_run.state) == "success", states(dag_run)
+    clusters = {c["Id"]: c for c in wait_until_ended(endpoint)}
+    assert len(clusters) == 2
+    (new,) = [c for c in clusters.values() if c["Id"] != orphan]
+    first_end = clusters[orphan]["Status"]["Timeline"]["EndDateTime"]
+    assert first_end <= new["Status"]["Timeline"]["CreationDateTime"]  # one at a time
+    keys = keys_under(s3, out)
+    assert stale not in keys
+    report = read_json(s3, out + "report.json")
+    assert report["status"] == "passed" and report["images"] == report["features"] == 4
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("master_instance_type", "m5-xlarge"),
+        ("core_instance_type", "M5.2XLARGE"),
+        ("pca_k", 0),
+        ("pca_k", 1281),
+        ("core_instance_count", -1),
+        ("output_uri", "s3:/example-fruit-features/runs/"),
+    ],
+)
+def test_bad_parameters_are_rejected_before_any_aws_call(dag, world, param, value, capfd, caplog):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    try:
+        dag_run = dag.test(run_conf=conf(**{param: value}))
+    except ParamValidationError as exc:  # the trigger form's JSON schema refused the run
+        assert param in str(exc)
+    else:
+        assert str(dag_run.state) == "failed"
+        assert states(dag_run)["preflight"] == "failed"
+        # The message naming the parameter: test_faults_units.py (the task log is not
+        # reliably captured here once earlier dag.test() runs reconfigured logging).
+    assert world.api_calls.by_key(DAG_ACCESS_KEY) == []
+    assert all_clusters(world.endpoint_url) == []
