@@ -5,34 +5,7 @@ from __future__ import annotations
 import pytest
 
 from emr_pipeline.settings import DAG_ID
-
-EXPECTED_TASKS = {
-    "preflight",
-    "upload_artifacts",
-    "create_cluster",
-    "featurize.add_step",
-    "featurize.wait_for_step",
-    "pca.add_step",
-    "pca.wait_for_step",
-    "validate.add_step",
-    "validate.wait_for_step",
-    "wait_for_report",
-    "read_report",
-    "terminate_cluster",
-}
-PIPELINE_ORDER = [
-    "preflight",
-    "upload_artifacts",
-    "create_cluster",
-    "featurize.add_step",
-    "featurize.wait_for_step",
-    "pca.add_step",
-    "pca.wait_for_step",
-    "validate.add_step",
-    "validate.wait_for_step",
-    "wait_for_report",
-    "read_report",
-]
+from tests.dag.dag_shapes import ALL_TASKS, PIPELINE
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +29,14 @@ def test_every_dag_file_imports_without_errors(dagbag):
 
 
 def test_task_ids(dag):
-    assert set(dag.task_ids) == EXPECTED_TASKS
+    assert set(dag.task_ids) == ALL_TASKS
 
 
 def test_pipeline_runs_in_order_without_cycles(dag):
     order = [t.task_id for t in dag.topological_sort()]
-    positions = [order.index(task_id) for task_id in PIPELINE_ORDER]
+    positions = [order.index(task_id) for task_id in PIPELINE]
     assert positions == sorted(positions)
-    for upstream, downstream in zip(PIPELINE_ORDER, PIPELINE_ORDER[1:], strict=False):
+    for upstream, downstream in zip(PIPELINE, PIPELINE[1:], strict=False):
         assert upstream in dag.get_task(downstream).upstream_task_ids
 
 

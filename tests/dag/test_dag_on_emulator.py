@@ -19,6 +19,7 @@ from localdev.dag_run import (
     s3_client,
     upload_tree,
 )
+from tests.dag.dag_shapes import run_conf
 from tests.image_cases import bad_input_cases, write, write_good_images
 
 pytestmark = pytest.mark.e2e
@@ -40,14 +41,7 @@ def emulated_aws(emulator, airflow_db, aws_credentials, monkeypatch):
 
 
 def conf(**overrides):
-    return {
-        "input_uri": INPUT,
-        "output_uri": OUTPUT,
-        "weights": "random",
-        "poke_interval_seconds": 0.5,
-        "sensor_timeout_seconds": 600,
-        **overrides,
-    }
+    return run_conf({"input_uri": INPUT, "output_uri": OUTPUT}, **overrides)
 
 
 def read_json(s3, uri: str) -> dict:

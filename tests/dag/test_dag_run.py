@@ -11,6 +11,7 @@ import importlib.util
 
 import pytest
 
+from tests.dag.dag_shapes import PIPELINE, states
 from tests.dag.emr_simulator import EmrStepSimulator, server_client
 
 pytestmark = pytest.mark.e2e
@@ -18,19 +19,6 @@ pytestmark = pytest.mark.e2e
 INPUT = "s3://fruit-in/fruits/"
 OUTPUT = "s3://fruit-out/runs/"
 IMAGES = ("Apple/r_0_100.jpg", "Apple/r_1_100.jpg", "Kiwi/r_0_100.JPG")
-PIPELINE = [
-    "preflight",
-    "upload_artifacts",
-    "create_cluster",
-    "featurize.add_step",
-    "featurize.wait_for_step",
-    "pca.add_step",
-    "pca.wait_for_step",
-    "validate.add_step",
-    "validate.wait_for_step",
-    "wait_for_report",
-    "read_report",
-]
 
 
 @pytest.fixture
@@ -59,10 +47,6 @@ def conf(**overrides):
         "sensor_timeout_seconds": 60,
         **overrides,
     }
-
-
-def states(dag_run) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
 
 
 def clusters(endpoint):

@@ -22,6 +22,7 @@ import pytest
 
 from localdev.dag_run import run_output_uri, upload_tree
 from tests import iam_policies
+from tests.dag.dag_shapes import run_conf, start_tagged_cluster, states
 from tests.fault_keys import (
     DAG_ACCESS_KEY,
     DAG_SECRET_KEY,
@@ -125,18 +126,7 @@ def world(emulator, images, aws_credentials, monkeypatch, leaked_clusters):
 
 
 def conf(**overrides):
-    return {
-        "input_uri": INPUT,
-        "output_uri": OUTPUT,
-        "weights": "random",
-        "poke_interval_seconds": 0.5,
-        "sensor_timeout_seconds": 600,
-        **overrides,
-    }
-
-
-def states(dag_run) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    return run_conf({"input_uri": INPUT, "output_uri": OUTPUT}, **overrides)
 
 
 def keys_under(s3, uri: str) -> list[str]:
@@ -248,18 +238,7 @@ def test_a_killed_run_cleared_and_rerun_has_one_cluster_at_a_time(dag, world):
     out = run_output_uri(OUTPUT, run_id)
     emr, s3 = client(endpoint, "emr"), client(endpoint, "s3")
     # What the killed attempt left: its cluster (this run's tags) busy with a step...
-    orphan = emr.run_job_flow(
-        Name="first attempt",
-        ReleaseLabel="emr-7.13.0",
-        Instances={
-            "KeepJobFlowAliveWhenNoSteps": True,
-            "InstanceCount": 1,
-            "MasterInstanceType": "m5.xlarge",
-        },  # fmt: skip
-        Tags=[{"Key": "dag_id", "Value": DAG_ID}, {"Key": "run_id", "Value": run_id}],
-        JobFlowRole="EMR_EC2_DefaultRole",
-        ServiceRole="EMR_DefaultRole",
-    )["JobFlowId"]
+    orphan = start_tagged_cluster(emr, run_id, DAG_ID, name="first attempt")
     emr.add_job_flow_steps(
         JobFlowId=orphan,
         Steps=[{"Name": "featurize", "ActionOnFailure": "CONTINUE",

@@ -15,6 +15,7 @@ from emr_pipeline.options import InvalidRunOptionsError, RunOptions
 from emr_pipeline.plan import s3_encryption
 from emr_pipeline.settings import DeploymentSettings
 from tests import iam_policies
+from tests.dag.dag_shapes import start_tagged_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD = {"input_uri": "s3://example-fruit-images/in/", "output_uri": "s3://example-out/runs/"}
@@ -52,18 +53,7 @@ def test_real_instance_types_pass(instance_type):
 
 
 def _cluster(emr, run_id: str, dag_id: str = "fruit_features_emr") -> str:
-    return emr.run_job_flow(
-        Name=run_id,
-        ReleaseLabel="emr-7.13.0",
-        Instances={
-            "KeepJobFlowAliveWhenNoSteps": True,
-            "InstanceCount": 1,
-            "MasterInstanceType": "m5.xlarge",
-        },  # fmt: skip
-        Tags=[{"Key": "dag_id", "Value": dag_id}, {"Key": "run_id", "Value": run_id}],
-        JobFlowRole="EMR_EC2_DefaultRole",
-        ServiceRole="EMR_DefaultRole",
-    )["JobFlowId"]
+    return start_tagged_cluster(emr, run_id, dag_id)
 
 
 def test_a_run_finds_only_its_own_active_cluster(emr):

@@ -1,0 +1,55 @@
+"""What several DAG tests share: the pipeline's task ids, run confs, tagged clusters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Task ids in pipeline order (terminate_cluster is the teardown, outside the chain).
+PIPELINE = [
+    "preflight",
+    "upload_artifacts",
+    "create_cluster",
+    "featurize.add_step",
+    "featurize.wait_for_step",
+    "pca.add_step",
+    "pca.wait_for_step",
+    "validate.add_step",
+    "validate.wait_for_step",
+    "wait_for_report",
+    "read_report",
+]
+ALL_TASKS = {*PIPELINE, "terminate_cluster"}
+
+
+def run_conf(defaults: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """A trigger conf for runs on the emulator: offline weights, quick polling.
+
+    `defaults` holds the test's input_uri and output_uri; `overrides` may replace any key.
+    """
+    return {
+        **defaults,
+        "weights": "random",
+        "poke_interval_seconds": 0.5,
+        "sensor_timeout_seconds": 600,
+        **overrides,
+    }
+
+
+def states(dag_run: Any) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def start_tagged_cluster(emr: Any, run_id: str, dag_id: str, name: str | None = None) -> str:
+    """A cluster tagged as the DAG tags its own (as a crashed attempt would leave it)."""
+    return emr.run_job_flow(
+        Name=name or run_id,
+        ReleaseLabel="emr-7.13.0",
+        Instances={
+            "KeepJobFlowAliveWhenNoSteps": True,
+            "InstanceCount": 1,
+            "MasterInstanceType": "m5.xlarge",
+        },
+        Tags=[{"Key": "dag_id", "Value": dag_id}, {"Key": "run_id", "Value": run_id}],
+        JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
+    )["JobFlowId"]
