@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 # Task ids in pipeline order (terminate_cluster is the teardown, outside the chain).
@@ -53,3 +54,15 @@ def start_tagged_cluster(emr: Any, run_id: str, dag_id: str, name: str | None = 
         JobFlowRole="EMR_EC2_DefaultRole",
         ServiceRole="EMR_DefaultRole",
     )["JobFlowId"]
+
+
+def keys_under(s3: Any, uri: str) -> list[str]:
+    """Every object key under the s3:// prefix `uri`."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+
+def read_json(s3: Any, uri: str) -> dict:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())

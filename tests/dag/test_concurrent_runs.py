@@ -29,7 +29,7 @@ from localdev.dag_run import (
     upload_tree,
 )
 from localdev.dag_run_cli import RESULT_MARKER
-from tests.dag.dag_shapes import PIPELINE, run_conf
+from tests.dag.dag_shapes import PIPELINE, keys_under, read_json, run_conf
 from tests.image_cases import write_good_images
 
 pytestmark = pytest.mark.e2e
@@ -88,17 +88,6 @@ def result_of(log: Path) -> dict:
     lines = [line for line in text.splitlines() if line.startswith(RESULT_MARKER)]
     assert lines, f"no result in {log}:\n{text[-4000:]}"
     return json.loads(lines[-1].removeprefix(RESULT_MARKER))
-
-
-def keys_under(s3, uri: str) -> list[str]:
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
-
-
-def read_json(s3, uri: str) -> dict:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
 def test_two_runs_at_once_have_their_own_clusters_and_outputs(single_core_emulator, tmp_path):

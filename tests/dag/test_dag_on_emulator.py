@@ -7,8 +7,6 @@ back, and the teardown terminates the cluster.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from localdev.dag_run import (
@@ -19,7 +17,7 @@ from localdev.dag_run import (
     s3_client,
     upload_tree,
 )
-from tests.dag.dag_shapes import run_conf
+from tests.dag.dag_shapes import keys_under, read_json, run_conf
 from tests.image_cases import bad_input_cases, write, write_good_images
 
 pytestmark = pytest.mark.e2e
@@ -42,17 +40,6 @@ def emulated_aws(emulator, airflow_db, aws_credentials, monkeypatch):
 
 def conf(**overrides):
     return run_conf({"input_uri": INPUT, "output_uri": OUTPUT}, **overrides)
-
-
-def read_json(s3, uri: str) -> dict:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-
-
-def keys_under(s3, uri: str) -> list[str]:
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
 
 def test_success_with_a_bad_image_among_good_ones(emulated_aws, tmp_path):

@@ -22,7 +22,7 @@ import pytest
 
 from localdev.dag_run import run_output_uri, upload_tree
 from tests import iam_policies
-from tests.dag.dag_shapes import run_conf, start_tagged_cluster, states
+from tests.dag.dag_shapes import keys_under, read_json, run_conf, start_tagged_cluster, states
 from tests.fault_keys import (
     DAG_ACCESS_KEY,
     DAG_SECRET_KEY,
@@ -127,17 +127,6 @@ def world(emulator, images, aws_credentials, monkeypatch, leaked_clusters):
 
 def conf(**overrides):
     return run_conf({"input_uri": INPUT, "output_uri": OUTPUT}, **overrides)
-
-
-def keys_under(s3, uri: str) -> list[str]:
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
-
-
-def read_json(s3, uri: str) -> dict:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
 def test_retried_create_and_add_step_leave_one_cluster_and_one_step(dag, world, capfd):
