@@ -1,0 +1,191 @@
+"""A PostgreSQL cluster of the stack's own, under its state folder, for Airflow's metadata.
+
+Debian's `postgresql` package gives the server binaries; the cluster is ours: `initdb` once into
+<state>/postgres/data, then the `postgres` server as a child process on 127.0.0.1 only, with the
+role and database that localdev/airflow.env's connection string names. PostgreSQL refuses to
+run as root, so where the launcher is root the cluster belongs to, and runs as, an unprivileged
+system user (`postgres`, which the Debian package creates).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+INSTALL_HINT = (
+    "PostgreSQL's server is not installed. On Debian/Ubuntu: `sudo apt-get install postgresql` "
+    "(`make airflow` does it where it runs as root). Elsewhere, install PostgreSQL 13+ and put "
+    "its bin/ folder (with initdb and postgres) on PATH, or set FRUIT_LOCAL_PG_BIN to it."
+)
+UNPRIVILEGED_USERS = ("postgres", "nobody")
+
+
+class PostgresError(RuntimeError):
+    """The local cluster could not be set up or started (the message says what to do)."""
+
+
+def find_server_bin(environ: dict[str, str] | None = None) -> Path:
+    """The folder with `initdb` and `postgres`: FRUIT_LOCAL_PG_BIN, Debian's newest, or PATH."""
+    environ = dict(os.environ) if environ is None else environ
+    candidates = []
+    if environ.get("FRUIT_LOCAL_PG_BIN"):
+        candidates.append(Path(environ["FRUIT_LOCAL_PG_BIN"]))
+    debian = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True
+    )
+    candidates += [Path(p) for p in debian]
+    on_path = shutil.which("postgres", path=environ.get("PATH"))
+    if on_path:
+        candidates.append(Path(on_path).parent)
+    for folder in candidates:
+        if (folder / "initdb").is_file() and (folder / "postgres").is_file():
+            return folder
+    raise PostgresError(INSTALL_HINT)
+
+
+def server_user() -> pwd.struct_passwd | None:
+    """Who runs the server: None (this user) unless we are root."""
+    if os.geteuid() != 0:
+        return None
+    for name in UNPRIVILEGED_USERS:
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise PostgresError(f"running as root, and none of the users {UNPRIVILEGED_USERS} exists")
+
+
+@dataclass(frozen=True)
+class LocalPostgres:
+    """The cluster in `root` serving the database of `url` (postgresql://user:pw@host:port/db)."""
+
+    root: Path
+    url: str
+    bin_dir: Path
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "postgres.log"
+
+    def _parts(self) -> tuple[str, str, str, int, str]:
+        url = urlsplit(self.url)
+        if url.hostname not in ("127.0.0.1", "localhost") or not url.port:
+            raise PostgresError(f"the local cluster serves 127.0.0.1:<port>, not {url.netloc}")
+        return url.username or "", url.password or "", url.hostname, url.port, url.path[1:]
+
+    def _as_owner(self) -> dict[str, object]:
+        user = server_user()
+        return {} if user is None else {"user": user.pw_uid, "group": user.pw_gid}
+
+    def prepare(self) -> None:
+        """Create the cluster (once) with the role of the URL as its superuser."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        user = server_user()
+        if user is not None:
+            os.chown(self.root, user.pw_uid, user.pw_gid)
+            if subprocess.run(["test", "-w", str(self.root)], **self._as_owner()).returncode:
+                raise PostgresError(
+                    f"user {user.pw_name!r} (PostgreSQL refuses to run as root) cannot write "
+                    f"{self.root}: a parent folder is closed to other users. Put the state "
+                    "elsewhere with FRUIT_LOCAL_STATE_DIR, or open the parents with chmod o+x."
+                )
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        role, password, *_ = self._parts()
+        with tempfile.NamedTemporaryFile("w", dir=self.root, delete=False) as pwfile:
+            pwfile.write(password + "\n")
+        try:
+            if user is not None:
+                os.chown(pwfile.name, user.pw_uid, user.pw_gid)
+            result = subprocess.run(
+                [
+                    str(self.bin_dir / "initdb"),
+                    "--pgdata",
+                    str(self.data_dir),
+                    "--username",
+                    role,
+                    "--pwfile",
+                    pwfile.name,
+                    "--auth",
+                    "scram-sha-256",
+                    "--encoding",
+                    "UTF8",
+                    "--locale",
+                    "C",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=self.root,
+                **self._as_owner(),
+            )
+        finally:
+            os.unlink(pwfile.name)
+        if result.returncode != 0:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            raise PostgresError(f"initdb failed:\n{result.stdout}{result.stderr}")
+
+    def server_command(self) -> list[str]:
+        _, _, host, port, _ = self._parts()
+        return [
+            str(self.bin_dir / "postgres"),
+            "-D",
+            str(self.data_dir),
+            "-h",
+            host,
+            "-p",
+            str(port),
+            # TCP only: no socket file whose path could be too long or land in /var/run.
+            "-c",
+            "unix_socket_directories=",
+        ]
+
+    def popen_options(self) -> dict[str, object]:
+        return {"cwd": self.root, **self._as_owner()}
+
+    def wait_and_create_database(
+        self, alive: Callable[[], None] = lambda: None, timeout: float = 60.0
+    ) -> None:
+        """Wait until the server takes connections, then create the database if it is missing.
+
+        `alive()` is called between tries; it raises when the server process has exited.
+        """
+        import psycopg2
+
+        role, password, host, port, database = self._parts()
+        deadline = time.monotonic() + timeout
+        while True:
+            alive()
+            try:
+                connection = psycopg2.connect(
+                    host=host, port=port, user=role, password=password, dbname="postgres"
+                )
+                break
+            except psycopg2.OperationalError as error:
+                if time.monotonic() > deadline:
+                    raise PostgresError(
+                        f"PostgreSQL did not accept connections on {host}:{port} within "
+                        f"{timeout:.0f} s ({error}); see {self.log_file}"
+                    ) from error
+                time.sleep(0.5)
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+                if cursor.fetchone() is None:
+                    cursor.execute(f'CREATE DATABASE "{database}"')
+        finally:
+            connection.close()

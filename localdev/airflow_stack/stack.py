@@ -1,0 +1,228 @@
+"""The services of docker-compose.yaml, started natively from the project's virtual environment.
+
+In compose's order: PostgreSQL, the EMR emulator, the sample images (compose: seed-images), the
+database migration and the login (compose: airflow-init), then Airflow's api-server, scheduler,
+dag-processor and triggerer. `run_stack` starts them, says where the UI is, and stops every one
+of them when interrupted or when one of them dies.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+
+from localdev.airflow_stack.config import StackConfig
+from localdev.airflow_stack.ports import PortInUseError, check_ports_free
+from localdev.airflow_stack.postgres import LocalPostgres, find_server_bin
+from localdev.airflow_stack.processes import Supervisor, running_launcher, wait_until
+from localdev.local_spark import REPO_ROOT
+
+AIRFLOW = [sys.executable, "-m", "airflow"]
+AIRFLOW_SERVICES = ("scheduler", "dag-processor", "triggerer")
+# /api/v2/monitor/health names these components; the stack is up when all are healthy.
+HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+READY_LINE = "airflow stack ready"  # tests wait for this line
+
+
+class StackError(RuntimeError):
+    """The stack could not start; the message says why (and which log to read)."""
+
+
+def _get_json(url: str, timeout: float = 5.0) -> dict | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.load(response)
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+
+
+def _responds(url: str, timeout: float = 5.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return True
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def healthy_components(api_url: str) -> set[str]:
+    """The components /api/v2/monitor/health reports healthy (empty while it does not answer)."""
+    health = _get_json(f"{api_url}/api/v2/monitor/health") or {}
+    return {name for name, part in health.items() if (part or {}).get("status") == "healthy"}
+
+
+def _run_once(command: list[str], env: Mapping[str, str], what: str) -> str:
+    result = subprocess.run(
+        command, env=dict(env), cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise StackError(f"{what} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+    return result.stdout
+
+
+class AirflowStack:
+    """Start and stop the stack described by `config`; `say` reports progress."""
+
+    def __init__(self, config: StackConfig, say: Callable[[str], None] = print) -> None:
+        self.config = config
+        self.say = say
+        self.supervisor = Supervisor(config.logs_dir, config.pids_file)
+        self.airflow_env = config.process_env(config.airflow_env())
+
+    def _watch(self, name: str) -> None:
+        """Fail fast, with the log's tail, if a service exited while we were waiting for it."""
+        exited = self.supervisor.first_exited()
+        if exited is not None:
+            raise StackError(
+                f"{exited.name} exited with code {exited.exited()} while starting {name}; "
+                f"{exited.log_file} ends with:\n{exited.log_tail()}"
+            )
+
+    def _wait(self, name: str, check: Callable[[], bool], timeout: float) -> None:
+        def ready() -> bool:
+            self._watch(name)
+            return check()
+
+        try:
+            wait_until(ready, timeout, interval=0.5, what=name)
+        except TimeoutError as error:
+            raise StackError(f"{error}; see {self.config.logs_dir}/{name}.log") from error
+
+    def start(self) -> None:
+        config = self.config
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        other = running_launcher(config.pids_file)
+        if other is not None:
+            raise StackError(
+                f"this stack is already running (launcher pid {other}, state {config.state_dir}):"
+                " stop it with Ctrl-C in its terminal, or use another FRUIT_LOCAL_STATE_DIR"
+            )
+        try:
+            check_ports_free(config.ports.all())
+        except PortInUseError as error:
+            raise StackError(str(error)) from error
+        self._start_postgres()
+        self._start_emulator()
+        self._seed_images()
+        self._init_airflow()
+        self._start_airflow()
+
+    def _start_postgres(self) -> None:
+        postgres = LocalPostgres(
+            self.config.postgres_dir,
+            self.airflow_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg2", ""),
+            find_server_bin(),
+        )
+        self.say(f"postgres: cluster in {postgres.data_dir}")
+        postgres.prepare()
+        self.supervisor.start(
+            "postgres",
+            postgres.server_command(),
+            self.config.process_env({}),
+            stop_signal=signal.SIGINT,  # PostgreSQL's fast shutdown
+            **postgres.popen_options(),
+        )
+        postgres.wait_and_create_database(alive=lambda: self._watch("postgres"))
+
+    def _start_emulator(self) -> None:
+        config = self.config
+        self.say(f"emr-emulator: {config.emulator_url}")
+        config.emulator_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "localdev.emr_emulator", "--host", "127.0.0.1"]
+        command += ["--port", str(config.ports.emulator_port)]
+        command += ["--work-dir", str(config.emulator_dir)]
+        self.supervisor.start("emr-emulator", command, self.airflow_env, cwd=REPO_ROOT)
+        self._wait(
+            "emr-emulator",
+            lambda: _responds(f"{config.emulator_url}/moto-api/"),
+            timeout=120,
+        )
+
+    def _seed_images(self) -> None:
+        command = [sys.executable, "-m", "localdev.seed_images"]
+        command += ["--images", str(self.config.images)]
+        command += ["--cache-dir", str(self.config.images_cache)]
+        self.say(_run_once(command, self.airflow_env, "seed-images").strip())
+
+    def _init_airflow(self) -> None:
+        self.config.airflow_home.mkdir(parents=True, exist_ok=True)
+        self.say("airflow: db migrate")
+        _run_once([*AIRFLOW, "db", "migrate"], self.airflow_env, "airflow db migrate")
+        script = str(REPO_ROOT / "localdev" / "write_admin_passwords.py")
+        _run_once([sys.executable, script], self.airflow_env, "writing the UI login")
+
+    def _start_airflow(self) -> None:
+        config = self.config
+        api = ["api-server", "--port", str(config.ports.api_port), "--host", "127.0.0.1"]
+        self.supervisor.start("api-server", [*AIRFLOW, *api], self.airflow_env, cwd=REPO_ROOT)
+        for name in AIRFLOW_SERVICES:
+            self.supervisor.start(name, [*AIRFLOW, name], self.airflow_env, cwd=REPO_ROOT)
+        self.say("airflow: waiting for the api-server, scheduler, dag-processor and triggerer")
+        self._wait(
+            "api-server",
+            lambda: set(HEALTH_COMPONENTS) <= healthy_components(config.api_url),
+            timeout=300,
+        )
+
+    def stop(self) -> None:
+        self.supervisor.stop_all()
+
+    def login_line(self) -> str:
+        password = self.airflow_env["FRUIT_LOCAL_ADMIN_PASSWORD"]
+        return f"user admin, password {password}"
+
+
+class StartInterruptedError(Exception):
+    """Ctrl-C (or SIGTERM) while the stack was starting."""
+
+
+def run_stack(config: StackConfig) -> int:
+    """Start the stack, serve until SIGINT/SIGTERM or until a service dies, then stop it all."""
+    stopping = threading.Event()
+    starting = True
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.set()
+        if starting:
+            raise StartInterruptedError(signal.Signals(signum).name)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+
+    def say(message: str) -> None:
+        print(f"[make airflow] {message}", flush=True)
+
+    stack = AirflowStack(config, say)
+    code = 0
+    try:
+        stack.start()
+        starting = False
+        say(
+            f"{READY_LINE}: open {config.api_url} and log in ({stack.login_line()}).\n"
+            f"  The DAG fruit_features_emr starts paused: unpause it, or press Trigger.\n"
+            f"  Emulator (S3, EMR): {config.emulator_url}   logs: {config.logs_dir}\n"
+            "  Ctrl-C stops everything this started."
+        )
+        while not stopping.wait(1.0):
+            exited = stack.supervisor.first_exited()
+            if exited is not None:
+                say(f"{exited.name} exited with code {exited.exited()}:\n{exited.log_tail()}")
+                code = 1
+                break
+    except StackError as error:
+        say(f"failed: {error}")
+        code = 1
+    except StartInterruptedError as signal_name:
+        say(f"interrupted ({signal_name}) while starting")
+        code = 130
+    finally:
+        starting = False
+        say("stopping every service this started")
+        stack.stop()
+        say("stopped")
+    return code
