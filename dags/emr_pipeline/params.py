@@ -95,14 +95,18 @@ def build_params(s: ParseTimeSettings) -> dict[str, Param]:
         "master_instance_type": Param(
             s.master_instance_type,
             type="string",
+            minLength=1,
             section=cluster,
             title="Primary node type",
+            description="EC2 instance type of the primary node (runs the Spark driver).",
         ),
         "core_instance_type": Param(
             s.core_instance_type,
             type="string",
+            minLength=1,
             section=cluster,
             title="Core node type",
+            description="EC2 instance type of the core nodes (run the featurize tasks).",
         ),
         "core_instance_count": Param(
             s.core_instance_count,

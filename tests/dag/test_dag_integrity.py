@@ -105,3 +105,12 @@ def test_params_reject_bad_values(dag, conf):
 def test_outputs_are_declared_as_an_asset(dag):
     outlets = dag.get_task("read_report").outlets
     assert [o.name for o in outlets] == [f"{DAG_ID}_features"]
+
+
+def test_every_param_is_explained_in_the_trigger_form(dag):
+    """The form shows each param under its section, with a title and a description."""
+    for name, param in dag.params.items():
+        schema = dag.params.get_param(name).schema
+        assert schema.get("section"), f"{name}: no section"
+        assert schema.get("title"), f"{name}: no title"
+        assert (param.description or "").strip(), f"{name}: no description"
