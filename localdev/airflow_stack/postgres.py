@@ -33,15 +33,18 @@ class PostgresError(RuntimeError):
     """The local cluster could not be set up or started (the message says what to do)."""
 
 
-def find_server_bin(environ: dict[str, str] | None = None) -> Path:
+DEBIAN_SERVER_BINS = "/usr/lib/postgresql/*/bin"
+
+
+def find_server_bin(
+    environ: dict[str, str] | None = None, debian_bins: str = DEBIAN_SERVER_BINS
+) -> Path:
     """The folder with `initdb` and `postgres`: FRUIT_LOCAL_PG_BIN, Debian's newest, or PATH."""
     environ = dict(os.environ) if environ is None else environ
     candidates = []
     if environ.get("FRUIT_LOCAL_PG_BIN"):
         candidates.append(Path(environ["FRUIT_LOCAL_PG_BIN"]))
-    debian = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True
-    )
+    debian = sorted(glob.glob(debian_bins), key=lambda p: int(Path(p).parent.name), reverse=True)
     candidates += [Path(p) for p in debian]
     on_path = shutil.which("postgres", path=environ.get("PATH"))
     if on_path:

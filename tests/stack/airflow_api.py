@@ -56,6 +56,9 @@ class AirflowApi:
             ]
         return self._token
 
+    def forget_token(self) -> None:
+        self._token = None
+
     def get(self, path: str) -> Any:
         return self._request("GET", "/api/v2" + path)
 

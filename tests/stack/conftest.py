@@ -17,7 +17,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -53,15 +52,7 @@ def chromium_path() -> str:
     return path
 
 
-@dataclass
-class RunningStack:
-    config: StackConfig
-    api: AirflowApi
-    output: list[str]
-
-    @property
-    def s3(self):
-        return s3_client(self.config.emulator_url)
+SERVICES = {"postgres", "emr-emulator", "api-server", "scheduler", "dag-processor", "triggerer"}
 
 
 def _read_lines(stream, lines: list[str], ready: threading.Event) -> None:
@@ -80,8 +71,67 @@ def _process_tree(pid: int) -> list[psutil.Process]:
         return []
 
 
+class LaunchedStack:
+    """`python -m localdev.airflow_stack` (make airflow's command) in `env`, started and stopped
+    as a user does: wait for the ready line; Ctrl-C."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.config = StackConfig.from_env(env, images=SAMPLE_IMAGES)
+        self.api = AirflowApi(self.config.api_url, "admin", "admin")
+        self.launcher: subprocess.Popen | None = None
+        self.output: list[str] = []
+        self.started: dict[str, int] = {}
+
+    @property
+    def s3(self):
+        return s3_client(self.config.emulator_url)
+
+    def start(self) -> None:
+        self.output = []
+        self.launcher = subprocess.Popen(
+            [sys.executable, "-m", "localdev.airflow_stack", "--images", str(SAMPLE_IMAGES)],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        ready = threading.Event()
+        reader = threading.Thread(
+            target=_read_lines, args=(self.launcher.stdout, self.output, ready), daemon=True
+        )
+        reader.start()
+        ready.wait(START_TIMEOUT)
+        self.started = recorded_pids(self.config.pids_file)
+        up = self.launcher.poll() is None and any(READY_LINE in line for line in self.output)
+        assert up, "the stack did not start:\n" + "".join(self.output[-60:])
+
+    def stop(self) -> None:
+        """Ctrl-C the launcher; then check (and enforce) that nothing it started is left."""
+        launcher, self.launcher = self.launcher, None
+        if launcher is None:
+            return
+        tree = _process_tree(launcher.pid)
+        for pid in self.started.values():
+            tree += _process_tree(pid)
+        launcher.send_signal(signal.SIGINT)
+        try:
+            code = launcher.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            code = None
+        _, alive = psutil.wait_procs(tree, timeout=10)
+        for process in alive:
+            process.kill()
+        tail = "".join(self.output[-40:])
+        assert code == 0, f"the launcher ended with {code} after Ctrl-C:\n{tail}"
+        assert not alive, f"left running after Ctrl-C: {[p.pid for p in alive]}"
+        assert set(self.started) == SERVICES
+        assert not self.config.pids_file.exists()
+
+
 @pytest.fixture(scope="session")
-def airflow_stack() -> Iterator[RunningStack]:
+def airflow_stack() -> Iterator[LaunchedStack]:
     try:
         find_server_bin()
     except PostgresError as error:
@@ -91,61 +141,19 @@ def airflow_stack() -> Iterator[RunningStack]:
     state = Path(tempfile.mkdtemp(prefix="fruit-airflow-stack-"))
     state.chmod(0o755)
     ports = {f"FRUIT_LOCAL_{name.upper()}": str(free_port()) for name in StackPorts().all()}
-    env = {**os.environ, **ports, "FRUIT_LOCAL_STATE_DIR": str(state)}
-    config = StackConfig.from_env(env, images=SAMPLE_IMAGES)
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "localdev.airflow_stack", "--images", str(SAMPLE_IMAGES)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    ready = threading.Event()
-    threading.Thread(target=_read_lines, args=(launcher.stdout, lines, ready), daemon=True).start()
-    started: dict[str, int] = {}
+    stack = LaunchedStack({**os.environ, **ports, "FRUIT_LOCAL_STATE_DIR": str(state)})
     try:
-        ready.wait(START_TIMEOUT)
-        started = recorded_pids(config.pids_file)
-        assert launcher.poll() is None and any(READY_LINE in line for line in lines), (
-            "the stack did not start:\n" + "".join(lines[-60:])
-        )
+        stack.start()
         with pytest.MonkeyPatch.context() as patch:
             # The tests' own AWS calls go to the emulator, with its fake keys.
             for name, value in FAKE_CREDENTIALS.items():
                 patch.setenv(name, value)
-            yield RunningStack(config, AirflowApi(config.api_url, "admin", "admin"), lines)
+            yield stack
     finally:
         try:
-            _stop(launcher, started, lines)
+            stack.stop()
         finally:
             shutil.rmtree(state, ignore_errors=True)
-
-
-def _stop(launcher: subprocess.Popen, started: dict[str, int], lines: list[str]) -> None:
-    """Ctrl-C the launcher; then check (and enforce) that nothing it started is left."""
-    tree = _process_tree(launcher.pid)
-    for pid in started.values():
-        tree += _process_tree(pid)
-    launcher.send_signal(signal.SIGINT)
-    try:
-        code = launcher.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        code = None
-    _, alive = psutil.wait_procs(tree, timeout=10)
-    for process in alive:
-        process.kill()
-    assert code == 0, f"the launcher ended with {code} after Ctrl-C:\n" + "".join(lines[-40:])
-    assert not alive, f"left running after Ctrl-C: {[p.pid for p in alive]}"
-    assert set(started) == {
-        "postgres",
-        "emr-emulator",
-        "api-server",
-        "scheduler",
-        "dag-processor",
-        "triggerer",
-    }
 
 
 def wait_for(check, timeout: float, what: str, interval: float = 3.0):

@@ -192,3 +192,24 @@ def test_a_person_triggers_a_run_from_the_ui_form(airflow_stack):
         finally:
             browser.close()
     assert_run_left_its_outputs(airflow_stack, run_id, sample_count(airflow_stack), 4)
+
+
+def test_a_second_start_reuses_the_database_and_the_images(airflow_stack):
+    """Ctrl-C, then `make airflow` again: the runs are still there, the images were not made
+    again (only uploaded again: the emulator keeps its S3 in memory)."""
+    config = airflow_stack.config
+    runs = {run["dag_run_id"]: run["state"] for run in airflow_stack.api.runs(DAG_ID)}
+    assert runs
+    images_made = (config.images_cache / "images.count").stat().st_mtime_ns
+    cluster_made = (config.postgres_dir / "data" / "PG_VERSION").stat().st_mtime_ns
+    seeded = sample_count(airflow_stack)
+
+    airflow_stack.stop()  # checks that every process it started is gone
+    airflow_stack.start()
+
+    airflow_stack.api.forget_token()
+    assert {run["dag_run_id"]: run["state"] for run in airflow_stack.api.runs(DAG_ID)} == runs
+    assert airflow_stack.api.get(f"/dags/{DAG_ID}")["is_paused"] is False
+    assert (config.images_cache / "images.count").stat().st_mtime_ns == images_made
+    assert (config.postgres_dir / "data" / "PG_VERSION").stat().st_mtime_ns == cluster_made
+    assert sample_count(airflow_stack) == seeded

@@ -1,0 +1,100 @@
+"""`make airflow`'s set-up decisions, without starting anything: places, ports, refusals."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from localdev.airflow_stack.config import DEFAULT_STATE_DIR, StackConfig, StackPorts
+from localdev.airflow_stack.ports import PortInUseError, check_ports_free, free_port
+from localdev.airflow_stack.postgres import PostgresError, find_server_bin
+from localdev.airflow_stack.processes import Supervisor, running_launcher
+from localdev.seed_images import cached_images
+
+
+def test_places_default_to_the_checkout_and_move_with_fruit_local_variables(tmp_path):
+    default = StackConfig.from_env({})
+    assert default.state_dir == DEFAULT_STATE_DIR
+    assert default.ports == StackPorts()
+    moved = StackConfig.from_env(
+        {"FRUIT_LOCAL_STATE_DIR": str(tmp_path), "FRUIT_LOCAL_API_PORT": "8081"}
+    )
+    assert moved.state_dir == tmp_path
+    assert moved.ports.api_port == 8081
+    assert moved.api_url == "http://127.0.0.1:8081"
+    env = moved.airflow_env()
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8081/execution/"
+    assert env["AIRFLOW_HOME"] == str(tmp_path / "airflow-home")
+
+
+def test_a_port_that_is_not_a_number_is_refused_by_name():
+    with pytest.raises(ValueError, match="FRUIT_LOCAL_DB_PORT='fifteen'"):
+        StackPorts.from_env({"FRUIT_LOCAL_DB_PORT": "fifteen"})
+
+
+def test_a_taken_port_is_named_with_the_variable_that_moves_it():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with pytest.raises(PortInUseError, match=f"127.0.0.1:{port} .*FRUIT_LOCAL_API_PORT"):
+            check_ports_free({"db_port": free_port(), "api_port": port})
+    check_ports_free({"api_port": port})  # free again
+
+
+def test_missing_postgres_says_how_to_install_it(tmp_path):
+    with pytest.raises(PostgresError, match="apt-get install postgresql"):
+        find_server_bin(
+            {"PATH": str(tmp_path), "FRUIT_LOCAL_PG_BIN": str(tmp_path)},
+            debian_bins=str(tmp_path / "postgresql" / "*" / "bin"),
+        )
+
+
+def test_sample_images_are_generated_once(tmp_path):
+    images = cached_images(tmp_path, 6)
+    files = sorted(p for p in images.rglob("*") if p.is_file())
+    made = [p.stat().st_mtime_ns for p in files]
+    assert len(files) >= 6
+    assert cached_images(tmp_path, 6) == images
+    assert [p.stat().st_mtime_ns for p in files] == made
+    cached_images(tmp_path, 8)  # another count: made again
+    assert len([p for p in images.rglob("*") if p.is_file()]) == len(files) + 2
+
+
+def test_the_supervisor_stops_a_service_and_its_children(tmp_path):
+    supervisor = Supervisor(tmp_path / "logs", tmp_path / "pids.json")
+    # A service whose child ignores SIGTERM: it must still be gone after the grace period.
+    script = (
+        "import signal, subprocess, sys, time\n"
+        "subprocess.Popen([sys.executable, '-c', "
+        "'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'])\n"
+        "time.sleep(60)\n"
+    )
+    service = supervisor.start("stubborn", [sys.executable, "-c", script], env={})
+    assert running_launcher(tmp_path / "pids.json") is None  # it is us
+    deadline = time.monotonic() + 10
+    while not psutil.Process(service.process.pid).children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    tree = [psutil.Process(service.process.pid), *psutil.Process(service.process.pid).children()]
+    assert len(tree) == 2
+    supervisor.stop_all(grace_seconds=1)
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree)
+    assert not (tmp_path / "pids.json").exists()
+
+
+def test_a_second_launcher_on_the_same_state_is_refused(tmp_path):
+    pids = tmp_path / "pids.json"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        pids.write_text(f'{{"launcher": {other.pid}, "services": {{}}}}')
+        assert running_launcher(pids) == other.pid
+    finally:
+        other.send_signal(signal.SIGTERM)
+        other.wait()
+    assert running_launcher(pids) is None  # a stale file (its launcher is gone) is ignored
