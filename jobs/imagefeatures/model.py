@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 
@@ -121,8 +122,22 @@ def get_feature_fn(weights: str, threads: int | None = None) -> Callable[[np.nda
     process, so a reused Spark Python worker builds the model once for all its tasks."""
     if weights not in _FEATURE_FNS:
         limit_threads(threads)
-        _FEATURE_FNS[weights] = compile_feature_fn(build_feature_model(weights))
+        feature_fn = compile_feature_fn(build_feature_model(weights))
+        feature_fn(np.zeros((1, *INPUT_SHAPE), np.float32))  # trace the graph now
+        freeze_garbage_collector()
+        _FEATURE_FNS[weights] = feature_fn
     return _FEATURE_FNS[weights]
+
+
+def freeze_garbage_collector() -> None:
+    """Move every object alive now (TensorFlow, Keras, the model and its traced graph, all
+    kept for the life of the process) out of the garbage collector's sight.
+
+    Spark's Python worker runs gc.collect() after every task; with those objects tracked,
+    each call walks all of them: 0.2 CPU-s per task of 32 images, measured (BENCHMARKS.md).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def save_random_weights(path: str) -> str:
