@@ -43,11 +43,7 @@ setup-stack:
 demo: setup
 	@$(LOCAL_ENV) $(PY) -m localdev.dag_demo --images $(IMAGES) --out $(OUT)
 
-jobs-# PostgreSQL and Chromium from Debian's packages (only what is missing; see the script).
-setup-stack:
-	@localdev/install-system-packages.sh
-
-demo: setup
+jobs-demo: setup
 	@$(LOCAL_ENV) $(PY) -m localdev.local_demo --images $(IMAGES) --out $(OUT)/jobs
 
 airflow: setup setup-stack
