@@ -98,3 +98,19 @@ def test_a_second_launcher_on_the_same_state_is_refused(tmp_path):
         other.send_signal(signal.SIGTERM)
         other.wait()
     assert running_launcher(pids) is None  # a stale file (its launcher is gone) is ignored
+
+
+def test_a_refused_second_launcher_leaves_the_first_ones_record(tmp_path):
+    """Refused because the stack runs already: it stops nothing and keeps the pids file."""
+    from localdev.airflow_stack.stack import run_stack
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        config = StackConfig.from_env({"FRUIT_LOCAL_STATE_DIR": str(tmp_path)})
+        config.pids_file.write_text(f'{{"launcher": {sleeper.pid}, "services": {{}}}}')
+        assert run_stack(config) == 1
+        assert config.pids_file.exists()
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()

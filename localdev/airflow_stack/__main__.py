@@ -21,7 +21,11 @@ def main(argv: list[str] | None = None) -> int:
         "--images", type=int, default=DEFAULT_IMAGES, help="sample images to generate once"
     )
     args = parser.parse_args(argv)
-    return run_stack(StackConfig.from_env(images=args.images))
+    try:
+        config = StackConfig.from_env(images=args.images)
+    except ValueError as error:  # a FRUIT_LOCAL_*_PORT that is not a number
+        parser.error(str(error))
+    return run_stack(config)
 
 
 if __name__ == "__main__":

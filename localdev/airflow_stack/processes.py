@@ -87,6 +87,8 @@ class Supervisor:
 
     def stop_all(self, grace_seconds: float = 30.0) -> None:
         """Stop every service, newest first; each gets `grace_seconds` before SIGKILL."""
+        if not self.services:
+            return  # nothing started: the pids file (if any) is another launcher's
         for service in reversed(self.services):
             stop_process_tree(service.process.pid, service.stop_signal, grace_seconds)
             service.process.wait()

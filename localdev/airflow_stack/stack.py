@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 
 from localdev.airflow_stack.config import StackConfig
 from localdev.airflow_stack.ports import PortInUseError, check_ports_free
-from localdev.airflow_stack.postgres import LocalPostgres, find_server_bin
+from localdev.airflow_stack.postgres import LocalPostgres, PostgresError, find_server_bin
 from localdev.airflow_stack.processes import Supervisor, running_launcher, wait_until
 from localdev.local_spark import REPO_ROOT
 
@@ -191,8 +191,9 @@ def run_stack(config: StackConfig) -> int:
         if starting:
             raise StartInterruptedError(signal.Signals(signum).name)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, on_signal)
+    previous = {
+        signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
 
     def say(message: str) -> None:
         print(f"[make airflow] {message}", flush=True)
@@ -214,7 +215,7 @@ def run_stack(config: StackConfig) -> int:
                 say(f"{exited.name} exited with code {exited.exited()}:\n{exited.log_tail()}")
                 code = 1
                 break
-    except StackError as error:
+    except (StackError, PostgresError) as error:
         say(f"failed: {error}")
         code = 1
     except StartInterruptedError as signal_name:
@@ -225,4 +226,6 @@ def run_stack(config: StackConfig) -> int:
         say("stopping every service this started")
         stack.stop()
         say("stopped")
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return code
