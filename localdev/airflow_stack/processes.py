@@ -137,10 +137,12 @@ def recorded_pids(pids_file: Path) -> dict[str, int]:
         return {}
 
 
-def wait_until(check, timeout: float, interval: float = 1.0, what: str = "") -> None:
-    """Call `check()` until it returns true; TimeoutError naming `what` after `timeout` s."""
+def wait_until(check, timeout: float, interval: float = 1.0, what: str = ""):
+    """Call `check()` until it returns something true, and return that; TimeoutError naming
+    `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
-    while not check():
+    while not (value := check()):
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
         time.sleep(interval)
+    return value

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,15 +153,3 @@ def airflow_stack() -> Iterator[LaunchedStack]:
             stack.stop()
         finally:
             shutil.rmtree(state, ignore_errors=True)
-
-
-def wait_for(check, timeout: float, what: str, interval: float = 3.0):
-    """Poll `check()` until it returns something truthy; fail naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not after {timeout:.0f} s")
-        time.sleep(interval)

@@ -15,11 +15,12 @@ import pytest
 
 from emr_pipeline.params import build_params
 from emr_pipeline.settings import DAG_ID, ParseTimeSettings
+from localdev.airflow_stack.processes import wait_until
 from localdev.dag_run import cluster_states, run_output_uri, upload_tree
 from localdev.sample_data import generate_images
 from tests.dag.dag_shapes import keys_under, read_json
 from tests.stack.airflow_api import ApiError
-from tests.stack.conftest import ARTIFACTS, chromium_path, wait_for
+from tests.stack.conftest import ARTIFACTS, chromium_path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack]
 
@@ -59,7 +60,7 @@ def test_unpausing_makes_the_scheduler_run_the_dag_once(airflow_stack):
     def scheduled_runs() -> list[dict[str, Any]]:
         return [run for run in api.runs(DAG_ID) if run["run_type"] == "scheduled"]
 
-    run = wait_for(scheduled_runs, 120, "a scheduled run after unpausing")[0]
+    run = wait_until(scheduled_runs, 120, what="a scheduled run after unpausing")[0]
     finished = api.wait_for_run(DAG_ID, run["dag_run_id"], RUN_TIMEOUT)
     assert finished["state"] == "success", api.task_states(DAG_ID, run["dag_run_id"])
     # catchup=False: the latest interval only, and the next one lies in the future.
@@ -187,7 +188,7 @@ def test_a_person_triggers_a_run_from_the_ui_form(airflow_stack):
                 assert "Failed" not in text, api.task_states(DAG_ID, run_id)
                 return "Success" in text
 
-            wait_for(row_says_success, RUN_TIMEOUT, f"{run_id} shown as Success", interval=10)
+            wait_until(row_says_success, RUN_TIMEOUT, 10, what=f"{run_id} shown as Success")
             page.screenshot(path=ARTIFACTS / "finished-run.png")
         finally:
             browser.close()
