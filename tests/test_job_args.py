@@ -9,15 +9,27 @@ from imagefeatures import featurize, pca, validate
 
 def test_featurize_defaults():
     args = featurize.parse_args(["--input", "s3://in/", "--output", "s3://out/run1"])
-    assert (args.weights, args.batch_size, args.partitions) == ("imagenet", 64, None)
+    assert (args.weights, args.batch_size, args.partitions) == ("imagenet", 32, None)
+    assert args.files_per_task == featurize.DEFAULT_FILES_PER_TASK == 128
+
+
+def test_dag_defaults_are_the_jobs_defaults():
+    from emr_pipeline.options import RunOptions
+    from emr_pipeline.params import build_params
+    from emr_pipeline.settings import ParseTimeSettings
+
+    params = build_params(ParseTimeSettings.from_env({}))
+    assert RunOptions.batch_size == featurize.DEFAULT_BATCH_SIZE
+    assert params["batch_size"].value == featurize.DEFAULT_BATCH_SIZE
 
 
 def test_featurize_options():
     args = featurize.parse_args(
         ["--input", "in", "--output", "out", "--weights", "random", "--batch-size", "8"]
-        + ["--partitions", "3"]
+        + ["--partitions", "3", "--files-per-task", "16"]
     )
     assert (args.weights, args.batch_size, args.partitions) == ("random", 8, 3)
+    assert args.files_per_task == 16
 
 
 @pytest.mark.parametrize(
@@ -27,6 +39,7 @@ def test_featurize_options():
         ["--input", "in"],
         ["--input", "in", "--output", "out", "--batch-size", "0"],
         ["--input", "in", "--output", "out", "--partitions", "-2"],
+        ["--input", "in", "--output", "out", "--files-per-task", "0"],
         ["--input", "in", "--output", "out", "--batch-size", "many"],
     ],
 )

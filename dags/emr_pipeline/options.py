@@ -32,7 +32,7 @@ class RunOptions:
     weights: str = "imagenet"
     pca_k: int | None = 2
     pca_variance: float | None = None
-    batch_size: int = 64
+    batch_size: int = 32
     partitions: int | None = None
     release_label: str = DEFAULT_RELEASE_LABEL
     master_instance_type: str = "m5.xlarge"

@@ -68,7 +68,7 @@ def build_params(s: ParseTimeSettings) -> dict[str, Param]:
             description="Smallest k reaching this share of variance, e.g. 0.95; wins over pca_k.",
         ),
         "batch_size": Param(
-            64,
+            32,
             type="integer",
             minimum=1,
             maximum=4096,
@@ -82,7 +82,7 @@ def build_params(s: ParseTimeSettings) -> dict[str, Param]:
             minimum=1,
             section=model,
             title="Partitions",
-            description="Spark partitions for featurize; empty = one per input file split.",
+            description="Spark partitions for featurize; empty = about 128 small images per task.",
         ),
         "release_label": Param(
             s.release_label,

@@ -25,7 +25,13 @@ from imagefeatures.images import EMPTY_FILE_ERROR, IMAGE_GLOB, ImageDecodeError,
 from imagefeatures.model import WEIGHTS_SUFFIX, check_weights_file, get_feature_fn
 
 RESULT_TYPE = "struct<features:array<float>,error:string>"
-DEFAULT_BATCH_SIZE = 64
+# 32 images per model call: larger batches grow each worker's memory (MobileNetV2's
+# activations) by ~0.3 GiB per 32 images without speeding the model up (BENCHMARKS.md).
+DEFAULT_BATCH_SIZE = 32
+# Images per scan task. Spark counts each file as at least openCostInBytes (4 MB by
+# default), so small photos made tasks of ~32 files, each paying the per-task set-up of the
+# JVM and the Python worker; 128 cuts that 4x at the cost of a longer tail (BENCHMARKS.md).
+DEFAULT_FILES_PER_TASK = 128
 BUILTIN_WEIGHTS = ("imagenet", "random")
 _SHIPPED_WEIGHTS_PREFIX = "sparkfiles:"
 
@@ -136,6 +142,21 @@ def rejected(results: DataFrame, listed: DataFrame) -> DataFrame:
     return failed.unionByName(unread)
 
 
+def pack_small_files(spark: SparkSession, files_per_task: int) -> None:
+    """Let each scan task take up to about `files_per_task` small files.
+
+    Spark packs files into a task up to spark.sql.files.maxPartitionBytes, counting each as
+    its size plus openCostInBytes; setting the latter to maxPartitionBytes / files_per_task
+    groups small images without a shuffle: exactly `files_per_task` of a few KB each (up to
+    maxPartitionBytes / files_per_task², 8 KiB at the defaults), fewer of larger files, whose
+    size counts too. Small inputs still spread over every core (Spark caps a task's bytes
+    at the input's total / the default parallelism).
+    """
+    max_partition_bytes = spark._jsparkSession.sessionState().conf().filesMaxPartitionBytes()
+    open_cost = max(1, max_partition_bytes // files_per_task)
+    spark.conf.set("spark.sql.files.openCostInBytes", str(open_cost))
+
+
 def set_partitions(images: DataFrame, partitions: int | None) -> DataFrame:
     """Shrink without a shuffle (coalesce); grow only when asked for more than the listing gives."""
     if not partitions:
@@ -200,9 +221,11 @@ def run_featurize(
     weights: str = "imagenet",
     batch_size: int = DEFAULT_BATCH_SIZE,
     partitions: int | None = None,
+    files_per_task: int = DEFAULT_FILES_PER_TASK,
 ) -> dict:
     """Write <output>/features, <output>/rejects and <output>/featurize_summary.json."""
     started = time.time()
+    pack_small_files(spark, files_per_task)
     images, listed = read_images(spark, input_uri)
     weights_ref = ship_weights(spark, weights)
     check_weights_load(weights_ref)
@@ -227,6 +250,7 @@ def run_featurize(
         "input": input_uri,
         "weights": weights,
         "batch_size": batch_size,
+        "files_per_task": files_per_task,
         "listed": listed.count(),
         **written,
         "seconds": round(time.time() - started, 2),
@@ -247,5 +271,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="imagenet (Keras download), random (fixed seed) or a .weights.h5 path/URI",
     )
     parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
-    parser.add_argument("--partitions", type=positive_int, default=None)
+    parser.add_argument(
+        "--partitions",
+        type=positive_int,
+        default=None,
+        help="Spark partitions (no shuffle to shrink)",
+    )
+    parser.add_argument(
+        "--files-per-task",
+        type=positive_int,
+        default=DEFAULT_FILES_PER_TASK,
+        help="small image files per scan task (larger files count by their size)",
+    )
     return parser.parse_args(argv)

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from imagefeatures.errors import JobInputError
-from imagefeatures.featurize import read_images, run_featurize, set_partitions
+from imagefeatures.featurize import (
+    pack_small_files,
+    read_images,
+    run_featurize,
+    set_partitions,
+)
 from tests.image_cases import bad_input_cases
 from tests.spark.conftest import GOOD_LABELS, GOOD_PER_LABEL
 
@@ -95,6 +100,20 @@ def test_partitions_option_is_honoured(spark, pipeline_run):
 
     assert set_partitions(images, 1).rdd.getNumPartitions() == 1
     assert set_partitions(images, 7).rdd.getNumPartitions() == 7
+
+
+def test_small_files_are_packed_files_per_task(spark, tmp_path):
+    from localdev.sample_data import generate_images
+
+    generate_images(tmp_path / "images", 10, seed=3)
+    before = spark.conf.get("spark.sql.files.openCostInBytes")
+    try:
+        for files_per_task, tasks in ((2, 5), (5, 2)):
+            pack_small_files(spark, files_per_task)
+            images, _ = read_images(spark, str(tmp_path / "images"))
+            assert images.rdd.getNumPartitions() == tasks, files_per_task
+    finally:
+        spark.conf.set("spark.sql.files.openCostInBytes", before)
 
 
 def test_missing_input_is_named(spark, tmp_path):
