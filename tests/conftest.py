@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from localdev.local_spark import use_local_spark_env
+from localdev.local_spark import LOCAL_DRIVER_JAVA_OPTIONS, use_local_spark_env
 
 # Before pyspark or TensorFlow start: workers on this interpreter, Java 17, quiet TF.
 use_local_spark_env()
@@ -25,6 +25,7 @@ def spark():
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.driver.memory", "2g")
+        .config("spark.driver.extraJavaOptions", LOCAL_DRIVER_JAVA_OPTIONS)
         .getOrCreate()
     )
     get_spark("tests")  # the jobs' own set-up: log level, package shipped to workers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from localdev.local_spark import LOG4J_CONFIG
+from localdev.local_spark import LOCAL_DRIVER_JAVA_OPTIONS
 
 SPARK_SUBMIT = str(Path(sys.executable).parent / "spark-submit")
 
@@ -43,8 +43,8 @@ def spark_submit_command(args: list[str], master: str = "local[*]") -> list[str]
     """`spark-submit ARGS` for local Spark: the cluster's --master and --deploy-mode replaced.
 
     EMR's defaults are YARN in client mode; locally it is `master` in client mode, without the
-    UI (no port clashes between concurrent steps) and with the project's quiet log4j config
-    unless the step gives its own driver Java options.
+    UI (no port clashes between concurrent steps) and with the local driver Java options
+    (quiet log4j config, C1-only JIT) unless the step gives its own.
     """
     kept: list[str] = []
     has_java_options = False
@@ -66,5 +66,5 @@ def spark_submit_command(args: list[str], master: str = "local[*]") -> list[str]
     command = [SPARK_SUBMIT, "--master", master, "--deploy-mode", "client"]
     command += ["--conf", "spark.ui.enabled=false"]
     if not has_java_options:
-        command += ["--driver-java-options", f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}"]
+        command += ["--driver-java-options", LOCAL_DRIVER_JAVA_OPTIONS]
     return command + kept + args[index:]
