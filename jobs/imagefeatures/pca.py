@@ -1,14 +1,14 @@
 """PCA job: feature vectors -> their first k principal components, as a Spark ML PCAModel.
 
-Arrays become vectors and back with Spark's native array_to_vector / vector_to_array:
-no Python UDF touches the 1280 floats of each row.
-
-The fit is Spark ML's PCA, computed in two parts: the covariance matrix by Spark (native
-Correlation and Summarizer passes over the rows), and its eigen-decomposition on the driver by
-NumPy's LAPACK. Spark's own PCA.fit does the latter with a full SVD through netlib's pure-Java
-fallback when no native BLAS loads (as on these machines), which took most of the job's time;
-the result is the same model (same components up to sign, same explained variance; a test
-checks it), and every component's share comes out of one pass, so --variance needs no refit.
+The fit is Spark ML's PCA, computed in two parts: the covariance matrix in one pass over the
+rows, each task folding its rows into partial moments with NumPy's BLAS (imagefeatures.moments)
+and Spark merging them in a tree; then its eigen-decomposition on the driver by NumPy's LAPACK.
+Spark's own PCA.fit does both with netlib's pure-Java fallback when no native BLAS loads (as
+on these machines): one rank-1 update per row, then a full SVD, which took most of the job's
+time. The result is the same model (same components up to sign, same explained variance; a
+test checks it), and every component's share comes out of one pass, so --variance needs no
+refit. The projection is Spark's own PCAModel.transform, with arrays becoming vectors and back
+through the native array_to_vector / vector_to_array.
 """
 
 from __future__ import annotations
@@ -16,22 +16,25 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
+from collections.abc import Iterator
 
 import numpy as np
-from pyspark import StorageLevel
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.ml.common import _py2java
 from pyspark.ml.feature import PCAModel
 from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.ml.linalg import DenseMatrix, DenseVector
-from pyspark.ml.stat import Correlation, Summarizer
 from pyspark.sql import DataFrame, SparkSession
 
 from imagefeatures import storage
 from imagefeatures.cli_types import positive_int
 from imagefeatures.errors import JobInputError
 from imagefeatures.model import FEATURE_DIM
+from imagefeatures.moments import Moments, merge_optional
 
 DEFAULT_K = 2
+_MOMENTS_SCHEMA = "count long, mean binary, m2 binary"
 
 
 def to_vectors(features: DataFrame) -> DataFrame:
@@ -39,13 +42,39 @@ def to_vectors(features: DataFrame) -> DataFrame:
     return features.select("path", "label", array_to_vector("features").alias("vector"))
 
 
-def covariance_matrix(vectors: DataFrame) -> np.ndarray:
-    """The (unbiased) covariance of the `vector` column, computed by Spark."""
-    correlation = Correlation.corr(vectors, "vector", "pearson").head()[0].toArray()
-    variance = vectors.select(Summarizer.variance(vectors["vector"])).head()[0].toArray()
-    deviation = np.sqrt(variance)
-    # Constant columns have an undefined (NaN) correlation and a zero covariance.
-    return np.nan_to_num(correlation, nan=0.0) * np.outer(deviation, deviation)
+def partition_moments(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """mapInArrow function: one row of moments for the `features` arrays of a partition.
+
+    Arrow's list column is flattened into an (n, d) array without a Python object per row.
+    """
+    total = None
+    for batch in batches:
+        arrays = batch.column(0)
+        if not len(arrays):
+            continue
+        if arrays.null_count:
+            raise ValueError("the features column holds null vectors")
+        lengths = pc.min_max(pc.list_value_length(arrays)).as_py()
+        if lengths["min"] != lengths["max"]:
+            raise ValueError(
+                f"feature vectors of different lengths: {lengths['min']} and {lengths['max']}"
+            )
+        rows = arrays.flatten().to_numpy().reshape(len(arrays), lengths["max"])
+        total = merge_optional(total, Moments.of_rows(rows))
+    if total is not None:
+        yield pa.RecordBatch.from_pylist([total.to_record()])
+
+
+def feature_moments(features: DataFrame) -> Moments | None:
+    """Count, mean and centred cross-products of the `features` column; None without rows.
+
+    Partial moments merge in the executors (treeAggregate), so the driver receives one
+    d x d matrix whatever the number of partitions.
+    """
+    partials = features.select("features").mapInArrow(partition_moments, _MOMENTS_SCHEMA)
+    return partials.rdd.map(lambda row: Moments.from_record(*row)).treeAggregate(
+        None, merge_optional, merge_optional
+    )
 
 
 def principal_components(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -82,10 +111,10 @@ def make_pca_model(
 
 
 def fit_pca(
-    spark: SparkSession, vectors: DataFrame, k: int | None, variance: float | None
+    spark: SparkSession, covariance: np.ndarray, k: int | None, variance: float | None
 ) -> PCAModel:
-    """Fit on `vectors`: k components, or the fewest reaching `variance` of the total."""
-    components, shares = principal_components(covariance_matrix(vectors))
+    """k components of `covariance`, or the fewest reaching `variance` of the total."""
+    components, shares = principal_components(covariance)
     if variance is not None:
         k = smallest_k_for_variance(shares.tolist(), variance)
     return make_pca_model(spark, components, shares, min(k or DEFAULT_K, len(shares)))
@@ -136,16 +165,15 @@ def run_pca(
         features = spark.read.parquet(input_uri)
     except Exception as exc:
         raise JobInputError(f"features {input_uri} cannot be read: {exc}") from exc
-    rows = features.count()  # parquet footers only: no column is read
+    moments = feature_moments(features)
+    rows = moments.count if moments else 0
     if rows < 2:
         raise JobInputError(f"features {input_uri} hold {rows} row(s); PCA needs at least 2")
-    # Three passes (correlation, variance, projection): keep the vectors after the first.
-    vectors = to_vectors(features).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        model = fit_pca(spark, vectors, k, variance)
-        project(model, vectors).write.mode("overwrite").parquet(storage.join_uri(output_uri, "pca"))
-    finally:
-        vectors.unpersist()
+    model = fit_pca(spark, moments.covariance(), k, variance)
+    # A second read of the features rather than a cache: parquet is cheap to read again.
+    project(model, to_vectors(features)).write.mode("overwrite").parquet(
+        storage.join_uri(output_uri, "pca")
+    )
     model.write().overwrite().save(storage.join_uri(output_uri, "pca_model"))
     summary = summarize(model, rows, time.time() - started)
     if variance is not None:

@@ -57,6 +57,14 @@ def test_too_few_rows_is_a_clear_error(spark, pipeline_run, tmp_path):
         run_pca(spark, str(one_row), str(tmp_path / "out"))
 
 
+def test_empty_features_is_a_clear_error(spark, pipeline_run, tmp_path):
+    no_rows = tmp_path / "empty"
+    spark.read.parquet(str(pipeline_run.output / "features")).limit(0).write.parquet(str(no_rows))
+    with pytest.raises(JobInputError, match="0 row"):
+        run_pca(spark, str(no_rows), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_features_is_named(spark, tmp_path):
     with pytest.raises(JobInputError, match="nowhere"):
         run_pca(spark, str(tmp_path / "nowhere"), str(tmp_path / "out"))
@@ -71,14 +79,19 @@ def test_smallest_k_for_variance(shares, target, k):
 
 
 def test_fit_equals_spark_ml_pca(spark, pipeline_run):
-    """Covariance by Spark + eigh on the driver gives Spark ML PCA's own model."""
+    """Partial moments in the tasks + eigh on the driver give Spark ML PCA's own model."""
     import numpy as np
     from pyspark.ml.feature import PCA
 
-    from imagefeatures.pca import fit_pca, to_vectors
+    from imagefeatures.pca import feature_moments, fit_pca, to_vectors
 
-    vectors = to_vectors(spark.read.parquet(str(pipeline_run.output / "features")))
-    ours = fit_pca(spark, vectors, k=4, variance=None)
+    features = spark.read.parquet(str(pipeline_run.output / "features"))
+    # Several partitions, so that partial moments really are merged.
+    features = features.repartition(3)
+    vectors = to_vectors(features)
+    moments = feature_moments(features)
+    assert moments.count == features.count()
+    ours = fit_pca(spark, moments.covariance(), k=4, variance=None)
     reference = PCA(k=4, inputCol="vector", outputCol="p").fit(vectors)
     assert ours.getK() == 4
     np.testing.assert_allclose(
