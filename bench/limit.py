@@ -21,9 +21,10 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--input", required=True, type=Path)
     parser.add_argument("--weights", required=True)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: our job's")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from imagefeatures.featurize import DEFAULT_BATCH_SIZE
     from imagefeatures.images import preprocess_image
     from imagefeatures.model import get_feature_fn
 
@@ -32,10 +33,11 @@ def main() -> int:
     feature_fn = get_feature_fn(args.weights)
     feature_fn(np.zeros((1, 224, 224, 3), np.float32))  # trace the graph once
     built = time.time()
+    batch_size = args.batch_size or DEFAULT_BATCH_SIZE  # the same model calls as our job's
     rows = 0
-    for start in range(0, len(paths), args.batch_size):
+    for start in range(0, len(paths), batch_size):
         batch = np.stack(
-            [preprocess_image(p.read_bytes()) for p in paths[start : start + args.batch_size]]
+            [preprocess_image(p.read_bytes()) for p in paths[start : start + batch_size]]
         )
         rows += len(feature_fn(batch))
     finished = time.time()
