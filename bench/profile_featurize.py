@@ -505,7 +505,9 @@ def stage_command(
         return spark_submit_command(JOBS_DIR / "pca.py", args)
     if stage == "notebook-pca":
         args = ["pca", "--input", str(features), "--output", str(output)]
-        return spark_submit_command(bench / "notebook_jobs.py", args)
+        from bench.run_bench import NOTEBOOK_JAVA_OPTIONS
+
+        return spark_submit_command(bench / "notebook_jobs.py", args, NOTEBOOK_JAVA_OPTIONS)
     if stage == "limit":
         return [sys.executable, str(bench / "limit.py"), "--input", str(images)] + [
             "--weights",

@@ -12,12 +12,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 JOBS_DIR = REPO_ROOT / "jobs"
 LOG4J_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
+QUIET_LOGGING_JAVA_OPTIONS = f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}"
 # Local jobs last seconds to minutes and their JVM mostly moves data: C2's 15-40 CPU-s of
 # compiling per job competed with TensorFlow for the cores (BENCHMARKS.md). C1 alone
-# compiles what matters soon enough. The quiet log4j config keeps the jobs' output readable.
-LOCAL_DRIVER_JAVA_OPTIONS = (
-    f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG} -XX:TieredStopAtLevel=1"
-)
+# compiles what matters soon enough. (Not for JVM-heavy arithmetic, such as Spark ML's
+# pure-Java SVD: C1's code is slower there.)
+LOCAL_DRIVER_JAVA_OPTIONS = f"{QUIET_LOGGING_JAVA_OPTIONS} -XX:TieredStopAtLevel=1"
 
 
 def local_spark_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -46,14 +46,17 @@ def use_local_spark_env() -> None:
     os.environ.update(local_spark_env())
 
 
-def spark_submit_command(script: Path, args: list[str]) -> list[str]:
-    """`spark-submit SCRIPT ARGS` with local Spark, quiet logging and C1-only JIT."""
+def spark_submit_command(
+    script: Path, args: list[str], java_options: str = LOCAL_DRIVER_JAVA_OPTIONS
+) -> list[str]:
+    """`spark-submit SCRIPT ARGS` with local Spark and `java_options` (by default quiet
+    logging and C1-only JIT)."""
     return [
         str(Path(sys.executable).parent / "spark-submit"),
         "--master",
         "local[*]",
         "--driver-java-options",
-        LOCAL_DRIVER_JAVA_OPTIONS,
+        java_options,
         str(script),
         *args,
     ]
