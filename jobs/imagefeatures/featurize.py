@@ -25,8 +25,8 @@ from imagefeatures.images import EMPTY_FILE_ERROR, IMAGE_GLOB, ImageDecodeError,
 from imagefeatures.model import WEIGHTS_SUFFIX, check_weights_file, get_feature_fn
 
 RESULT_TYPE = "struct<features:array<float>,error:string>"
-# 32 images per model call: larger batches grow each worker's memory (MobileNetV2's
-# activations) by ~0.3 GiB per 32 images without speeding the model up (BENCHMARKS.md).
+# 32 images per model call: 64 grew each worker's memory (MobileNetV2's activations) by
+# about 0.6 GiB without speeding the model up (BENCHMARKS.md).
 DEFAULT_BATCH_SIZE = 32
 # Images per scan task. Spark counts each file as at least openCostInBytes (4 MB by
 # default), so small photos made tasks of ~32 files, each paying the per-task set-up of the
@@ -152,6 +152,7 @@ def pack_small_files(spark: SparkSession, files_per_task: int) -> None:
     size counts too. Small inputs still spread over every core (Spark caps a task's bytes
     at the input's total / the default parallelism).
     """
+    # Spark's own parse of the setting, which may be written as "128m" or "134217728b".
     max_partition_bytes = spark._jsparkSession.sessionState().conf().filesMaxPartitionBytes()
     open_cost = max(1, max_partition_bytes // files_per_task)
     spark.conf.set("spark.sql.files.openCostInBytes", str(open_cost))
