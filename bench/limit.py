@@ -26,7 +26,9 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from imagefeatures.featurize import DEFAULT_BATCH_SIZE
     from imagefeatures.images import preprocess_image
-    from imagefeatures.model import get_feature_fn
+    from imagefeatures.model import get_feature_fn, worker_tensorflow_env
+
+    os.environ.update(worker_tensorflow_env())  # TensorFlow as our job's workers run it
 
     paths = sorted(p for p in args.input.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
     started = time.time()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -9,7 +10,13 @@ import numpy as np
 import pytest
 
 from imagefeatures.images import preprocess_image
-from imagefeatures.model import FEATURE_DIM, build_feature_model, get_feature_fn
+from imagefeatures.model import (
+    FEATURE_DIM,
+    ONEDNN_SWITCH,
+    build_feature_model,
+    get_feature_fn,
+    worker_tensorflow_env,
+)
 from tests.image_cases import jpeg_bytes, picture
 
 
@@ -93,3 +100,24 @@ def test_weights_file_check_rejects_other_files(tmp_path):
         f["layers/dense/vars/0"] = np.zeros((3, 3))
     with pytest.raises(ValueError, match="holds 1 weight arrays"):
         check_weights_file(str(other))
+
+
+def test_worker_env_asks_for_onednn_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv(ONEDNN_SWITCH, raising=False)
+    assert worker_tensorflow_env() == {ONEDNN_SWITCH: "1"}
+    monkeypatch.setenv(ONEDNN_SWITCH, "0")
+    assert worker_tensorflow_env() == {ONEDNN_SWITCH: "0"}
+
+
+@pytest.mark.parametrize(("switch", "enabled"), [("1", True), ("0", False)])
+def test_tensorflow_reads_the_onednn_switch(switch, enabled):
+    """The variable's name and value are the ones TensorFlow itself reads when it loads."""
+    script = (
+        "from tensorflow.python.util import _pywrap_util_port;"
+        "print(_pywrap_util_port.IsMklEnabled())"
+    )
+    env = {**os.environ, ONEDNN_SWITCH: switch, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True
+    )
+    assert done.stdout.strip() == str(enabled)

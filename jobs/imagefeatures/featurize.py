@@ -22,7 +22,12 @@ from imagefeatures import storage
 from imagefeatures.cli_types import positive_int
 from imagefeatures.errors import JobInputError
 from imagefeatures.images import EMPTY_FILE_ERROR, IMAGE_GLOB, ImageDecodeError, preprocess_image
-from imagefeatures.model import WEIGHTS_SUFFIX, check_weights_file, get_feature_fn
+from imagefeatures.model import (
+    WEIGHTS_SUFFIX,
+    check_weights_file,
+    get_feature_fn,
+    worker_tensorflow_env,
+)
 
 RESULT_TYPE = "struct<features:array<float>,error:string>"
 # 32 images per model call: 64 grew each worker's memory (MobileNetV2's activations) by
@@ -125,6 +130,11 @@ def with_features(
     images: DataFrame, weights_ref: str, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> DataFrame:
     """(path, label, content) -> (path, label, features, error); one of the last two is null."""
+    # The UDF captures the context's worker environment when it is built; a value set with
+    # --conf spark.executorEnv.NAME stays as given.
+    environment = images.sparkSession.sparkContext.environment
+    for name, value in worker_tensorflow_env().items():
+        environment.setdefault(name, value)
     result = make_featurize_udf(weights_ref, batch_size)("content").alias("result")
     return images.select("path", "label", result).select("path", "label", "result.*")
 

@@ -98,6 +98,19 @@ def compile_feature_fn(model) -> Callable[[np.ndarray], np.ndarray]:
 
 _FEATURE_FNS: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
 
+ONEDNN_SWITCH = "TF_ENABLE_ONEDNN_OPTS"
+
+
+def worker_tensorflow_env() -> dict[str, str]:
+    """Environment for a process that runs the model, read by TensorFlow when it loads.
+
+    TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512 VNNI, BF16 or
+    AMX; without them (the AMD EPYC of our CI machines) MobileNetV2 ran 1.9 times slower
+    (BENCHMARKS.md). They change features by float round-off only: at most 2e-5 on values up
+    to 6. TF_ENABLE_ONEDNN_OPTS=0 in the driver's environment turns them off.
+    """
+    return {ONEDNN_SWITCH: os.environ.get(ONEDNN_SWITCH, "1")}
+
 
 def limit_threads(threads: int | None) -> None:
     """Give TensorFlow `threads` cores for one op, before its runtime starts.

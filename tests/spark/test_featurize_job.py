@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from imagefeatures.errors import JobInputError
@@ -14,8 +16,9 @@ from imagefeatures.featurize import (
     run_featurize,
     set_partitions,
 )
+from imagefeatures.model import ONEDNN_SWITCH
 from tests.image_cases import bad_input_cases
-from tests.spark.conftest import GOOD_LABELS, GOOD_PER_LABEL
+from tests.spark.conftest import FEATURE_ROUND_OFF, GOOD_LABELS, GOOD_PER_LABEL
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,6 +87,23 @@ def test_labels_are_parent_folders_kept_as_written(spark, pipeline_run):
     assert counts["Pomme rouge"] == 1  # nested: the immediate parent folder
 
 
+def test_python_workers_run_tensorflow_with_onednn(spark, pipeline_run):
+    """The job set its workers' environment; a worker of this context reports what its
+    TensorFlow runs with."""
+
+    def report(batches):
+        from tensorflow.python.util import _pywrap_util_port
+
+        for _ in batches:
+            pass
+        yield pd.DataFrame(
+            {"switch": [os.environ.get(ONEDNN_SWITCH)], "on": [_pywrap_util_port.IsMklEnabled()]}
+        )
+
+    row = spark.range(1).mapInPandas(report, "switch string, on boolean").first()
+    assert (row.switch, row.on) == ("1", True)
+
+
 def test_same_vectors_run_after_run(spark, pipeline_run, tmp_path):
     again = tmp_path / "again"
     run_featurize(spark, str(pipeline_run.images / "Kiwi"), str(again), "random", batch_size=3)
@@ -92,7 +112,7 @@ def test_same_vectors_run_after_run(spark, pipeline_run, tmp_path):
         for r in spark.read.parquet(str(pipeline_run.output / "features")).collect()
     }
     for row in spark.read.parquet(str(again / "features")).collect():
-        assert row.features == pytest.approx(first[row.path], abs=1e-5)
+        assert row.features == pytest.approx(first[row.path], abs=FEATURE_ROUND_OFF)
 
 
 def test_partitions_option_is_honoured(spark, pipeline_run):
@@ -155,4 +175,4 @@ def test_weights_file_matches_random_weights(spark, pipeline_run, random_weights
     rows = spark.read.parquet(str(out / "features")).collect()
     assert len(rows) == GOOD_PER_LABEL
     for row in rows:
-        assert row.features == pytest.approx(first[row.path], abs=1e-5)
+        assert row.features == pytest.approx(first[row.path], abs=FEATURE_ROUND_OFF)

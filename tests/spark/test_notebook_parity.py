@@ -9,10 +9,10 @@ import pandas as pd
 
 from bench.notebook_method import notebook_feature_model, notebook_featurize_series
 from imagefeatures.model import build_feature_model
-from tests.spark.conftest import GOOD_LABELS
+from tests.spark.conftest import FEATURE_ROUND_OFF, GOOD_LABELS
 
 
-def test_features_match_the_notebook_within_1e4(spark, pipeline_run):
+def test_features_match_the_notebook_within_round_off(spark, pipeline_run):
     rows = [
         row
         for row in spark.read.parquet(str(pipeline_run.output / "features")).collect()
@@ -26,5 +26,5 @@ def test_features_match_the_notebook_within_1e4(spark, pipeline_run):
     ours = np.array([row.features for row in rows], dtype=np.float32)
     assert ours.shape == expected.shape == (len(rows), 1280)
     difference = np.abs(ours - expected).max()
-    assert difference < 1e-4, f"max abs difference {difference}"
+    assert difference < FEATURE_ROUND_OFF, f"max abs difference {difference}"
     assert np.abs(expected).max() > 1.0  # the comparison is not between two near-zero arrays
