@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import psutil
@@ -34,6 +35,17 @@ SMALL_N = 200  # the small run that measures our fixed start-up cost
 # The notebook's stages run on Spark's default JVM (C1 and C2), as the notebook did; our jobs
 # on the local default (C1 only), which would slow its pure-Java SVD.
 NOTEBOOK_JAVA_OPTIONS = QUIET_LOGGING_JAVA_OPTIONS
+
+
+def notebook_env(onednn: str | None = None) -> dict[str, str]:
+    """Environment for the notebook's stages: TensorFlow's own oneDNN choice for this CPU, as
+    the notebook ran, or the switch set to `onednn` (our job turns it on where TF does not)."""
+    from imagefeatures.model import ONEDNN_SWITCH
+
+    env = {name: value for name, value in os.environ.items() if name != ONEDNN_SWITCH}
+    if onednn is not None:
+        env[ONEDNN_SWITCH] = onednn
+    return env
 
 
 class PeakMemory:
@@ -66,14 +78,15 @@ class PeakMemory:
         return self.peak
 
 
-def timed(name: str, command: list[str]) -> dict:
-    """Run `command`; wall seconds, peak memory (MiB), and its last JSON line if any."""
+def timed(name: str, command: list[str], env: Mapping[str, str] | None = None) -> dict:
+    """Run `command` (in `env`, default ours); wall seconds, peak memory (MiB), and its last
+    JSON line if any."""
     print(f"--- {name}: {' '.join(command[-8:])}", flush=True)
     started = time.time()
     process = subprocess.Popen(
         command,
         cwd=REPO_ROOT,
-        env=local_spark_env(),
+        env=local_spark_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -112,22 +125,24 @@ def run(count: int, memory_count: int, work: Path) -> dict:
     small = ensure_images(work, SMALL_N)
     out = work / "out"
     jobs = REPO_ROOT / "jobs"
+
+    def notebook_featurize(output: str) -> list[str]:
+        return spark_submit_command(
+            BENCH_DIR / "notebook_jobs.py",
+            ["featurize", "--input", str(images), "--output", str(out / output)]
+            + ["--weights", str(weights)],
+            NOTEBOOK_JAVA_OPTIONS,
+        )
+
     stages = {
         "notebook featurize": timed(
-            "notebook featurize",
-            spark_submit_command(
-                BENCH_DIR / "notebook_jobs.py",
-                [
-                    "featurize",
-                    "--input",
-                    str(images),
-                    "--output",
-                    str(out / "nb_features"),
-                    "--weights",
-                    str(weights),
-                ],
-                NOTEBOOK_JAVA_OPTIONS,
-            ),
+            "notebook featurize", notebook_featurize("nb_features"), notebook_env()
+        ),
+        # For reference: how much of our gain TensorFlow's oneDNN switch alone would give it.
+        "notebook featurize (oneDNN on)": timed(
+            "notebook featurize, oneDNN on",
+            notebook_featurize("nb_features_onednn"),
+            notebook_env(onednn="1"),
         ),
         "notebook pca": timed(
             "notebook pca",
@@ -136,6 +151,7 @@ def run(count: int, memory_count: int, work: Path) -> dict:
                 ["pca", "--input", str(out / "nb_features"), "--output", str(out / "nb_pca")],
                 NOTEBOOK_JAVA_OPTIONS,
             ),
+            notebook_env(),
         ),
         "ours featurize": timed(
             "ours featurize",
@@ -209,6 +225,9 @@ def summarize(stages: dict, count: int, memory_count: int) -> dict:
                 ours_rate / limit_rate, 3
             ),
             "pca ours/notebook (target <= 0.5)": round(ours_p["seconds"] / nb_p["seconds"], 3),
+            "featurize ours/notebook with oneDNN on (reference, no target)": round(
+                ours_f["seconds"] / stages["notebook featurize (oneDNN on)"]["seconds"], 3
+            ),
         },
         "rates_images_per_s": {
             "notebook featurize (whole process)": round(count / nb_f["seconds"], 1),
