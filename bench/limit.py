@@ -26,7 +26,7 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from imagefeatures.featurize import DEFAULT_BATCH_SIZE
     from imagefeatures.images import preprocess_image
-    from imagefeatures.model import get_feature_fn, worker_tensorflow_env
+    from imagefeatures.model import get_feature_fn, model_batches, worker_tensorflow_env
 
     os.environ.update(worker_tensorflow_env())  # TensorFlow as our job's workers run it
 
@@ -37,11 +37,8 @@ def main() -> int:
     built = time.time()
     batch_size = args.batch_size or DEFAULT_BATCH_SIZE  # the same model calls as our job's
     rows = 0
-    for start in range(0, len(paths), batch_size):
-        batch = np.stack(
-            [preprocess_image(p.read_bytes()) for p in paths[start : start + batch_size]]
-        )
-        rows += len(feature_fn(batch))
+    for batch in model_batches(len(paths), batch_size):
+        rows += len(feature_fn(np.stack([preprocess_image(p.read_bytes()) for p in paths[batch]])))
     finished = time.time()
     print(
         json.dumps(

@@ -15,6 +15,7 @@ from imagefeatures.model import (
     ONEDNN_SWITCH,
     build_feature_model,
     get_feature_fn,
+    model_batches,
     worker_tensorflow_env,
 )
 from tests.image_cases import jpeg_bytes, picture
@@ -121,3 +122,21 @@ def test_tensorflow_reads_the_onednn_switch(switch, enabled):
         [sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True
     )
     assert done.stdout.strip() == str(enabled)
+
+
+def test_model_batches_split_the_rest_in_powers_of_two():
+    sizes = [s.stop - s.start for s in model_batches(85, 32)]
+    assert sizes == [32, 32, 16, 4, 1]
+    assert list(model_batches(0, 32)) == []
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 32, 48])
+def test_model_batches_cover_every_row_once_with_few_sizes(batch_size):
+    seen_sizes = set()
+    for count in range(200):
+        slices = list(model_batches(count, batch_size))
+        covered = [row for s in slices for row in range(count)[s]]
+        assert covered == list(range(count))
+        seen_sizes |= {s.stop - s.start for s in slices}
+    assert all(size == batch_size or size & (size - 1) == 0 for size in seen_sizes)
+    assert len(seen_sizes) <= batch_size.bit_length() + 1

@@ -26,6 +26,7 @@ from imagefeatures.model import (
     WEIGHTS_SUFFIX,
     check_weights_file,
     get_feature_fn,
+    model_batches,
     worker_tensorflow_env,
 )
 
@@ -102,8 +103,8 @@ def featurize_contents(feature_fn, contents: pd.Series, batch_size: int) -> pd.D
             errors.append(str(exc))
     decoded = [i for i, array in enumerate(inputs) if array is not None]
     features: list[np.ndarray | None] = [None] * len(inputs)
-    for start in range(0, len(decoded), batch_size):
-        rows = decoded[start : start + batch_size]
+    for batch in model_batches(len(decoded), batch_size):
+        rows = decoded[batch]
         vectors = feature_fn(np.stack([inputs[i] for i in rows]))
         for row, vector in zip(rows, vectors, strict=True):
             features[row] = vector
