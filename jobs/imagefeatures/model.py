@@ -115,8 +115,6 @@ def model_batches(count: int, batch_size: int) -> Iterator[slice]:
         start += size
 
 
-_FEATURE_FNS: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
-
 ONEDNN_SWITCH = "TF_ENABLE_ONEDNN_OPTS"
 
 
@@ -129,6 +127,9 @@ def worker_tensorflow_env() -> dict[str, str]:
     to 6. TF_ENABLE_ONEDNN_OPTS=0 in the driver's environment turns them off.
     """
     return {ONEDNN_SWITCH: os.environ.get(ONEDNN_SWITCH, "1")}
+
+
+_FEATURE_FNS: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
 
 
 def limit_threads(threads: int | None) -> None:
