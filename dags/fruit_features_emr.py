@@ -1,7 +1,8 @@
 """Fruit image features on a transient EMR cluster.
 
-preflight -> upload_artifacts -> create_cluster -> featurize -> pca -> validate
-          -> wait_for_report -> read_report;  terminate_cluster tears the cluster down
+preflight -> upload_artifacts -> create_cluster (with the featurize, pca and validate steps)
+-> wait for featurize -> pca -> validate -> wait_for_report -> read_report;
+terminate_cluster tears the cluster down
 whatever happened once it exists. The run's state is the pipeline's: the teardown never
 turns a failed run green. Deployment and triggering: docs/DEPLOY.md.
 """
@@ -21,12 +22,13 @@ from airflow.sdk import DAG, Asset, TaskGroup, Variable, get_current_context, ta
 from airflow.sdk.exceptions import AirflowFailException
 
 from emr_pipeline import artifacts, idempotency, preflight, report
-from emr_pipeline.operators import IdempotentEmrAddStepsOperator, RunScopedEmrCreateJobFlowOperator
+from emr_pipeline.operators import RunScopedEmrCreateJobFlowOperator
 from emr_pipeline.options import InvalidRunOptionsError, RunOptions, check_worker_support
 from emr_pipeline.params import build_params
 from emr_pipeline.plan import make_plan
 from emr_pipeline.sensors import ExplainedEmrStepSensor, RunTimedS3KeySensor
 from emr_pipeline.settings import DAG_ID, DeploymentSettings, ParseTimeSettings
+from emr_pipeline.steps import STEP_NAMES
 from emr_pipeline.uris import split_s3_uri
 
 SETTINGS = ParseTimeSettings.from_env()
@@ -52,8 +54,8 @@ with DAG(
     params=build_params(SETTINGS),
     default_args={
         "owner": SETTINGS.owner,
-        # Every task is safe to repeat: create_cluster and add_step find what an earlier
-        # try made before making it (emr_pipeline.operators).
+        # Every task is safe to repeat: create_cluster finds what an earlier try made before
+        # making it (emr_pipeline.operators).
         "retries": 2,
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": True,
@@ -64,8 +66,13 @@ with DAG(
 
     @task(multiple_outputs=True)
     def preflight_checks() -> dict[str, Any]:
-        """Validate params, fix the run's plan, and check input and output before any cost."""
+        """Validate params, fix the run's plan, and check input and output before any cost.
+
+        Every refusal comes before anything is written, deleted or started: the checks read
+        (params, then S3), and only a run that passed them all claims its output prefix.
+        """
         context = get_current_context()
+        run_id = context["run_id"]
         try:
             options = RunOptions.from_params(context["params"])
             check_worker_support(options)
@@ -74,34 +81,46 @@ with DAG(
                 options,
                 deployment,
                 dag_id=DAG_ID,
-                run_id=context["run_id"],
+                run_id=run_id,
                 owner=SETTINGS.owner,
                 with_constraints=CONSTRAINTS is not None,
             )
             s3 = _s3_client()
-            listing = preflight.check_run(s3, options.input_uri, plan, options.overwrite)
+            listing, leftovers = preflight.check_run(
+                s3, plan, options.input_uri, DAG_ID, run_id, options.overwrite
+            )
         except (InvalidRunOptionsError, preflight.PreflightError) as exc:
             # A verdict on the run's inputs, not a hiccup: retrying would only repeat it.
             raise AirflowFailException(str(exc)) from exc
         # The run starts (again): a cluster an earlier attempt of this same run left behind
         # (a killed worker, a cleared run) ends before this attempt starts its own, and the
-        # run's own output prefix starts empty, so no partial output mixes with this one.
+        # run's own output prefix starts empty but for its marker, so no partial output mixes
+        # with this one.
         tags = idempotency.run_tags(plan.job_flow_overrides["Tags"])
         ended = idempotency.end_earlier_attempts(
             EmrHook(aws_conn_id=CONN_ID).conn, tags, poll_seconds=options.poke_interval_seconds
         )
         if ended:
             print(f"terminated clusters left running by an earlier attempt of this run: {ended}")
-        removed = idempotency.clear_prefix(s3, plan.output_uri)
+        removed = preflight.claim_run_prefix(
+            s3, plan, DAG_ID, run_id, leftovers, plan.s3_encryption
+        )
         if removed:
             print(f"removed {removed} objects of an earlier attempt under {plan.output_uri}")
         return {**plan.as_xcom(), "images": listing.images}
 
     @task
-    def upload_artifacts(prefix: str, encryption: dict[str, str]) -> dict[str, str]:
-        """Job entrypoints, the jobs package zip and bootstrap/ to this run's prefix."""
+    def upload_artifacts(
+        prefix: str,
+        encryption: dict[str, str],
+        weights_uri: str | None,
+        weights_copy_uri: str | None,
+    ) -> dict[str, str]:
+        """Job entrypoints, the jobs package zip, bootstrap/ and the weights file (a server-side
+        copy) to this run's prefix."""
+        s3 = _s3_client()
         outcome = artifacts.upload_artifacts(
-            _s3_client(),
+            s3,
             prefix,
             Path(SETTINGS.jobs_dir),
             Path(SETTINGS.bootstrap_dir),
@@ -110,14 +129,22 @@ with DAG(
         )
         for key, what in outcome.items():
             print(f"{what}: s3://{split_s3_uri(prefix)[0]}/{key}")
+        if weights_uri and weights_copy_uri:
+            what = artifacts.copy_weights(s3, weights_uri, weights_copy_uri, encryption)
+            print(f"{what}: {weights_copy_uri} (from {weights_uri})")
+            outcome[split_s3_uri(weights_copy_uri)[1]] = what
         return outcome
 
     plan = preflight_checks.override(task_id="preflight")()
-    uploaded = upload_artifacts(plan["artifacts_uri"], plan["s3_encryption"])
+    uploaded = upload_artifacts(
+        plan["artifacts_uri"], plan["s3_encryption"], plan["weights_uri"], plan["weights_copy_uri"]
+    )
 
-    # Retried safely: a try first looks for this run's active cluster by its tags, so a retry
-    # after RunJobFlow succeeded (and the try died) reuses that cluster instead of starting a
-    # second one. A failure after the cluster exists terminates it.
+    # The cluster starts with the run's three steps queued (emr_pipeline.plan), so it is never
+    # idle between them. Retried safely: a try first looks for this run's active cluster by its
+    # tags, so a retry after RunJobFlow succeeded (and the try died) reuses that cluster (and
+    # its steps) instead of starting a second one. A failure after the cluster exists
+    # terminates it.
     create_cluster = RunScopedEmrCreateJobFlowOperator(
         task_id="create_cluster",
         aws_conn_id=CONN_ID,
@@ -127,25 +154,18 @@ with DAG(
     )
     cluster_id = create_cluster.output
 
-    def spark_step(name: str) -> TaskGroup:
-        """Add one step (a retry finds the step by name: apache/airflow#28704), wait on it."""
+    def wait_for_step(name: str) -> TaskGroup:
+        """Wait on one of the run's steps, found by its name on the cluster."""
         with TaskGroup(group_id=name) as group:
-            add = IdempotentEmrAddStepsOperator(
-                task_id="add_step",
-                aws_conn_id=CONN_ID,
-                job_flow_id=cluster_id,
-                steps=plan[f"{name}_steps"],
-            )
-            add >> ExplainedEmrStepSensor(
+            ExplainedEmrStepSensor(
                 task_id="wait_for_step",
                 step_name=name,
                 aws_conn_id=CONN_ID,
                 job_flow_id=cluster_id,
-                step_id=f"{{{{ ti.xcom_pull(task_ids='{name}.add_step')[0] }}}}",
             )
         return group
 
-    featurize, pca, validate = spark_step("featurize"), spark_step("pca"), spark_step("validate")
+    featurize, pca, validate = (wait_for_step(name) for name in STEP_NAMES)
 
     wait_for_report = RunTimedS3KeySensor(
         task_id="wait_for_report", aws_conn_id=CONN_ID, bucket_key=plan["report_uri"]

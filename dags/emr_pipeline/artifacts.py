@@ -5,6 +5,8 @@ executes the code that was deployed when the run started):
 
     jobs/featurize.py  jobs/pca.py  jobs/validate.py  jobs/imagefeatures.zip
     bootstrap/install-python-deps.sh  bootstrap/requirements-emr.txt  [bootstrap/constraints.txt]
+    [weights/<name>.weights.h5]: a server-side copy of the run's weights file, where the nodes'
+    instance role reads it as it reads the job code (and pinned for the run)
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ class ArtifactUris:
     @property
     def constraints(self) -> str:
         return join_uri(self.prefix, "bootstrap", CONSTRAINTS_FILE)
+
+    def weights(self, name: str) -> str:
+        return join_uri(self.prefix, "weights", name)
 
 
 def _load_packaging(jobs_dir: Path):
@@ -122,3 +127,20 @@ def upload_artifacts(
             s3.put_object(Bucket=bucket, Key=key, Body=data, **(encryption or {}))
             outcome[key] = "uploaded"
     return outcome
+
+
+def copy_weights(
+    s3: Any, source_uri: str, copy_uri: str, encryption: dict[str, str] | None = None
+) -> str:
+    """Server-side copy of the weights file into the run's artifacts; "copied"|"unchanged"."""
+    bucket, key = split_s3_uri(source_uri)
+    copy_bucket, copy_key = split_s3_uri(copy_uri)
+    source = s3.head_object(Bucket=bucket, Key=key)
+    try:
+        existing = s3.head_object(Bucket=copy_bucket, Key=copy_key)
+    except s3.exceptions.ClientError:
+        existing = None
+    if existing is not None and existing.get("ETag") == source.get("ETag"):
+        return "unchanged"
+    s3.copy({"Bucket": bucket, "Key": key}, copy_bucket, copy_key, ExtraArgs=dict(encryption or {}))
+    return "copied"

@@ -132,9 +132,10 @@ def build_job_flow_overrides(
         bootstrap_args.append("--cache-imagenet-weights")
     instances: dict[str, Any] = {
         "InstanceGroups": _instance_groups(options),
-        # Steps are added one by one after the cluster is up; Airflow's teardown terminates
-        # it, and the idle policy below is the second line of defence.
-        "KeepJobFlowAliveWhenNoSteps": True,
+        # The run's steps are submitted with the cluster (emr_pipeline.plan): EMR ends the
+        # cluster once the last one is done, without waiting for Airflow. Airflow's teardown
+        # ends it on every other path, and the idle policy below is the last line of defence.
+        "KeepJobFlowAliveWhenNoSteps": False,
         "TerminationProtected": False,
     }
     if deployment.subnet_id:

@@ -4,13 +4,13 @@ Each function takes a boto3 client (EMR or S3), so the tests call them against m
 
 * A run's cluster is found by its tags (dag_id + run_id, set by the cluster builder): a retried
   create_cluster reuses the cluster its first attempt started instead of starting a second one.
-* A step is found by its name on the run's cluster: a retried add_step returns the step its
-  first attempt added (apache/airflow#28704: the provider's operator would add it again).
+* A step is found by its name on the run's cluster (the steps go in with the cluster, so the
+  step sensors know them by name only).
 * When a run starts again from preflight (cleared, or its worker was killed and the run
   re-triggered with the same run_id), clusters that an earlier attempt of the same run left
   running are terminated, and waited for, before anything else: one cluster per run at a time.
-  The run's own output prefix is emptied so that nothing of a partial attempt mixes with the
-  new one.
+  The run's own output prefix is emptied (emr_pipeline.preflight.claim_run_prefix) so that
+  nothing of a partial attempt mixes with the new one.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
-
-from emr_pipeline.uris import as_prefix, split_s3_uri
 
 ACTIVE_CLUSTER_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
 ENDED_CLUSTER_STATES = ("TERMINATED", "TERMINATED_WITH_ERRORS")
@@ -94,21 +92,3 @@ def end_earlier_attempts(
             )
         time.sleep(poll_seconds)
     return clusters
-
-
-def clear_prefix(s3: Any, uri: str) -> int:
-    """Delete every object under the prefix `uri` (a run's own output); returns the count."""
-    bucket, key = split_s3_uri(uri)
-    prefix = as_prefix(key) if key.strip("/") else ""
-    if not prefix:
-        raise ValueError(f"refusing to empty a whole bucket: {uri}")
-    keys = [
-        obj["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for obj in page.get("Contents", [])
-    ]
-    # One DeleteObject per key (a partial attempt leaves few): each call names its object, so
-    # the IAM policy (s3:DeleteObject on the runs/ prefix only) is checked object by object.
-    for key_name in keys:
-        s3.delete_object(Bucket=bucket, Key=key_name)
-    return len(keys)

@@ -1,28 +1,93 @@
-"""The run's parameters as a typed, validated object (no Airflow needed to build one)."""
+"""The run's parameters as a typed, validated object (no Airflow needed to build one).
+
+Every check here is pure: a run refused by `RunOptions.from_params` has made no AWS call.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import math
 import re
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from emr_pipeline.settings import DEFAULT_RELEASE_LABEL
-from emr_pipeline.uris import split_s3_uri
+from emr_pipeline.uris import normalize_s3_uri, split_s3_uri
 
 BUILTIN_WEIGHTS = ("imagenet", "random")
 WEIGHTS_SUFFIXES = (".weights.h5", ".h5")  # what jobs/featurize.py accepts as a weights file
 MIN_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT = 60, 7 * 24 * 3600  # AutoTerminationPolicy's limits
+# A poke interval under a second becomes a zero-second waiter delay in deferrable mode (the
+# provider's triggers take whole seconds): a tight loop of EMR API calls.
+MIN_POKE_INTERVAL = 1
 FEATURE_SIZE = 1280  # MobileNetV2's penultimate layer: PCA cannot keep more components
 # EC2 instance types: family (with a generation digit), a dot, a size: m5.xlarge, m7g.2xlarge,
-# r7iz.metal-16xl, u-6tb1.metal.
-INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9][a-z0-9-]*$")
-RELEASE_LABEL = re.compile(r"^emr-(spark-)?[0-9]+\.[0-9]+\.[0-9]+$")
+# r7iz.metal-16xl, u-6tb1.metal. Matched against the whole string (fullmatch).
+INSTANCE_TYPE = re.compile(r"[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9][a-z0-9-]*")
+RELEASE_LABEL = re.compile(r"emr-(?P<spark>spark-)?(?P<major>[0-9]+)\.[0-9]+\.[0-9]+")
+# EMR 7 is the first release whose nodes have Python 3.11, which the bootstrap installs for.
+MIN_EMR_MAJOR = 7
+# In an S3 key: `:` breaks Hadoop's Path ("Relative path in absolute URI"), and Spark reads the
+# input path as a glob pattern, so these characters would select other prefixes than written.
+_HADOOP_UNSAFE = re.compile(r"[:*?\[\]{}\\]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_URI_FIELDS = ("input_uri", "output_uri")
 
 
 class InvalidRunOptionsError(ValueError):
     """A parameter combination the pipeline cannot run; the message names the parameter."""
+
+
+def _type_error(name: str, expected: str, value: Any) -> InvalidRunOptionsError:
+    return InvalidRunOptionsError(
+        f"{name}: expected {expected}, got {value!r} ({type(value).__name__})"
+    )
+
+
+def _check_type(name: str, annotation: Any, value: Any) -> None:
+    """Exact JSON types: 2.0 is not an integer here (JSON schema would accept it), and a
+    boolean is neither an integer nor a number."""
+    args = set(typing.get_args(annotation)) or {annotation}
+    if value is None:
+        if type(None) not in args:
+            raise _type_error(name, "a value", value)
+        return
+    if int in args and float not in args and type(value) is not int:
+        raise _type_error(name, "an integer", value)
+    if float in args:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _type_error(name, "a number", value)
+        if not math.isfinite(value):
+            raise _type_error(name, "a finite number", value)
+    if bool in args and type(value) is not bool:
+        raise _type_error(name, "true or false", value)
+    if str in args:
+        if not isinstance(value, str):
+            raise _type_error(name, "a string", value)
+        if _CONTROL.search(value):
+            raise InvalidRunOptionsError(f"{name}: control characters in {value!r}")
+        if value != value.strip():
+            raise InvalidRunOptionsError(f"{name}: leading or trailing whitespace in {value!r}")
+
+
+def hadoop_safe_s3_uri(name: str, value: str) -> str:
+    """`value` normalised as Hadoop resolves it; InvalidRunOptionsError naming `name` when it is
+    not an s3:// URI or holds a character Hadoop or Spark read differently from S3."""
+    try:
+        _, key = split_s3_uri(value)
+        normalized = normalize_s3_uri(value)
+    except ValueError as exc:
+        raise InvalidRunOptionsError(f"{name}: {exc}") from exc
+    bad = sorted(set(_HADOOP_UNSAFE.findall(key)))
+    if bad:
+        raise InvalidRunOptionsError(
+            f"{name}: {value!r} holds {' '.join(bad)}, which Hadoop or Spark cannot read as "
+            "written (':' breaks Hadoop paths; * ? [ ] { } \\ are glob patterns)"
+        )
+    return normalized
 
 
 @dataclass(frozen=True)
@@ -48,29 +113,34 @@ class RunOptions:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> RunOptions:
-        """Options from a run's params (unknown keys ignored), checked with `validate`."""
+        """Options from a run's params (unknown keys ignored), checked with `validate`, with
+        the URIs in the form Hadoop resolves them to (s3://, no `//`, `.` or `..`)."""
         known = cls.__dataclass_fields__
         options = cls(**{k: v for k, v in params.items() if k in known})
         options.validate()
-        return options
+        return options.normalized()
+
+    def normalized(self) -> RunOptions:
+        uris = {name: hadoop_safe_s3_uri(name, getattr(self, name)) for name in _URI_FIELDS}
+        if self.weights not in BUILTIN_WEIGHTS:
+            uris["weights"] = hadoop_safe_s3_uri("weights", self.weights)
+        return dataclasses.replace(self, **uris)
 
     def validate(self) -> None:
         """Raise InvalidRunOptionsError for what JSON schema on the Params cannot express."""
-        for name in ("input_uri", "output_uri"):
-            try:
-                split_s3_uri(getattr(self, name))
-            except ValueError as exc:
-                raise InvalidRunOptionsError(f"{name}: {exc}") from exc
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            _check_type(field.name, hints[field.name], getattr(self, field.name))
+        for name in _URI_FIELDS:
+            hadoop_safe_s3_uri(name, getattr(self, name))
         if self.weights not in BUILTIN_WEIGHTS:
             if not self.weights.endswith(WEIGHTS_SUFFIXES):
                 raise InvalidRunOptionsError(
                     f"weights: expected imagenet, random or an s3:// URI of a Keras "
                     f".weights.h5 file, got {self.weights!r}"
                 )
-            try:
-                split_s3_uri(self.weights)
-            except ValueError as exc:  # the cluster cannot see the Airflow worker's disk
-                raise InvalidRunOptionsError(f"weights: {exc}") from exc
+            # The cluster cannot see the Airflow worker's disk.
+            hadoop_safe_s3_uri("weights", self.weights)
         if self.pca_variance is None and self.pca_k is None:
             raise InvalidRunOptionsError("set pca_k or pca_variance")
         if self.pca_variance is not None and not 0 < self.pca_variance <= 1:
@@ -83,14 +153,20 @@ class RunOptions:
             )
         for name in ("master_instance_type", "core_instance_type"):
             value = getattr(self, name)
-            if not isinstance(value, str) or not INSTANCE_TYPE.match(value):
+            if not INSTANCE_TYPE.fullmatch(value):
                 raise InvalidRunOptionsError(
                     f"{name}: expected an EC2 instance type such as m5.xlarge, got {value!r}"
                 )
-        if not RELEASE_LABEL.match(str(self.release_label)):
+        release = RELEASE_LABEL.fullmatch(self.release_label)
+        if not release:
             raise InvalidRunOptionsError(
                 f"release_label: expected e.g. emr-7.13.0 or emr-spark-8.0.0, "
                 f"got {self.release_label!r}"
+            )
+        if not release["spark"] and int(release["major"]) < MIN_EMR_MAJOR:
+            raise InvalidRunOptionsError(
+                f"release_label: {self.release_label}'s nodes have no Python 3.11, which the "
+                f"bootstrap installs the jobs' packages for; use emr-{MIN_EMR_MAJOR}.x or newer"
             )
         for name in ("batch_size", "task_cpus", "sensor_timeout_seconds"):
             if getattr(self, name) < 1:
@@ -99,9 +175,10 @@ class RunOptions:
                 )
         if self.partitions is not None and self.partitions < 1:
             raise InvalidRunOptionsError(f"partitions must be at least 1, got {self.partitions}")
-        if not self.poke_interval_seconds > 0:
+        if not self.poke_interval_seconds >= MIN_POKE_INTERVAL:
             raise InvalidRunOptionsError(
-                f"poke_interval_seconds must be positive, got {self.poke_interval_seconds}"
+                f"poke_interval_seconds must be at least {MIN_POKE_INTERVAL} (shorter intervals "
+                f"hammer the EMR API), got {self.poke_interval_seconds}"
             )
         if not MIN_IDLE_TIMEOUT <= self.idle_timeout_seconds <= MAX_IDLE_TIMEOUT:
             raise InvalidRunOptionsError(
@@ -114,8 +191,6 @@ class RunOptions:
             )
         if self.core_spot and self.core_instance_count == 0:
             raise InvalidRunOptionsError("core_spot needs at least one core instance")
-        if self.output_uri.rstrip("/") == self.input_uri.rstrip("/"):
-            raise InvalidRunOptionsError("output_uri must differ from input_uri")
 
     @property
     def pca_args(self) -> list[str]:

@@ -11,12 +11,15 @@ from typing import Any
 
 from emr_pipeline.artifacts import ArtifactUris
 from emr_pipeline.cluster import ClusterContext, build_job_flow_overrides
-from emr_pipeline.options import InvalidRunOptionsError, RunOptions
-from emr_pipeline.settings import DeploymentSettings
-from emr_pipeline.steps import build_steps
-from emr_pipeline.uris import as_prefix, join_uri, run_key, split_s3_uri
+from emr_pipeline.options import BUILTIN_WEIGHTS, InvalidRunOptionsError, RunOptions
+from emr_pipeline.settings import DeploymentSettings, where_to_set
+from emr_pipeline.spend_guard import SpendLimits, check_spend
+from emr_pipeline.steps import STEP_NAMES, build_steps
+from emr_pipeline.uris import as_prefix, join_uri, normalize_s3_uri, overlaps, run_key, split_s3_uri
 
 REPORT_NAME = "report.json"
+# Spark's binaryFile reader cannot hold a larger file in one row (its length is an int).
+SPARK_MAX_FILE_BYTES = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,11 @@ class RunPlan:
     job_flow_overrides: dict[str, Any]
     steps: dict[str, list[dict[str, Any]]]
     s3_encryption: dict[str, str] | None = None  # ExtraArgs for the DAG's own S3 writes
+    # The user's weights file and the run's own copy of it under artifacts_uri (which the
+    # nodes' instance role reads, as it reads the job code); None for imagenet and random.
+    weights_uri: str | None = None
+    weights_copy_uri: str | None = None
+    max_image_bytes: int = SPARK_MAX_FILE_BYTES
 
     def as_xcom(self) -> dict[str, Any]:
         """Flat, JSON-serialisable; each key is pushed as its own XCom (multiple_outputs)."""
@@ -40,6 +48,9 @@ class RunPlan:
             "log_uri": self.log_uri,
             "job_flow_overrides": self.job_flow_overrides,
             "s3_encryption": self.s3_encryption or {},
+            "weights_uri": self.weights_uri,
+            "weights_copy_uri": self.weights_copy_uri,
+            "max_image_bytes": self.max_image_bytes,
             **{f"{name}_steps": steps for name, steps in self.steps.items()},
         }
 
@@ -69,6 +80,42 @@ def default_artifacts_root(output_uri: str) -> str:
     return f"s3://{bucket}/emr-artifacts"
 
 
+def _setting_uri(setting: str, uri: str) -> str:
+    try:
+        return normalize_s3_uri(uri)
+    except ValueError as exc:
+        raise InvalidRunOptionsError(
+            f"deployment setting {setting}: {exc} (set in {where_to_set(setting)})"
+        ) from exc
+
+
+def check_prefixes_apart(prefixes: dict[str, str]) -> None:
+    """No two of the named prefixes may hold one another (or be the same), compared as Hadoop
+    resolves them. Output inside input makes the next run read our outputs as images; input
+    inside output puts the input where a run's output is cleared; logs or job code inside
+    either mix with the data."""
+    names = list(prefixes)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            if overlaps(prefixes[first], prefixes[second]):
+                raise InvalidRunOptionsError(
+                    f"{first} ({prefixes[first]}) and {second} ({prefixes[second]}) overlap: "
+                    "one holds the other. Choose prefixes apart, so that no run reads or "
+                    "deletes what another part of the pipeline wrote"
+                )
+
+
+def max_image_bytes(deployment: DeploymentSettings) -> int:
+    text = deployment.max_image_bytes
+    if not text.isdigit() or not 1 <= int(text) <= SPARK_MAX_FILE_BYTES:
+        raise InvalidRunOptionsError(
+            f"deployment setting max_image_bytes: expected an integer in "
+            f"[1, {SPARK_MAX_FILE_BYTES}] (Spark's binaryFile limit), got {text!r} "
+            f"(set in {where_to_set('max_image_bytes')})"
+        )
+    return int(text)
+
+
 def make_plan(
     options: RunOptions,
     deployment: DeploymentSettings,
@@ -78,18 +125,30 @@ def make_plan(
     owner: str,
     with_constraints: bool = True,
 ) -> RunPlan:
+    check_spend(options, SpendLimits.from_deployment(deployment))
+    image_limit = max_image_bytes(deployment)
     key = run_key(run_id)
     output = as_prefix(join_uri(options.output_uri, key))
-    artifacts_root = deployment.artifacts_uri or default_artifacts_root(options.output_uri)
+    artifacts_root = _setting_uri(
+        "artifacts_uri", deployment.artifacts_uri or default_artifacts_root(options.output_uri)
+    )
     artifacts = ArtifactUris(as_prefix(join_uri(artifacts_root, dag_id, key)))
     # EMR writes <LogUri>/<cluster-id>/steps/<step-id>/{stdout,stderr}.gz under this.
-    log_uri = as_prefix(deployment.log_uri or join_uri(artifacts_root, "emr-logs"))
+    log_uri = as_prefix(
+        _setting_uri("log_uri", deployment.log_uri or join_uri(artifacts_root, "emr-logs"))
+    )
+    check_prefixes_apart(
+        {
+            "input_uri": options.input_uri,
+            "output_uri": options.output_uri,
+            "deployment setting artifacts_uri": join_uri(artifacts_root, dag_id),
+            "deployment setting log_uri": log_uri,
+        }
+    )
     encryption = s3_encryption(deployment)
-    for setting, uri in (("artifacts_uri", artifacts_root), ("log_uri", log_uri)):
-        try:
-            split_s3_uri(uri)
-        except ValueError as exc:
-            raise InvalidRunOptionsError(f"deployment setting {setting}: {exc}") from exc
+    weights_copy = None
+    if options.weights not in BUILTIN_WEIGHTS:
+        weights_copy = artifacts.weights(options.weights.rsplit("/", 1)[-1])
     ctx = ClusterContext(
         dag_id=dag_id,
         run_id=run_id,
@@ -100,13 +159,24 @@ def make_plan(
         requirements_uri=artifacts.requirements,
         constraints_uri=artifacts.constraints if with_constraints else None,
     )
+    steps = build_steps(
+        options, artifacts, output.rstrip("/"), weights=weights_copy, max_file_bytes=image_limit
+    )
+    overrides = build_job_flow_overrides(options, deployment, ctx)
+    # Every step goes in with the cluster: EMR queues them, so the cluster is never idle
+    # between two of them (its idle timeout cannot end it mid-run), and no retry of an
+    # add-step call can add one twice.
+    overrides["Steps"] = [step for name in STEP_NAMES for step in steps[name]]
     return RunPlan(
         run_key=key,
         output_uri=output,
         report_uri=join_uri(output, REPORT_NAME),
         artifacts_uri=artifacts.prefix,
         log_uri=log_uri,
-        job_flow_overrides=build_job_flow_overrides(options, deployment, ctx),
-        steps=build_steps(options, artifacts, output.rstrip("/")),
+        job_flow_overrides=overrides,
+        steps=steps,
         s3_encryption=encryption,
+        weights_uri=None if weights_copy is None else options.weights,
+        weights_copy_uri=weights_copy,
+        max_image_bytes=image_limit,
     )

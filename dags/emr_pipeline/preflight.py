@@ -1,7 +1,9 @@
-"""Checks made before any money is spent: the input holds images, the output is free.
+"""Checks made before any money is spent: the input is what Spark will read, the weights exist,
+the run's output prefix is free or this run's own.
 
 Functions take a boto3 S3 client (the DAG passes the one from its Airflow connection), so
-tests run them against moto.
+tests run them against moto. Everything here reads; only `claim_run_prefix` writes or deletes,
+and the DAG calls it once every check has passed.
 """
 
 from __future__ import annotations
@@ -9,16 +11,23 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from emr_pipeline.plan import RunPlan
-from emr_pipeline.uris import as_prefix, split_s3_uri
+from emr_pipeline.uris import as_prefix, join_uri, split_s3_uri
 
 log = logging.getLogger(__name__)
 
 # Same rule as IMAGE_NAME_PATTERN in jobs/imagefeatures/images.py (that module needs numpy/PIL).
 IMAGE_NAME_PATTERN = re.compile(r"(?i)\.(jpg|jpeg|png)$")
+# Written first under a run's output prefix, naming the run: the proof that whatever else is
+# there was written by this run, so preflight may clear it. Hadoop hides names starting with
+# "_": no reader of the run's datasets sees it.
+RUN_MARKER = "_fruit_features_run.json"
+_EXAMPLES = 5
 
 
 class PreflightError(RuntimeError):
@@ -29,34 +38,109 @@ class PreflightError(RuntimeError):
 class InputListing:
     images: int
     labels: dict[str, int]  # images per label (= parent folder)
+    # Image names Spark skips (a `_` or `.` name on the way), at most a few, and their count.
+    hidden_examples: list[str] = field(default_factory=list)
+    hidden: int = 0
 
 
 def _error_code(exc: Exception) -> str:
     return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
-def list_images(s3: Any, input_uri: str) -> InputListing:
-    """Count the images under `input_uri`, per label; fail if the bucket is missing or empty."""
+def hidden_by_hadoop(name: str) -> bool:
+    """Spark's rule for the files and folders its listing skips (HadoopFSUtils
+    .shouldFilterOutPathName): a `_` or `.` start, except `_metadata`, `_common_metadata`
+    and `_` names holding `=` (partition folders); and `._COPYING_` ends."""
+    excluded = (name.startswith("_") and "=" not in name) or name.startswith(".")
+    excluded = excluded or name.endswith("._COPYING_")
+    kept = name.startswith("_common_metadata") or name.startswith("_metadata")
+    return excluded and not kept
+
+
+def _objects(s3: Any, bucket: str, prefix: str, what: str, uri: str) -> Iterator[dict]:
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            yield from page.get("Contents", [])
+    except s3.exceptions.ClientError as exc:
+        if _error_code(exc) in ("NoSuchBucket", "404"):
+            raise PreflightError(f"{what} bucket {bucket!r} does not exist ({uri})") from exc
+        raise
+
+
+def _examples(keys: list[str], bucket: str) -> str:
+    shown = ", ".join(f"s3://{bucket}/{key}" for key in keys[:_EXAMPLES])
+    more = f" and {len(keys) - _EXAMPLES} more" if len(keys) > _EXAMPLES else ""
+    return shown + more
+
+
+def list_images(s3: Any, input_uri: str, max_image_bytes: int | None = None) -> InputListing:
+    """Count the images under `input_uri` exactly as featurize's Spark listing will see them.
+
+    Skips what Hadoop hides (`_`/`.` names, at any depth below the input); refuses, with
+    examples, what Spark cannot read at all: keys with `:` (Hadoop's Path breaks on them and
+    the whole listing fails), keys with empty segments (`a//b.jpg`: Hadoop collapses them into
+    another path), images over `max_image_bytes` (Spark's binaryFile limit fails the job).
+    """
     bucket, key = split_s3_uri(input_uri)
     prefix = as_prefix(key) if key.strip("/") else ""
     labels: dict[str, int] = {}
-    try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                name = obj["Key"]
-                if IMAGE_NAME_PATTERN.search(name):
-                    parts = name.split("/")
-                    label = parts[-2] if len(parts) > 1 else ""
-                    labels[label] = labels.get(label, 0) + 1
-    except s3.exceptions.NoSuchBucket as exc:
-        raise PreflightError(f"input bucket {bucket!r} does not exist ({input_uri})") from exc
-    except s3.exceptions.ClientError as exc:
-        if _error_code(exc) in ("NoSuchBucket", "404"):
-            raise PreflightError(f"input bucket {bucket!r} does not exist ({input_uri})") from exc
-        raise
+    hidden: list[str] = []
+    unreadable: dict[str, list[str]] = {"colon": [], "empty segment": [], "too large": []}
+    for obj in _objects(s3, bucket, prefix, "input", input_uri):
+        name = obj["Key"]
+        relative = name[len(prefix) :]
+        if name.endswith("/"):
+            continue  # a console "folder": no file for Spark
+        segments = relative.split("/")
+        if ":" in relative:
+            unreadable["colon"].append(name)
+            continue
+        if "" in segments:
+            unreadable["empty segment"].append(name)
+            continue
+        if not IMAGE_NAME_PATTERN.search(name):
+            continue
+        if any(hidden_by_hadoop(segment) for segment in segments):
+            hidden.append(name)
+            continue
+        if max_image_bytes is not None and obj.get("Size", 0) > max_image_bytes:
+            unreadable["too large"].append(name)
+            continue
+        parts = name.split("/")
+        label = parts[-2] if len(parts) > 1 else ""
+        labels[label] = labels.get(label, 0) + 1
+    if unreadable["colon"]:
+        keys = unreadable["colon"]
+        raise PreflightError(
+            f"input_uri: {len(keys)} objects under {input_uri} have ':' in their key, which "
+            f"breaks Hadoop's paths (Spark's listing of the whole input fails): "
+            f"{_examples(keys, bucket)}. Rename them or move them out of the input"
+        )
+    if unreadable["empty segment"]:
+        keys = unreadable["empty segment"]
+        raise PreflightError(
+            f"input_uri: {len(keys)} objects under {input_uri} have an empty folder name "
+            f"('//') in their key, which Hadoop reads as another path: {_examples(keys, bucket)}"
+            ". Rename them or move them out of the input"
+        )
+    if unreadable["too large"]:
+        keys = unreadable["too large"]
+        raise PreflightError(
+            f"input_uri: {len(keys)} images under {input_uri} are larger than "
+            f"{max_image_bytes} bytes (deployment setting max_image_bytes; Spark's binaryFile "
+            f"reader fails the whole job on one): {_examples(keys, bucket)}"
+        )
     if not labels:
-        raise PreflightError(f"input {input_uri} holds no .jpg, .jpeg or .png image")
-    return InputListing(images=sum(labels.values()), labels=dict(sorted(labels.items())))
+        raise PreflightError(
+            f"input {input_uri} holds no .jpg, .jpeg or .png image"
+            + (f" that Spark reads ({len(hidden)} hidden by a '_' or '.' name)" if hidden else "")
+        )
+    return InputListing(
+        images=sum(labels.values()),
+        labels=dict(sorted(labels.items())),
+        hidden_examples=hidden[:_EXAMPLES],
+        hidden=len(hidden),
+    )
 
 
 def _read_json(s3: Any, bucket: str, key: str) -> dict | None:
@@ -65,9 +149,10 @@ def _read_json(s3: Any, bucket: str, key: str) -> dict | None:
     except s3.exceptions.NoSuchKey:
         return None
     try:
-        return json.loads(body)
+        found = json.loads(body)
     except ValueError:
         return {}
+    return found if isinstance(found, dict) else {}
 
 
 def require_bucket(s3: Any, uri: str, what: str) -> None:
@@ -81,32 +166,122 @@ def require_bucket(s3: Any, uri: str, what: str) -> None:
         raise
 
 
-def check_output_free(s3: Any, output_uri: str, report_uri: str, overwrite: bool) -> str:
-    """Make sure this run may write under `output_uri`; returns what was found, for the log.
+def check_weights(s3: Any, weights_uri: str) -> None:
+    """The weights file exists and the Airflow connection may read it (the run copies it next
+    to its job code, where the nodes' instance role reads it)."""
+    bucket, key = split_s3_uri(weights_uri)
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except s3.exceptions.ClientError as exc:
+        code = _error_code(exc)
+        if code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+            raise PreflightError(f"weights: {weights_uri} does not exist") from exc
+        if code in ("403", "AccessDenied", "Forbidden"):
+            raise PreflightError(
+                f"weights: the Airflow connection may not read {weights_uri} (s3:GetObject); "
+                "the run copies the file next to its job code for the cluster"
+            ) from exc
+        raise
+    if head.get("ContentLength", 0) == 0:
+        raise PreflightError(f"weights: {weights_uri} is empty (0 bytes)")
 
-    A passed report.json means the run already finished: refuse unless `overwrite`. Any
-    leftover report (a failed attempt, or the one being overwritten) is deleted, so the
-    report sensor can only ever see the report this attempt writes.
+
+def marker_body(dag_id: str, run_id: str) -> dict[str, str]:
+    return {"dag_id": dag_id, "run_id": run_id}
+
+
+def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+
+def check_run_prefix(
+    s3: Any, plan: RunPlan, dag_id: str, run_id: str, overwrite: bool
+) -> tuple[str, list[str]]:
+    """May this run write under its output prefix? Reads only. Returns (what was found, the
+    keys an earlier attempt of this run left, to clear once every check has passed).
+
+    The prefix must be empty or hold this run's own marker. Anything else (another run's
+    output, files this DAG did not write) is refused whatever `overwrite` says: preflight
+    never deletes what is not this run's. A passed report of this same run is refused unless
+    `overwrite`.
     """
-    require_bucket(s3, output_uri, "output")
-    bucket, key = split_s3_uri(report_uri)
-    report = _read_json(s3, bucket, key)
-    if report is None:
-        return f"{output_uri} holds no report: free"
-    if report.get("status") == "passed" and not overwrite:
+    require_bucket(s3, plan.output_uri, "output")
+    bucket, key = split_s3_uri(plan.output_uri)
+    prefix = as_prefix(key)
+    keys = _keys(s3, bucket, prefix)
+    if not keys:
+        return f"{plan.output_uri} is empty: free", []
+    marker_key = prefix + RUN_MARKER
+    marker = _read_json(s3, bucket, marker_key) if marker_key in keys else None
+    if marker != marker_body(dag_id, run_id):
+        owner = (
+            f"a marker of another run ({marker})"
+            if marker
+            else f"no marker {RUN_MARKER} of this run"
+        )
         raise PreflightError(
-            f"{output_uri} already holds a finished run ({report_uri}); "
+            f"output_uri: {plan.output_uri} already holds {len(keys)} objects with {owner}, "
+            f"e.g. {_examples(keys, bucket)}. This run clears only output it wrote itself, "
+            "whatever overwrite says; nothing was deleted. Choose another output_uri or "
+            "remove those objects yourself"
+        )
+    report = _read_json(s3, bucket, split_s3_uri(plan.report_uri)[1])
+    if report is not None and report.get("status") == "passed" and not overwrite:
+        raise PreflightError(
+            f"{plan.output_uri} already holds this run's finished output ({plan.report_uri}); "
             "trigger with overwrite=true to run it again"
         )
-    s3.delete_object(Bucket=bucket, Key=key)
-    return f"removed the earlier report {report_uri} (status {report.get('status')!r})"
+    leftovers = [k for k in keys if k != marker_key]
+    status = "none" if report is None else repr(report.get("status"))
+    return (
+        f"{plan.output_uri} holds {len(leftovers)} objects of an earlier attempt of this run "
+        f"(report: {status}): they are cleared before the run starts",
+        leftovers,
+    )
 
 
-def check_run(s3: Any, input_uri: str, plan: RunPlan, overwrite: bool) -> InputListing:
-    """Every preflight check, in order of what is most likely wrong; logs what it found."""
-    listing = list_images(s3, input_uri)
+def claim_run_prefix(
+    s3: Any,
+    plan: RunPlan,
+    dag_id: str,
+    run_id: str,
+    leftovers: list[str],
+    encryption: dict[str, str] | None = None,
+) -> int:
+    """Write this run's marker (first), then delete what an earlier attempt of this run left
+    (`leftovers`, from check_run_prefix). Returns how many objects were deleted."""
+    bucket, key = split_s3_uri(plan.output_uri)
+    body = json.dumps({**marker_body(dag_id, run_id), "claimed_at": datetime.now(UTC).isoformat()})
+    marker_key = join_uri(key, RUN_MARKER)
+    if _read_json(s3, bucket, marker_key) is None:
+        s3.put_object(Bucket=bucket, Key=marker_key, Body=body.encode(), **(encryption or {}))
+    # One DeleteObject per key: each call names its object, so the IAM policy (DeleteObject on
+    # the outputs' prefix only) is checked object by object.
+    for leftover in leftovers:
+        s3.delete_object(Bucket=bucket, Key=leftover)
+    return len(leftovers)
+
+
+def check_run(
+    s3: Any, plan: RunPlan, input_uri: str, dag_id: str, run_id: str, overwrite: bool
+) -> tuple[InputListing, list[str]]:
+    """Every read-only preflight check, in order of what is most likely wrong; logs what it
+    found. Returns the input listing and the keys `claim_run_prefix` is to clear."""
+    listing = list_images(s3, input_uri, plan.max_image_bytes)
     log.info("%d images in %d labels under %s", listing.images, len(listing.labels), input_uri)
-    log.info("%s", check_output_free(s3, plan.output_uri, plan.report_uri, overwrite))
+    if listing.hidden:
+        log.warning(
+            "skipped %d images that Spark does not read (a name starting with '_' or '.' on "
+            "the way), e.g. %s",
+            listing.hidden,
+            ", ".join(listing.hidden_examples),
+        )
+    if plan.weights_uri:
+        check_weights(s3, plan.weights_uri)
+    found, leftovers = check_run_prefix(s3, plan, dag_id, run_id, overwrite)
+    log.info("%s", found)
     require_bucket(s3, plan.artifacts_uri, "artifacts")
+    require_bucket(s3, plan.log_uri, "log")
     log.info("run output: %s  artifacts: %s", plan.output_uri, plan.artifacts_uri)
-    return listing
+    return listing, leftovers

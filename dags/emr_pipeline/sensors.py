@@ -15,6 +15,7 @@ from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
+from emr_pipeline.idempotency import find_steps
 from emr_pipeline.step_logs import explain_step_failure
 
 
@@ -32,21 +33,33 @@ class RunTimedS3KeySensor(S3KeySensor):
 
 
 class ExplainedEmrStepSensor(EmrStepSensor):
-    """EmrStepSensor that, when the step fails, logs why and fails without retrying.
+    """EmrStepSensor that finds its step by name on the run's cluster, and, when the step
+    fails, logs why and fails without retrying.
 
+    The steps are submitted with the cluster (RunJobFlow), so no task knows their ids: the
+    sensor looks its step up by name (step names are unique per run's cluster).
     A FAILED step stays FAILED, so retrying the sensor only delays the run's failure:
     AirflowFailException skips the retries that still cover transient API errors.
     """
 
-    def __init__(
-        self, *, step_name: str | None = None, log_wait_seconds: float = 180, **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, step_name: str, log_wait_seconds: float = 180, **kwargs: Any) -> None:
+        super().__init__(step_id="", **kwargs)
         self.step_name = step_name
         self.log_wait_seconds = log_wait_seconds
 
+    def _find_step(self) -> None:
+        if self.step_id:
+            return
+        found = find_steps(self.hook.conn, self.job_flow_id, [self.step_name])
+        if self.step_name not in found:
+            raise AirflowFailException(
+                f"cluster {self.job_flow_id} has no step named {self.step_name!r}"
+            )
+        self.step_id = found[self.step_name]
+
     def execute(self, context: Any) -> None:
         _apply_run_timing(self, context)
+        self._find_step()
         # Deferred mode counts attempts instead of seconds.
         self.max_attempts = max(1, math.ceil(self.timeout / max(self.poke_interval, 1)))
         try:
@@ -61,12 +74,11 @@ class ExplainedEmrStepSensor(EmrStepSensor):
                 state = self.state_from_response(self.get_emr_response(context={}))
             except Exception as exc:  # the message must not hide the timeout itself
                 state = f"unknown ({exc})"
-        name = self.step_name or "?"
         return (
-            f"EMR step {name} ({self.step_id}) on cluster {self.job_flow_id} did not finish "
-            f"within {self.timeout:.0f} s (sensor_timeout_seconds); it is {state}. The cluster "
-            f"is terminated by the teardown; raise sensor_timeout_seconds if the step needs "
-            f"longer."
+            f"EMR step {self.step_name} ({self.step_id}) on cluster {self.job_flow_id} did not "
+            f"finish within {self.timeout:.0f} s (sensor_timeout_seconds); it is {state}. The "
+            f"cluster is terminated by the teardown; raise sensor_timeout_seconds if the step "
+            f"needs longer."
         )
 
     def poke(self, context: Any) -> bool:
@@ -78,6 +90,7 @@ class ExplainedEmrStepSensor(EmrStepSensor):
         return state in self.target_states
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
+        self._find_step()  # a resumed task is a new object: its step id is looked up again
         if event and event.get("status") != "success":
             state = self.state_from_response(self.get_emr_response(context=context))
             if state not in self.failed_states:  # the trigger ran out of attempts
@@ -96,5 +109,6 @@ class ExplainedEmrStepSensor(EmrStepSensor):
         except Exception as exc:  # the explanation must never hide the failure itself
             explanation = f"step {self.step_id} failed; its logs could not be read: {exc}"
         self.log.error("EMR step failed:\n%s", explanation)
-        name = f"{self.step_name} ({self.step_id})" if self.step_name else self.step_id
-        raise AirflowFailException(f"EMR step {name} failed:\n{explanation}")
+        raise AirflowFailException(
+            f"EMR step {self.step_name} ({self.step_id}) failed:\n{explanation}"
+        )

@@ -100,6 +100,16 @@ class DeploymentSettings:
     # security_configuration, when set, decides the jobs' encryption instead.
     s3_sse: str = "AES256"
     s3_sse_kms_key_id: str = ""
+    # The spend guard (emr_pipeline.spend_guard): runs outside these limits are refused in
+    # preflight. Instance families are the part of the type before the dot (m5 in m5.xlarge).
+    allowed_instance_families: str = (
+        "m5,m5a,m6i,m6a,m6g,m7i,m7a,m7g,m8g,c5,c5a,c6i,c6a,c6g,c7i,c7a,c7g,c8g"
+    )
+    max_core_instances: str = "20"
+    max_idle_timeout_seconds: str = "10800"
+    # Spark's binaryFile reader refuses larger files (and fails the whole job on one):
+    # preflight refuses them first, and featurize is told the same limit.
+    max_image_bytes: str = "2147483647"
 
     @classmethod
     def resolve(
@@ -114,3 +124,9 @@ class DeploymentSettings:
             from_variable = (variable(VARIABLE_PREFIX + field.name) or "").strip()
             values[field.name] = from_variable or _env(environ, field.name, field.default)
         return cls(**values)
+
+
+def where_to_set(name: str) -> str:
+    """How a deployment changes the setting `name` (for messages that refuse a run)."""
+    variable, env = VARIABLE_PREFIX + name, ENV_PREFIX + name.upper()
+    return f"the Airflow Variable {variable} or the environment variable {env}"

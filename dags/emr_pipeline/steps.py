@@ -11,9 +11,16 @@ from emr_pipeline.uris import join_uri
 # A failed step terminates the cluster at once (each step is added alone, so nothing is
 # queued behind it); Airflow's teardown would do the same a poke later.
 ACTION_ON_FAILURE = "TERMINATE_CLUSTER"
+STEP_NAMES = ("featurize", "pca", "validate")  # the order EMR runs them in
 
 
-def spark_step(name: str, entrypoint_uri: str, package_zip_uri: str, args: list[str]) -> dict:
+def spark_step(
+    name: str,
+    entrypoint_uri: str,
+    package_zip_uri: str,
+    args: list[str],
+    spark_conf: dict[str, str] | None = None,
+) -> dict:
     """One step running `spark-submit <entrypoint> <args>` in client mode on the primary node.
 
     Client mode keeps the driver's output in the step's own logs (stdout.gz: the job's
@@ -29,6 +36,7 @@ def spark_step(name: str, entrypoint_uri: str, package_zip_uri: str, args: list[
                 "spark-submit",
                 "--deploy-mode",
                 "client",
+                *(f for k, v in (spark_conf or {}).items() for f in ("--conf", f"{k}={v}")),
                 "--py-files",
                 package_zip_uri,
                 entrypoint_uri,
@@ -39,23 +47,36 @@ def spark_step(name: str, entrypoint_uri: str, package_zip_uri: str, args: list[
 
 
 def build_steps(
-    options: RunOptions, artifacts: ArtifactUris, run_output_uri: str
+    options: RunOptions,
+    artifacts: ArtifactUris,
+    run_output_uri: str,
+    weights: str | None = None,
+    max_file_bytes: int | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """{"featurize": [step], "pca": [step], "validate": [step]} for this run."""
+    """{"featurize": [step], "pca": [step], "validate": [step]} for this run.
 
-    def step(name: str, args: list[str]) -> list[dict[str, Any]]:
-        return [spark_step(name, artifacts.entrypoint(f"{name}.py"), artifacts.package_zip, args)]
+    `weights` replaces options.weights (the run's copy of a weights file); `max_file_bytes`
+    is Spark's binaryFile limit, the same one preflight applied to the input listing.
+    """
 
+    def step(name: str, args: list[str], conf: dict[str, str] | None = None) -> list[dict]:
+        return [
+            spark_step(name, artifacts.entrypoint(f"{name}.py"), artifacts.package_zip, args, conf)
+        ]
+
+    featurize_conf = {}
+    if max_file_bytes is not None:
+        featurize_conf["spark.sql.sources.binaryFile.maxLength"] = str(max_file_bytes)
     featurize_args = [
         "--input", options.input_uri,
         "--output", run_output_uri,
-        "--weights", options.weights,
+        "--weights", weights or options.weights,
         "--batch-size", str(options.batch_size),
     ]  # fmt: skip
     if options.partitions:
         featurize_args += ["--partitions", str(options.partitions)]
     return {
-        "featurize": step("featurize", featurize_args),
+        "featurize": step("featurize", featurize_args, featurize_conf),
         "pca": step(
             "pca",
             [

@@ -7,9 +7,10 @@ import re
 
 # EMR reports LogUri with the s3n:// scheme, users sometimes write s3a://: all name S3.
 _S3_SCHEMES = ("s3://", "s3n://", "s3a://")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_RUN_KEY = 120
+_RUN_KEY_HASH = 12
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -17,7 +18,7 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     for scheme in _S3_SCHEMES:
         if uri.startswith(scheme):
             bucket, _, key = uri[len(scheme) :].partition("/")
-            if not _BUCKET.match(bucket):
+            if not _BUCKET.fullmatch(bucket):
                 raise ValueError(f"not a valid S3 bucket name in {uri!r}")
             return bucket, key
     raise ValueError(f"expected an s3:// URI, got {uri!r}")
@@ -39,13 +40,42 @@ def as_prefix(uri: str) -> str:
 
 
 def run_key(run_id: str) -> str:
-    """A path segment for the run: run_id with anything but [A-Za-z0-9._-] replaced.
+    """A path segment for the run: a readable form of run_id plus a hash of the exact id.
 
     Airflow 3 manual runs may have no logical date, so outputs are keyed by run_id, which
-    every run has and which is unique per DAG. Long ids keep a hash so they stay unique.
+    every run has and which is unique per DAG. The readable part replaces anything but
+    [A-Za-z0-9._-], so `a:b`, `a/b` and `a_b` read alike; the hash of the whole id keeps
+    them (and a hand-typed id that copies another run's key) apart.
     """
-    key = _UNSAFE_KEY_CHARS.sub("_", run_id).strip("._") or "run"
-    if len(key) > _MAX_RUN_KEY:
-        digest = hashlib.sha256(run_id.encode()).hexdigest()[:12]
-        key = f"{key[: _MAX_RUN_KEY - 13]}-{digest}"
-    return key
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:_RUN_KEY_HASH]
+    readable = _UNSAFE_KEY_CHARS.sub("_", run_id).strip("._") or "run"
+    return f"{readable[: _MAX_RUN_KEY - _RUN_KEY_HASH - 1]}-{digest}"
+
+
+def normalize_s3_uri(uri: str) -> str:
+    """`uri` as Hadoop's Path resolves it, written s3://bucket/key (no trailing slash).
+
+    s3n:// and s3a:// become s3://, repeated slashes collapse, `.` segments go and `..`
+    removes the segment before it; a `..` above the bucket is a ValueError.
+    """
+    bucket, key = split_s3_uri(uri)
+    segments: list[str] = []
+    for segment in key.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if not segments:
+                raise ValueError(f"{uri!r} climbs above its bucket with '..'")
+            segments.pop()
+            continue
+        segments.append(segment)
+    return "/".join([f"s3://{bucket}", *segments]) if segments else f"s3://{bucket}"
+
+
+def overlaps(first: str, second: str) -> bool:
+    """True when one URI's prefix holds the other's, or they are the same (normalised).
+
+    Compared by whole segments: s3://b/fruits and s3://b/fruitsalad do not overlap.
+    """
+    a, b = normalize_s3_uri(first) + "/", normalize_s3_uri(second) + "/"
+    return a.startswith(b) or b.startswith(a)
