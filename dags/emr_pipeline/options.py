@@ -6,6 +6,7 @@ Every check here is pure: a run refused by `RunOptions.from_params` has made no 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.util
 import math
 import re
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emr_pipeline.settings import DEFAULT_RELEASE_LABEL
-from emr_pipeline.uris import normalize_s3_uri, split_s3_uri
+from emr_pipeline.uris import normalize_s3_uri, overlaps, split_s3_uri
 
 BUILTIN_WEIGHTS = ("imagenet", "random")
 WEIGHTS_SUFFIXES = (".weights.h5", ".h5")  # what jobs/featurize.py accepts as a weights file
@@ -90,6 +91,22 @@ def hadoop_safe_s3_uri(name: str, value: str) -> str:
     return normalized
 
 
+def check_prefixes_apart(prefixes: dict[str, str]) -> None:
+    """No two of the named prefixes may hold one another (or be the same), compared as Hadoop
+    resolves them. Output inside input makes the next run read our outputs as images; input
+    inside output puts the input where a run's output is cleared; logs or job code inside
+    either mix with the data."""
+    names = list(prefixes)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            if overlaps(prefixes[first], prefixes[second]):
+                raise InvalidRunOptionsError(
+                    f"{first} ({prefixes[first]}) and {second} ({prefixes[second]}) overlap: "
+                    "one holds the other. Choose prefixes apart, so that no run reads or "
+                    "deletes what another part of the pipeline wrote"
+                )
+
+
 @dataclass(frozen=True)
 class RunOptions:
     input_uri: str
@@ -113,10 +130,16 @@ class RunOptions:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> RunOptions:
-        """Options from a run's params (unknown keys ignored), checked with `validate`, with
-        the URIs in the form Hadoop resolves them to (s3://, no `//`, `.` or `..`)."""
+        """Options from a run's params, checked with `validate`, with the URIs in the form
+        Hadoop resolves them to (s3://, no `//`, `.` or `..`). An unknown key (a typo in a
+        trigger's conf) is refused rather than silently ignored."""
         known = cls.__dataclass_fields__
-        options = cls(**{k: v for k, v in params.items() if k in known})
+        for name in params:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                raise InvalidRunOptionsError(f"{name}: not a parameter of this DAG{hint}")
+        options = cls(**dict(params))
         options.validate()
         return options.normalized()
 
@@ -131,8 +154,9 @@ class RunOptions:
         hints = typing.get_type_hints(type(self))
         for field in dataclasses.fields(self):
             _check_type(field.name, hints[field.name], getattr(self, field.name))
-        for name in _URI_FIELDS:
-            hadoop_safe_s3_uri(name, getattr(self, name))
+        check_prefixes_apart(
+            {name: hadoop_safe_s3_uri(name, getattr(self, name)) for name in _URI_FIELDS}
+        )
         if self.weights not in BUILTIN_WEIGHTS:
             if not self.weights.endswith(WEIGHTS_SUFFIXES):
                 raise InvalidRunOptionsError(

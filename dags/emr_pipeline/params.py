@@ -146,10 +146,10 @@ def build_params(s: ParseTimeSettings) -> dict[str, Param]:
         "poke_interval_seconds": Param(
             s.poke_interval_seconds,
             type="number",
-            exclusiveMinimum=0,
+            minimum=1,
             section=waiting,
             title="Poke interval (s)",
-            description="How often sensors check steps and outputs.",
+            description="How often sensors check steps and outputs (at least 1 s).",
         ),
         "sensor_timeout_seconds": Param(
             s.sensor_timeout_seconds,

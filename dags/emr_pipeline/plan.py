@@ -11,11 +11,16 @@ from typing import Any
 
 from emr_pipeline.artifacts import ArtifactUris
 from emr_pipeline.cluster import ClusterContext, build_job_flow_overrides
-from emr_pipeline.options import BUILTIN_WEIGHTS, InvalidRunOptionsError, RunOptions
+from emr_pipeline.options import (
+    BUILTIN_WEIGHTS,
+    InvalidRunOptionsError,
+    RunOptions,
+    check_prefixes_apart,
+)
 from emr_pipeline.settings import DeploymentSettings, where_to_set
 from emr_pipeline.spend_guard import SpendLimits, check_spend
 from emr_pipeline.steps import STEP_NAMES, build_steps
-from emr_pipeline.uris import as_prefix, join_uri, normalize_s3_uri, overlaps, run_key, split_s3_uri
+from emr_pipeline.uris import as_prefix, join_uri, normalize_s3_uri, run_key, split_s3_uri
 
 REPORT_NAME = "report.json"
 # Spark's binaryFile reader cannot hold a larger file in one row (its length is an int).
@@ -87,22 +92,6 @@ def _setting_uri(setting: str, uri: str) -> str:
         raise InvalidRunOptionsError(
             f"deployment setting {setting}: {exc} (set in {where_to_set(setting)})"
         ) from exc
-
-
-def check_prefixes_apart(prefixes: dict[str, str]) -> None:
-    """No two of the named prefixes may hold one another (or be the same), compared as Hadoop
-    resolves them. Output inside input makes the next run read our outputs as images; input
-    inside output puts the input where a run's output is cleared; logs or job code inside
-    either mix with the data."""
-    names = list(prefixes)
-    for i, first in enumerate(names):
-        for second in names[i + 1 :]:
-            if overlaps(prefixes[first], prefixes[second]):
-                raise InvalidRunOptionsError(
-                    f"{first} ({prefixes[first]}) and {second} ({prefixes[second]}) overlap: "
-                    "one holds the other. Choose prefixes apart, so that no run reads or "
-                    "deletes what another part of the pipeline wrote"
-                )
 
 
 def max_image_bytes(deployment: DeploymentSettings) -> int:

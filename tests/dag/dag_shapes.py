@@ -10,11 +10,8 @@ PIPELINE = [
     "preflight",
     "upload_artifacts",
     "create_cluster",
-    "featurize.add_step",
     "featurize.wait_for_step",
-    "pca.add_step",
     "pca.wait_for_step",
-    "validate.add_step",
     "validate.wait_for_step",
     "wait_for_report",
     "read_report",
@@ -30,7 +27,7 @@ def run_conf(defaults: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     return {
         **defaults,
         "weights": "random",
-        "poke_interval_seconds": 0.5,
+        "poke_interval_seconds": 1,
         "sensor_timeout_seconds": 600,
         **overrides,
     }

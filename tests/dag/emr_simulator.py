@@ -84,6 +84,10 @@ class EmrStepSimulator:
             self._write_report(step.args)
         step.state = outcome
         self.finished.append((step.name, outcome))
+        if outcome == "FAILED" and step.action_on_failure != "CONTINUE":
+            for later in cluster.steps:  # as EMR does: nothing runs after a failed step
+                if later.state == "PENDING":
+                    later.state = "CANCELLED"
 
     def _write_report(self, args: list[str]) -> None:
         input_uri, output_uri = _arg(args, "--input"), _arg(args, "--output")

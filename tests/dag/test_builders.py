@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from emr_pipeline.cluster import NODE_PYTHON
 from emr_pipeline.options import InvalidRunOptionsError, RunOptions, check_worker_support
 from emr_pipeline.plan import make_plan
 from emr_pipeline.settings import DeploymentSettings, ParseTimeSettings
-from emr_pipeline.uris import join_uri, run_key, split_s3_uri
+from emr_pipeline.uris import join_uri, normalize_s3_uri, overlaps, run_key, split_s3_uri
 
 RUN_ID = "manual__2026-01-02T03:04:05.678901+00:00"
 
@@ -36,11 +38,35 @@ def plan(opts: RunOptions | None = None, deployment: DeploymentSettings | None =
 # --- URIs ---------------------------------------------------------------------------------
 
 
-def test_run_key_is_a_safe_path_segment():
-    assert run_key(RUN_ID) == "manual__2026-01-02T03_04_05.678901_00_00"
+def test_run_key_is_a_safe_path_segment_distinct_per_run_id():
+    assert run_key(RUN_ID).startswith("manual__2026-01-02T03_04_05.678901_00_00-")
     assert run_key("scheduled__2026-01-01T00:00:00+00:00") != run_key(RUN_ID)
     long = run_key("x" * 500)
     assert len(long) <= 120 and long != run_key("x" * 499)
+    # Ids that read alike once made safe, and a hand-typed id copying another run's key.
+    lookalikes = [
+        "a:b",
+        "a/b",
+        "a_b",
+        "a b",
+        run_key("a_b"),
+        "scheduled__2025-01-01T00_00_00_00_00",
+    ]
+    lookalikes.append("scheduled__2025-01-01T00:00:00+00:00")
+    keys = [run_key(run_id) for run_id in lookalikes]
+    assert len(set(keys)) == len(keys)
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", key) for key in keys)
+
+
+def test_uris_are_normalised_as_hadoop_resolves_them():
+    assert normalize_s3_uri("s3a://bkt//x/./y/../z/") == "s3://bkt/x/z"
+    assert normalize_s3_uri("s3n://bkt/") == "s3://bkt"
+    with pytest.raises(ValueError, match="above its bucket"):
+        normalize_s3_uri("s3://bkt/x/../../y")
+    assert overlaps("s3://bkt/in", "s3a://bkt/in/out/")
+    assert overlaps("s3://bkt/in/out/..", "s3://bkt//in")
+    assert not overlaps("s3://bkt/fruits", "s3://bkt/fruitsalad")
+    assert not overlaps("s3://bkt/in", "s3://ckt/in")
 
 
 def test_split_and_join_uris():
@@ -58,7 +84,19 @@ def test_split_and_join_uris():
     ("overrides", "message"),
     [
         ({"input_uri": "file:///tmp/in"}, "input_uri"),
-        ({"output_uri": "s3://in-bucket/fruits"}, "must differ"),
+        ({"output_uri": "s3://in-bucket/fruits"}, "input_uri .* and output_uri .* overlap"),
+        ({"output_uri": "s3://in-bucket/fruits/runs"}, "overlap"),
+        ({"input_uri": "s3://out-bucket/runs/x/../in"}, "overlap"),
+        ({"release_label": "emr-6.15.0"}, "release_label: emr-6.15.0's nodes have no Python 3.11"),
+        ({"pca_k": 2.0}, "pca_k: expected an integer, got 2.0"),
+        ({"core_instance_count": True}, "core_instance_count: expected an integer"),
+        ({"input_uri": "s3://in-bucket/fruits/\n"}, "input_uri: control characters"),
+        ({"core_instance_type": "m5.xlarge\n"}, "core_instance_type: control characters"),
+        ({"release_label": " emr-7.13.0"}, "release_label: leading or trailing whitespace"),
+        ({"input_uri": "s3://in-bucket/fruits:2024/"}, "input_uri: .* holds :"),
+        ({"output_uri": "s3://out-bucket/runs/*/"}, "output_uri: .* holds \\*"),
+        ({"poke_interval_seconds": 0.5}, "poke_interval_seconds must be at least 1"),
+        ({"pca_kk": 3}, "pca_kk: not a parameter of this DAG.*pca_k"),
         ({"weights": "/home/me/model.weights.h5"}, "weights"),
         ({"weights": "s3://b/model.keras"}, "weights"),
         ({"pca_k": None, "pca_variance": None}, "pca_k or pca_variance"),
@@ -72,8 +110,8 @@ def test_invalid_options_name_the_parameter(overrides, message):
         options(**overrides)
 
 
-def test_unknown_params_are_ignored_and_variance_wins_over_k():
-    opts = options(pca_k=5, pca_variance=0.9, something_else=1)
+def test_variance_wins_over_k():
+    opts = options(pca_k=5, pca_variance=0.9)
     assert opts.pca_args == ["--variance", "0.9"]
     assert options(pca_k=5).pca_args == ["--k", "5"]
 
@@ -149,7 +187,9 @@ def test_cluster_defaults():
     assert jf["Applications"] == [{"Name": "Spark"}]
     assert jf["ServiceRole"] == "EMR_DefaultRole"
     assert jf["JobFlowRole"] == "EMR_EC2_DefaultRole"
-    assert jf["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
+    # The steps go in with the cluster, in order; EMR ends it after the last one.
+    assert [step["Name"] for step in jf["Steps"]] == ["featurize", "pca", "validate"]
+    assert jf["Instances"]["KeepJobFlowAliveWhenNoSteps"] is False
     assert jf["Instances"]["TerminationProtected"] is False
     assert jf["AutoTerminationPolicy"] == {"IdleTimeout": 3600}
     groups = {g["InstanceRole"]: g for g in jf["Instances"]["InstanceGroups"]}
@@ -248,18 +288,25 @@ def test_steps_submit_the_uploaded_jobs_with_run_scoped_outputs():
         assert step["Name"] == name
         assert step["HadoopJarStep"]["Jar"] == "command-runner.jar"
         args = _args(step)
-        assert args[:5] == ["spark-submit", "--deploy-mode", "client", "--py-files", zip_uri]
-        assert args[5] == p.artifacts_uri + f"jobs/{name}.py"
+        assert args[:3] == ["spark-submit", "--deploy-mode", "client"]
+        entrypoint = args.index(p.artifacts_uri + f"jobs/{name}.py")
+        assert args[entrypoint - 2 : entrypoint] == ["--py-files", zip_uri]
         assert args[args.index("--output") + 1] == out
     featurize = _args(p.steps["featurize"][0])
-    assert featurize[featurize.index("--input") + 1] == "s3://in-bucket/fruits/"
-    assert featurize[featurize.index("--weights") + 1] == "s3://models/mnv2.weights.h5"
+    assert featurize[featurize.index("--input") + 1] == "s3://in-bucket/fruits"
+    # The nodes read the run's own copy of the weights, next to the job code.
+    assert p.weights_uri == "s3://models/mnv2.weights.h5"
+    assert p.weights_copy_uri == p.artifacts_uri + "weights/mnv2.weights.h5"
+    assert featurize[featurize.index("--weights") + 1] == p.weights_copy_uri
+    # Spark's binaryFile limit is the one preflight applied to the listing.
+    limit = f"spark.sql.sources.binaryFile.maxLength={p.max_image_bytes}"
+    assert featurize[featurize.index("--conf") + 1] == limit
     assert featurize[featurize.index("--partitions") + 1] == "8"
     pca = _args(p.steps["pca"][0])
     assert pca[pca.index("--input") + 1] == f"{out}/features"
     assert pca[-2:] == ["--variance", "0.95"]
     validate = _args(p.steps["validate"][0])
-    assert validate[-4:] == ["--input", "s3://in-bucket/fruits/", "--output", out]
+    assert validate[-4:] == ["--input", "s3://in-bucket/fruits", "--output", out]
 
 
 def test_job_cli_accepts_the_step_arguments():
@@ -275,4 +322,32 @@ def test_job_cli_accepts_the_step_arguments():
         ("pca", pca_args),
         ("validate", validate_args),
     ):
-        parse(_args(p.steps[name][0])[6:])
+        args = _args(p.steps[name][0])
+        parse(args[args.index(p.artifacts_uri + f"jobs/{name}.py") + 1 :])
+
+
+# --- the spend guard ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "setting"),
+    [
+        ({"core_instance_type": "p5.48xlarge"}, "allowed_instance_families"),
+        ({"master_instance_type": "x2iedn.32xlarge"}, "allowed_instance_families"),
+        ({"core_instance_count": 21}, "max_core_instances"),
+        ({"idle_timeout_seconds": 10801}, "max_idle_timeout_seconds"),
+    ],
+)
+def test_the_spend_guard_names_the_setting_that_would_allow_the_run(overrides, setting):
+    with pytest.raises(InvalidRunOptionsError, match=f"deployment setting {setting}"):
+        plan(options(**overrides))
+    loose = DeploymentSettings(
+        allowed_instance_families="m5,p5,x2iedn", max_core_instances="50",
+        max_idle_timeout_seconds="20000",
+    )  # fmt: skip
+    plan(options(**overrides), loose)
+
+
+def test_a_malformed_spend_setting_is_refused():
+    with pytest.raises(InvalidRunOptionsError, match="max_core_instances: expected a positive"):
+        plan(deployment=DeploymentSettings(max_core_instances="20 "))

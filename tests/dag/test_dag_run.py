@@ -1,7 +1,7 @@
 """dag.test() end to end on moto: the simulator finishes (or fails) each EMR step.
 
 Every task runs for real (no mark_success): preflight lists moto S3, the artifacts are
-uploaded, the cluster is created, steps are added and watched, and the teardown terminates
+uploaded, the cluster is created with its steps, they are watched, and the teardown terminates
 the cluster. Only the Spark work itself is played by EmrStepSimulator.
 """
 
@@ -11,6 +11,7 @@ import importlib.util
 
 import pytest
 
+from emr_pipeline.uris import run_key
 from tests.dag.dag_shapes import PIPELINE, states
 from tests.dag.emr_simulator import EmrStepSimulator, server_client
 
@@ -43,7 +44,7 @@ def conf(**overrides):
         "input_uri": INPUT,
         "output_uri": OUTPUT,
         "weights": "random",
-        "poke_interval_seconds": 0.1,
+        "poke_interval_seconds": 1,
         "sensor_timeout_seconds": 60,
         **overrides,
     }
@@ -74,7 +75,7 @@ def test_successful_run_terminates_the_cluster(dag, world, aws_endpoint):
     # The run's artifacts and report live under prefixes scoped by its run_id.
     keys = {o["Key"] for o in world.list_objects_v2(Bucket="fruit-out")["Contents"]}
     run = next(k.split("/")[1] for k in keys if k.startswith("runs/"))
-    assert run in dag_run.run_id.replace(":", "_").replace("+", "_")
+    assert run == run_key(dag_run.run_id)
     assert f"runs/{run}/report.json" in keys
     assert f"emr-artifacts/fruit_features_emr/{run}/jobs/imagefeatures.zip" in keys
 
@@ -85,7 +86,7 @@ def test_failed_step_fails_the_run_and_still_terminates(dag, world, aws_endpoint
     ran = states(dag_run)
     assert str(dag_run.state) == "failed", ran
     assert ran["featurize.wait_for_step"] == "failed"
-    for downstream in PIPELINE[PIPELINE.index("pca.add_step") :]:
+    for downstream in PIPELINE[PIPELINE.index("pca.wait_for_step") :]:
         assert ran[downstream] == "upstream_failed", downstream
     assert ran["terminate_cluster"] == "success"
     assert simulator.finished == [("featurize", "FAILED")]

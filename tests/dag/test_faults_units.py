@@ -87,17 +87,6 @@ def test_earlier_attempts_are_terminated_before_the_run_starts_again(emr):
     assert idempotency.end_earlier_attempts(emr, tags) == []
 
 
-def test_clear_prefix_empties_only_the_runs_prefix(s3):
-    s3.create_bucket(Bucket="out")
-    for key in ("runs/r1/features/part-0", "runs/r1/report.json", "runs/r10/keep", "other"):
-        s3.put_object(Bucket="out", Key=key, Body=b"x")
-    assert idempotency.clear_prefix(s3, "s3://out/runs/r1/") == 2
-    left = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="out")["Contents"])
-    assert left == ["other", "runs/r10/keep"]
-    with pytest.raises(ValueError):
-        idempotency.clear_prefix(s3, "s3://out/")
-
-
 def test_server_side_encryption_settings():
     assert s3_encryption(DeploymentSettings()) == {"ServerSideEncryption": "AES256"}
     kms = DeploymentSettings(s3_sse="aws:kms", s3_sse_kms_key_id="alias/fruit")

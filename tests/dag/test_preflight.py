@@ -1,4 +1,6 @@
-"""Preflight against moto S3: no images, missing bucket, finished output, overwrite."""
+"""Preflight against moto S3: the input as Spark lists it, weights, who owns the output prefix.
+
+The same guards through the real DAG on the emulator: test_guards_on_emulator.py."""
 
 from __future__ import annotations
 
@@ -6,10 +8,15 @@ import json
 
 import pytest
 
+from emr_pipeline.plan import RunPlan
 from emr_pipeline.preflight import (
+    RUN_MARKER,
     PreflightError,
-    check_output_free,
+    check_run_prefix,
+    check_weights,
+    claim_run_prefix,
     list_images,
+    marker_body,
     require_bucket,
 )
 
@@ -50,25 +57,88 @@ def test_missing_bucket(s3):
     with pytest.raises(PreflightError, match="input bucket 'nope' does not exist"):
         list_images(s3, "s3://nope/fruits/")
     with pytest.raises(PreflightError, match="output bucket 'nope' does not exist"):
-        check_output_free(s3, "s3://nope/runs/x/", "s3://nope/runs/x/report.json", False)
+        check_run_prefix(s3, _plan("s3://nope/runs/x/"), "dag", "run-1", False)
     with pytest.raises(PreflightError, match="artifacts bucket"):
         require_bucket(s3, "s3://nope/arts/", "artifacts")
 
 
-def test_free_output(buckets):
-    assert "free" in check_output_free(buckets, OUT, REPORT, overwrite=False)
+def _plan(output: str = OUT, weights: str | None = None) -> RunPlan:
+    return RunPlan(
+        run_key="k",
+        output_uri=output,
+        report_uri=output + "report.json",
+        artifacts_uri="s3://out-bucket/arts/",
+        log_uri="s3://out-bucket/logs/",
+        job_flow_overrides={},
+        steps={},
+        weights_uri=weights,
+    )
 
 
-def test_finished_output_is_refused_unless_overwrite(buckets):
+MARKER = OUT + RUN_MARKER
+
+
+def test_an_empty_prefix_is_free_and_claiming_writes_the_marker_first(buckets):
+    found, leftovers = check_run_prefix(buckets, _plan(), "dag", "run-1", overwrite=False)
+    assert "free" in found and leftovers == []
+    assert claim_run_prefix(buckets, _plan(), "dag", "run-1", leftovers) == 0
+    body = json.loads(
+        buckets.get_object(Bucket="out-bucket", Key=MARKER[len("s3://out-bucket/") :])[
+            "Body"
+        ].read()
+    )
+    assert (body["dag_id"], body["run_id"]) == ("dag", "run-1")
+
+
+def test_this_runs_finished_output_is_refused_unless_overwrite(buckets):
+    put(buckets, MARKER, json.dumps(marker_body("dag", "run-1")))
     put(buckets, REPORT, json.dumps({"status": "passed"}))
-    with pytest.raises(PreflightError, match="already holds a finished run.*overwrite=true"):
-        check_output_free(buckets, OUT, REPORT, overwrite=False)
-    assert "removed the earlier report" in check_output_free(buckets, OUT, REPORT, overwrite=True)
-    # The stale report is gone: the report sensor can only see this attempt's report.
-    assert buckets.list_objects_v2(Bucket="out-bucket", Prefix="runs/").get("KeyCount") == 0
+    with pytest.raises(PreflightError, match="finished output.*overwrite=true"):
+        check_run_prefix(buckets, _plan(), "dag", "run-1", overwrite=False)
+    _, leftovers = check_run_prefix(buckets, _plan(), "dag", "run-1", overwrite=True)
+    assert leftovers == [REPORT[len("s3://out-bucket/") :]]
+    assert claim_run_prefix(buckets, _plan(), "dag", "run-1", leftovers) == 1
+    keys = [o["Key"] for o in buckets.list_objects_v2(Bucket="out-bucket")["Contents"]]
+    assert keys == [MARKER[len("s3://out-bucket/") :]]  # only the marker is left
 
 
-def test_a_failed_earlier_attempt_does_not_block(buckets):
-    put(buckets, REPORT, json.dumps({"status": "failed"}))
-    put(buckets, OUT + "features/part-0.parquet")
-    assert "status 'failed'" in check_output_free(buckets, OUT, REPORT, overwrite=False)
+@pytest.mark.parametrize("overwrite", [False, True])
+@pytest.mark.parametrize("marker", [None, {"dag_id": "dag", "run_id": "run-2"}, "not json"])
+def test_what_this_run_did_not_write_is_never_cleared(buckets, overwrite, marker):
+    if marker is not None:
+        put(buckets, MARKER, marker if isinstance(marker, str) else json.dumps(marker))
+    put(buckets, REPORT, json.dumps({"status": "passed"}))
+    with pytest.raises(PreflightError, match="output_uri: .*nothing was deleted"):
+        check_run_prefix(buckets, _plan(), "dag", "run-1", overwrite=overwrite)
+
+
+def test_hadoop_hidden_names_are_skipped_like_spark_does(buckets):
+    for key in ("Apple/a.jpg", "Apple/.b.jpg", "Apple/_c.jpg", "_tmp/Kiwi/d.jpg",
+                ".cache/e.jpg", "Kiwi/_metadata.jpg", "year=2024/_p=1/f.png", "Kiwi/"):  # fmt: skip
+        put(buckets, f"s3://in-bucket/fruits/{key}")
+    listing = list_images(buckets, "s3://in-bucket/fruits")
+    assert listing.labels == {"Apple": 1, "Kiwi": 1, "_p=1": 1}
+    assert listing.hidden == 4
+
+
+@pytest.mark.parametrize(
+    ("key", "size", "message"),
+    [
+        ("Apple/10:30.jpg", 1, "':' in their key"),
+        ("Apple//a.jpg", 1, "empty folder name"),
+        ("Apple/big.jpg", 11, "larger than 10 bytes"),
+    ],
+)
+def test_what_spark_cannot_read_is_refused_with_examples(buckets, key, size, message):
+    put(buckets, "s3://in-bucket/fruits/Apple/ok.jpg")
+    put(buckets, f"s3://in-bucket/fruits/{key}", b"x" * size)
+    with pytest.raises(PreflightError, match=message) as caught:
+        list_images(buckets, "s3://in-bucket/fruits/", max_image_bytes=10)
+    assert f"s3://in-bucket/fruits/{key}" in str(caught.value)
+
+
+def test_weights_must_exist(buckets):
+    with pytest.raises(PreflightError, match="weights: s3://in-bucket/m.weights.h5 does not"):
+        check_weights(buckets, "s3://in-bucket/m.weights.h5")
+    put(buckets, "s3://in-bucket/m.weights.h5", b"hdf5")
+    check_weights(buckets, "s3://in-bucket/m.weights.h5")
