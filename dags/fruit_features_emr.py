@@ -87,7 +87,7 @@ with DAG(
             )
             s3 = _s3_client()
             listing, leftovers = preflight.check_run(
-                s3, plan, options.input_uri, DAG_ID, run_id, options.overwrite
+                s3, plan, options.input_uri, DAG_ID, run_id, options.overwrite, say=print
             )
         except (InvalidRunOptionsError, preflight.PreflightError) as exc:
             # A verdict on the run's inputs, not a hiccup: retrying would only repeat it.

@@ -31,6 +31,9 @@ S3_ACTIONS = {
     "ListBucket": "s3:ListBucket",  # moto records list calls by their IAM name
     "HeadBucket": "s3:ListBucket",
     "DeleteObject": "s3:DeleteObject",
+    # A copy needs s3:GetObject on the source too: the DAG's HeadObject on it is recorded.
+    "CopyObject": "s3:PutObject",
+    "UploadPartCopy": "s3:PutObject",
 }
 
 

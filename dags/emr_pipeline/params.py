@@ -11,7 +11,7 @@ from airflow.sdk import Param
 
 from emr_pipeline.settings import ParseTimeSettings
 
-_S3_URI = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
+_S3_URI = r"^s3[an]?://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
 
 
 def build_params(s: ParseTimeSettings) -> dict[str, Param]:
@@ -23,7 +23,8 @@ def build_params(s: ParseTimeSettings) -> dict[str, Param]:
             pattern=_S3_URI,
             section=data,
             title="Input images",
-            description="s3:// prefix of the images, one folder per label: <prefix>/<Label>/x.jpg",
+            description="s3:// prefix of the images, one folder per label: "
+            "<prefix>/<Label>/x.jpg. Must not overlap output_uri.",
         ),
         "output_uri": Param(
             s.output_uri,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -214,7 +214,8 @@ def check_run_prefix(
         return f"{plan.output_uri} is empty: free", []
     marker_key = prefix + RUN_MARKER
     marker = _read_json(s3, bucket, marker_key) if marker_key in keys else None
-    if marker != marker_body(dag_id, run_id):
+    ours = marker_body(dag_id, run_id)
+    if not marker or {key: marker.get(key) for key in ours} != ours:
         owner = (
             f"a marker of another run ({marker})"
             if marker
@@ -264,24 +265,28 @@ def claim_run_prefix(
 
 
 def check_run(
-    s3: Any, plan: RunPlan, input_uri: str, dag_id: str, run_id: str, overwrite: bool
+    s3: Any,
+    plan: RunPlan,
+    input_uri: str,
+    dag_id: str,
+    run_id: str,
+    overwrite: bool,
+    say: Callable[[str], None] = log.info,
 ) -> tuple[InputListing, list[str]]:
-    """Every read-only preflight check, in order of what is most likely wrong; logs what it
+    """Every read-only preflight check, in order of what is most likely wrong; `say`s what it
     found. Returns the input listing and the keys `claim_run_prefix` is to clear."""
     listing = list_images(s3, input_uri, plan.max_image_bytes)
-    log.info("%d images in %d labels under %s", listing.images, len(listing.labels), input_uri)
+    say(f"{listing.images} images in {len(listing.labels)} labels under {input_uri}")
     if listing.hidden:
-        log.warning(
-            "skipped %d images that Spark does not read (a name starting with '_' or '.' on "
-            "the way), e.g. %s",
-            listing.hidden,
-            ", ".join(listing.hidden_examples),
+        say(
+            f"skipped {listing.hidden} images that Spark does not read (a name starting with "
+            f"'_' or '.' on the way), e.g. {', '.join(listing.hidden_examples)}"
         )
     if plan.weights_uri:
         check_weights(s3, plan.weights_uri)
     found, leftovers = check_run_prefix(s3, plan, dag_id, run_id, overwrite)
-    log.info("%s", found)
+    say(found)
     require_bucket(s3, plan.artifacts_uri, "artifacts")
     require_bucket(s3, plan.log_uri, "log")
-    log.info("run output: %s  artifacts: %s", plan.output_uri, plan.artifacts_uri)
+    say(f"run output: {plan.output_uri}  artifacts: {plan.artifacts_uri}")
     return listing, leftovers

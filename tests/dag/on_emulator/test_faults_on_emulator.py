@@ -13,137 +13,45 @@ Buckets and prefixes are the DAG's defaults, the ones the policies in iam/ name.
 from __future__ import annotations
 
 import json
-import time
-from datetime import timedelta
 
-import boto3
 import pendulum
 import pytest
 
-from localdev.dag_run import run_output_uri, upload_tree
-from tests import iam_policies
-from tests.dag.dag_shapes import keys_under, read_json, run_conf, start_tagged_cluster, states
-from tests.fault_keys import (
-    DAG_ACCESS_KEY,
-    DAG_SECRET_KEY,
-    EMULATOR_ACCESS_KEY,
-    ENDED_CLUSTER_STATES,
-    REGION,
-    SETUP_ACCESS_KEY,
+from emr_pipeline.preflight import RUN_MARKER
+from localdev.dag_run import run_output_uri
+from tests.dag.dag_shapes import keys_under, read_json, start_tagged_cluster, states
+from tests.dag.on_emulator.world import (
+    ARTIFACTS,
+    DAG_ID,
+    OUTPUT,
+    all_clusters,
+    client,
+    conf,
+    wait_until_ended,
 )
-from tests.image_cases import write_good_images
+from tests.fault_keys import DAG_ACCESS_KEY, DAG_SECRET_KEY, ENDED_CLUSTER_STATES
 
 pytestmark = pytest.mark.e2e
 
-INPUT = "s3://example-fruit-images/fruits-360/Training/"
-OUTPUT = "s3://example-fruit-features/runs/"
-ARTIFACTS = "s3://example-fruit-features/emr-artifacts/fruit_features_emr/"
-DAG_ID = "fruit_features_emr"
 
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    root = tmp_path_factory.mktemp("images")
-    write_good_images(root, ["Apple", "Kiwi"], 2)
-    return root
-
-
-def client(endpoint: str, service: str, key: str = SETUP_ACCESS_KEY, secret: str = "setup"):
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-    )
-
-
-def all_clusters(endpoint: str) -> list[dict]:
-    emr = client(endpoint, "emr")
-    return [
-        emr.describe_cluster(ClusterId=c["Id"])["Cluster"] for c in emr.list_clusters()["Clusters"]
-    ]
-
-
-def wait_until_ended(endpoint: str, timeout: float = 20) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        clusters = all_clusters(endpoint)
-        active = [c for c in clusters if c["Status"]["State"] not in ENDED_CLUSTER_STATES]
-        if not active or time.monotonic() > deadline:
-            return clusters
-        time.sleep(0.2)
-
-
-@pytest.fixture
-def dag(airflow_db, monkeypatch):
-    from localdev.dag_run import load_dag
-
-    dag = load_dag()
-    # Retries as in production, but one second apart instead of minutes.
-    for task in dag.tasks:
-        monkeypatch.setattr(task, "retry_delay", timedelta(seconds=1))
-        monkeypatch.setattr(task, "max_retry_delay", timedelta(seconds=2))
-    return dag
-
-
-@pytest.fixture
-def world(emulator, images, aws_credentials, monkeypatch, leaked_clusters):
-    """A reset emulator with the input images, the Airflow connection on its own fake keys;
-    afterwards: no cluster left running, and every recorded call allowed by the policies."""
-    import urllib.request
-
-    endpoint = emulator.endpoint_url
-    reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
-    urllib.request.urlopen(reset)
-    emulator.api_calls.clear()
-    emulator.runner.step_faults.clear()
-    connection = {
-        "conn_type": "aws",
-        "login": DAG_ACCESS_KEY,
-        "password": DAG_SECRET_KEY,
-        "extra": {"region_name": REGION, "endpoint_url": endpoint},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
-    s3 = client(endpoint, "s3")
-    s3.create_bucket(Bucket="example-fruit-features")
-    assert upload_tree(s3, images, INPUT) == 4
-    yield emulator
-
-    clusters = wait_until_ended(endpoint)
-    leaked = [c["Id"] for c in clusters if c["Status"]["State"] not in ENDED_CLUSTER_STATES]
-    leaked_clusters.extend(leaked)
-    assert leaked == [], f"clusters left running: {leaked}"
-    for cluster in clusters:  # the policy's tag condition holds for every cluster
-        tags = {t["Key"]: t["Value"] for t in cluster["Tags"]}
-        assert tags.get("dag_id") == DAG_ID, cluster["Id"]
-    connection_policy = iam_policies.load(iam_policies.CONNECTION_POLICY)
-    instance_policy = iam_policies.load(iam_policies.INSTANCE_POLICY)
-    dag_calls = emulator.api_calls.by_key(DAG_ACCESS_KEY)
-    node_calls = emulator.api_calls.by_key(EMULATOR_ACCESS_KEY)
-    assert iam_policies.denied_calls(connection_policy, dag_calls) == []
-    assert iam_policies.denied_calls(instance_policy, node_calls) == []
-
-
-def conf(**overrides):
-    return run_conf({"input_uri": INPUT, "output_uri": OUTPUT}, **overrides)
-
-
-def test_retried_create_and_add_step_leave_one_cluster_and_one_step(dag, world, capfd):
-    """RunJobFlow and featurize's AddJobFlowSteps each succeed but their answer is lost; the
-    retries find the cluster by its tags and the step by its name. Also: SSE on every object
-    the run wrote, no credentials in the task logs, every call covered by the IAM policy."""
+def test_retried_create_and_step_lookup_leave_one_cluster_and_one_run_of_each_step(
+    dag, world, capfd
+):
+    """RunJobFlow (with the three steps) succeeds but its answer is lost, and so does the
+    featurize sensor's step lookup; the retries find the cluster by its tags and the step by
+    its name. Also: SSE on every object the run wrote, no credentials in the task logs, every
+    call covered by the IAM policy."""
     endpoint = world.endpoint_url
     world.api_calls.fail_after("RunJobFlow", access_key=DAG_ACCESS_KEY)
-    world.api_calls.fail_after("AddJobFlowSteps", access_key=DAG_ACCESS_KEY)
+    world.api_calls.fail_after("ListSteps", access_key=DAG_ACCESS_KEY)
 
     dag_run = dag.test(run_conf=conf())
 
     ran = states(dag_run)
     assert str(dag_run.state) == "success", ran
-    assert world.api_calls.injected == ["RunJobFlow", "AddJobFlowSteps"]
+    assert world.api_calls.injected == ["RunJobFlow", "ListSteps"]
     tries = {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
-    assert tries["create_cluster"] == 2 and tries["featurize.add_step"] == 2, tries
+    assert tries["create_cluster"] == 2 and tries["featurize.wait_for_step"] == 2, tries
     (cluster,) = all_clusters(endpoint)  # one cluster for two tries of create_cluster
     assert cluster["Status"]["State"] == "TERMINATED"
     emr = client(endpoint, "emr")
@@ -174,7 +82,7 @@ def test_retried_create_and_add_step_leave_one_cluster_and_one_step(dag, world, 
 
     # The calls the policy must cover were made (the fixture checks they are all allowed).
     operations = {c.operation for c in world.api_calls.by_key(DAG_ACCESS_KEY)}
-    for needed in ("RunJobFlow", "ListClusters", "DescribeCluster", "AddJobFlowSteps",
+    for needed in ("RunJobFlow", "ListClusters", "DescribeCluster",
                    "ListSteps", "DescribeStep", "TerminateJobFlows", "PutObject",
                    "ListBucket", "GetObject"):  # fmt: skip
         assert needed in operations, needed
@@ -192,7 +100,7 @@ def test_a_failing_step_fails_the_run_and_terminates_the_cluster(dag, world, fai
     assert ran[f"{failing}.wait_for_step"] == "failed"
     later = ["featurize", "pca", "validate"]
     for name in later[later.index(failing) + 1 :]:
-        assert ran[f"{name}.add_step"] == "upstream_failed", ran
+        assert ran[f"{name}.wait_for_step"] == "upstream_failed", ran
     assert ran["read_report"] == "upstream_failed"
     assert ran["terminate_cluster"] == "success"
     (cluster,) = all_clusters(world.endpoint_url)
@@ -233,8 +141,10 @@ def test_a_killed_run_cleared_and_rerun_has_one_cluster_at_a_time(dag, world):
         Steps=[{"Name": "featurize", "ActionOnFailure": "CONTINUE",
                 "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["sleep", "120"]}}],
     )  # fmt: skip
-    # ...and a partial write under the run's output prefix.
+    # ...and a partial write under the run's output prefix, after the run's marker.
     bucket, _, prefix = out.removeprefix("s3://").partition("/")
+    marker = {"dag_id": DAG_ID, "run_id": run_id, "claimed_at": "2025-06-01T00:00:01+00:00"}
+    s3.put_object(Bucket=bucket, Key=f"{prefix}{RUN_MARKER}", Body=json.dumps(marker))
     stale = f"{prefix}features/part-00007-first-attempt.snappy.parquet"
     s3.put_object(Bucket=bucket, Key=stale, Body=b"half a parquet file")
 
@@ -251,30 +161,3 @@ def test_a_killed_run_cleared_and_rerun_has_one_cluster_at_a_time(dag, world):
     assert stale not in keys
     report = read_json(s3, out + "report.json")
     assert report["status"] == "passed" and report["images"] == report["features"] == 4
-
-
-@pytest.mark.parametrize(
-    ("param", "value"),
-    [
-        ("master_instance_type", "m5-xlarge"),
-        ("core_instance_type", "M5.2XLARGE"),
-        ("pca_k", 0),
-        ("pca_k", 1281),
-        ("core_instance_count", -1),
-        ("output_uri", "s3:/example-fruit-features/runs/"),
-    ],
-)
-def test_bad_parameters_are_rejected_before_any_aws_call(dag, world, param, value, capfd, caplog):
-    from airflow.sdk.exceptions import ParamValidationError
-
-    try:
-        dag_run = dag.test(run_conf=conf(**{param: value}))
-    except ParamValidationError as exc:  # the trigger form's JSON schema refused the run
-        assert param in str(exc)
-    else:
-        assert str(dag_run.state) == "failed"
-        assert states(dag_run)["preflight"] == "failed"
-        # The message naming the parameter: test_faults_units.py (the task log is not
-        # reliably captured here once earlier dag.test() runs reconfigured logging).
-    assert world.api_calls.by_key(DAG_ACCESS_KEY) == []
-    assert all_clusters(world.endpoint_url) == []

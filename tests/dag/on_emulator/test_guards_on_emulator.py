@@ -1,0 +1,354 @@
+"""The run's guards, through the real DAG on the emulator: nothing lost, nothing polluted,
+nothing paid for in vain.
+
+Every refusal is a `dag.test()` run that must fail in `preflight` (or at trigger time, where
+the form's JSON schema can say it), with a message naming the parameter or the deployment
+setting, before any cluster exists and with every S3 object as it was: the input, an
+earlier run's finished output, and whatever else the buckets hold. Refusals that only need
+the parameters make no AWS call at all; the others only read.
+
+One successful run then shows the other side: what preflight counts is what Spark reads
+(hidden names included), a weights file is copied next to the job code, the output prefix
+is written as Hadoop resolves it, the run's marker is written first, and the steps go in
+with the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pendulum
+import pytest
+
+from emr_pipeline.preflight import RUN_MARKER
+from localdev.dag_run import run_output_uri
+from tests.dag.dag_shapes import keys_under, read_json, states
+from tests.dag.on_emulator.world import DAG_ID, INPUT, OUTPUT, all_clusters, client, conf
+from tests.fault_keys import DAG_ACCESS_KEY
+from tests.image_cases import jpeg_bytes, picture
+
+pytestmark = pytest.mark.e2e
+
+LOGICAL_DATE = pendulum.datetime(2025, 7, 1, tz="UTC")
+RUN_ID = f"manual__{LOGICAL_DATE.isoformat()}"  # what dag.test() names a run at that date
+EARLIER_RUN = "scheduled__2025-06-23T00:00:00+00:00"
+READ_ONLY_OPERATIONS = {"ListBucket", "ListObjectsV2", "HeadBucket", "HeadObject", "GetObject"}
+
+
+def snapshot(s3: Any) -> dict[tuple[str, str], str]:
+    """Every object in every bucket, with its ETag."""
+    found = {}
+    for bucket in (b["Name"] for b in s3.list_buckets()["Buckets"]):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in page.get("Contents", []):
+                found[(bucket, obj["Key"])] = obj["ETag"]
+    return found
+
+
+def put(s3: Any, uri: str, body: bytes | str = b"x") -> None:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def write_earlier_passed_run(s3: Any) -> str:
+    """A finished run under the output root, as this DAG leaves one."""
+    out = run_output_uri(OUTPUT, EARLIER_RUN)
+    put(s3, out + RUN_MARKER, json.dumps({"dag_id": DAG_ID, "run_id": EARLIER_RUN}))
+    put(s3, out + "features/part-00000.snappy.parquet", b"PAR1 earlier features PAR1")
+    put(s3, out + "report.json", json.dumps({"status": "passed", "images": 4}))
+    return out
+
+
+# --- refusals ----------------------------------------------------------------------------
+
+# (conf overrides, deployment environment, expected message); no AWS call at all.
+PARAMETER_REFUSALS = {
+    "output inside input": (
+        {"output_uri": INPUT + "features/"},
+        {},
+        r"input_uri \(s3://example-fruit-images/fruits-360/Training\) and output_uri .* overlap",
+    ),
+    "input inside output": (
+        {"output_uri": "s3://example-fruit-images/fruits-360/"},
+        {},
+        r"input_uri .* and output_uri \(s3://example-fruit-images/fruits-360\) overlap",
+    ),
+    "the input written another way": (
+        {"output_uri": "s3a://example-fruit-images//fruits-360/./Training/Apple/.."},
+        {},
+        r"input_uri .* and output_uri \(s3://example-fruit-images/fruits-360/Training\) overlap",
+    ),
+    "output at a bucket root holding the job code": (
+        {"output_uri": "s3://example-fruit-features/"},
+        {},
+        r"output_uri \(s3://example-fruit-features\) and deployment setting artifacts_uri .* "
+        "overlap",
+    ),
+    "job code inside the input": (
+        {},
+        {"FRUIT_EMR_ARTIFACTS_URI": INPUT + "code"},
+        r"input_uri .* and deployment setting artifacts_uri .* overlap",
+    ),
+    "logs inside the output": (
+        {},
+        {"FRUIT_EMR_LOG_URI": OUTPUT + "emr-logs/"},
+        r"output_uri .* and deployment setting log_uri .* overlap",
+    ),
+    "a float for an integer": ({"pca_k": 2.0}, {}, r"pca_k: expected an integer, got 2\.0"),
+    "a trailing newline": ({"input_uri": INPUT + "\n"}, {}, r"input_uri: control characters"),
+    "a trailing space": (
+        {"core_instance_type": "m5.2xlarge "},
+        {},
+        r"core_instance_type: leading or trailing whitespace",
+    ),
+    "a colon in the input prefix": (
+        {"input_uri": "s3://example-fruit-images/fruits-360:v2/"},
+        {},
+        r"input_uri: .* holds :",
+    ),
+    "a glob in the output prefix": (
+        {"output_uri": "s3://example-fruit-features/runs-*/"},
+        {},
+        r"output_uri: .* holds \*",
+    ),
+    "EMR 6 (no Python 3.11)": (
+        {"release_label": "emr-6.15.0"},
+        {},
+        r"release_label: emr-6\.15\.0's nodes have no Python 3\.11",
+    ),
+    "a misspelt parameter": ({"pca-k": 5}, {}, r"pca-k: not a parameter of this DAG; did you"),
+    "an instance family the deployment does not allow": (
+        {"core_instance_type": "p5.48xlarge"},
+        {},
+        r"core_instance_type: p5\.48xlarge .* deployment setting allowed_instance_families",
+    ),
+    "more core nodes than the cap": (
+        {"core_instance_count": 21},
+        {},
+        r"core_instance_count: 21 .* cap of 20.* deployment setting max_core_instances "
+        r"\(the Airflow Variable fruit_features_emr_max_core_instances",
+    ),
+    "an idle timeout over the cap": (
+        {"idle_timeout_seconds": 20000},
+        {"FRUIT_EMR_MAX_IDLE_TIMEOUT_SECONDS": "7200"},
+        r"idle_timeout_seconds: 20000 .* cap of 7200",
+    ),
+    "not an instance type": (
+        {"master_instance_type": "m5-xlarge"},
+        {},
+        r"master_instance_type: expected an EC2 instance type such as m5\.xlarge",
+    ),
+    "an instance type in capitals": (
+        {"core_instance_type": "M5.2XLARGE"},
+        {},
+        r"core_instance_type: expected an EC2 instance type",
+    ),
+    "no components": ({"pca_k": 0}, {}, r"pca_k"),
+    "more components than features": ({"pca_k": 1281}, {}, r"pca_k"),
+    "a negative count": ({"core_instance_count": -1}, {}, r"core_instance_count"),
+    "a malformed URI": ({"output_uri": "s3:/example-fruit-features/runs/"}, {}, r"output_uri"),
+    "a poke interval under a second": (
+        {"poke_interval_seconds": 0.5},
+        {},
+        r"poke_interval_seconds",
+    ),
+}
+
+
+def refused_in_preflight(dag: Any, capfd: Any, message: str, **test_kwargs: Any) -> Any:
+    """Run the DAG; assert it stopped at preflight (or at trigger) with `message`."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    try:
+        dag_run = dag.test(**test_kwargs)
+    except ParamValidationError as exc:  # the trigger form's JSON schema refused the run
+        assert re.search(message, str(exc)), exc
+        return None
+    ran = states(dag_run)
+    assert str(dag_run.state) == "failed", ran
+    assert ran["preflight"] == "failed", ran
+    assert ran["create_cluster"] == "upstream_failed", ran
+    captured = capfd.readouterr()
+    log = captured.out + captured.err
+    assert re.search(message, log), log[-3000:]
+    return dag_run
+
+
+@pytest.mark.parametrize("case", PARAMETER_REFUSALS, ids=list(PARAMETER_REFUSALS))
+def test_a_bad_parameter_is_refused_before_any_aws_call(dag, world, monkeypatch, capfd, case):
+    overrides, environment, message = PARAMETER_REFUSALS[case]
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    s3 = client(world.endpoint_url, "s3")
+    earlier = write_earlier_passed_run(s3)
+    before = snapshot(s3)
+
+    refused_in_preflight(dag, capfd, message, run_conf=conf(**overrides))
+
+    assert world.api_calls.by_key(DAG_ACCESS_KEY) == []
+    assert all_clusters(world.endpoint_url) == []
+    assert snapshot(s3) == before
+    assert read_json(s3, earlier + "report.json")["status"] == "passed"
+
+
+def _foreign_object(s3: Any) -> None:
+    put(s3, run_output_uri(OUTPUT, RUN_ID) + "notes/budget.xlsx", b"not this DAG's")
+
+
+def _another_runs_output(s3: Any) -> None:
+    out = run_output_uri(OUTPUT, RUN_ID)
+    put(s3, out + RUN_MARKER, json.dumps({"dag_id": DAG_ID, "run_id": EARLIER_RUN}))
+    put(s3, out + "report.json", json.dumps({"status": "passed"}))
+
+
+def _this_runs_finished_output(s3: Any) -> None:
+    out = run_output_uri(OUTPUT, RUN_ID)
+    put(s3, out + RUN_MARKER, json.dumps({"dag_id": DAG_ID, "run_id": RUN_ID}))
+    put(s3, out + "report.json", json.dumps({"status": "passed"}))
+
+
+def _colon_key(s3: Any) -> None:
+    put(s3, INPUT + "Apple/10:30.jpg", jpeg_bytes(picture(7)))
+
+
+def _huge_image(s3: Any) -> None:
+    put(s3, INPUT + "Kiwi/huge.jpg", b"\xff\xd8" + b"\x00" * 100_000)
+
+
+def _empty_segment(s3: Any) -> None:
+    put(s3, INPUT + "Apple//double-slash.jpg", jpeg_bytes(picture(8)))
+
+
+# (set-up, conf overrides, deployment environment, expected message); reads only.
+STATE_REFUSALS = {
+    "weights that do not exist": (
+        None,
+        {"weights": "s3://example-fruit-features/models/missing.weights.h5"},
+        {},
+        r"weights: s3://example-fruit-features/models/missing\.weights\.h5 does not exist",
+    ),
+    "an input key with a colon": (
+        _colon_key,
+        {},
+        {},
+        r"input_uri: 1 objects .* ':' in their key.*Training/Apple/10:30\.jpg",
+    ),
+    "an input key with an empty folder name": (
+        _empty_segment,
+        {},
+        {},
+        r"input_uri: 1 objects .* empty folder name.*Apple//double-slash\.jpg",
+    ),
+    "an image over Spark's binaryFile limit": (
+        _huge_image,
+        {},
+        {"FRUIT_EMR_MAX_IMAGE_BYTES": "100000"},
+        r"input_uri: 1 images .* larger than 100000 bytes .*max_image_bytes.*Kiwi/huge\.jpg",
+    ),
+    "objects this DAG did not write, overwrite on": (
+        _foreign_object,
+        {"overwrite": True},
+        {},
+        r"output_uri: .* already holds 1 objects with no marker .* nothing was deleted",
+    ),
+    "another run's output, overwrite on": (
+        _another_runs_output,
+        {"overwrite": True},
+        {},
+        r"output_uri: .* already holds 2 objects with a marker of another run .*"
+        "nothing was deleted",
+    ),
+    "this run's finished output, overwrite off": (
+        _this_runs_finished_output,
+        {},
+        {},
+        r"already holds this run's finished output .* overwrite=true",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", STATE_REFUSALS, ids=list(STATE_REFUSALS))
+def test_what_s3_holds_is_checked_before_any_cluster_and_nothing_is_deleted(
+    dag, world, monkeypatch, capfd, case
+):
+    set_up, overrides, environment, message = STATE_REFUSALS[case]
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    s3 = client(world.endpoint_url, "s3")
+    earlier = write_earlier_passed_run(s3)
+    if set_up:
+        set_up(s3)
+    before = snapshot(s3)
+
+    refused_in_preflight(
+        dag, capfd, message, run_conf=conf(**overrides), logical_date=LOGICAL_DATE,
+        run_after=LOGICAL_DATE,
+    )  # fmt: skip
+
+    operations = {call.operation for call in world.api_calls.by_key(DAG_ACCESS_KEY)}
+    assert operations <= READ_ONLY_OPERATIONS, operations
+    assert all_clusters(world.endpoint_url) == []
+    assert snapshot(s3) == before
+    assert read_json(s3, earlier + "report.json")["status"] == "passed"
+
+
+# --- a run that passes the guards -----------------------------------------------------------
+
+
+def test_a_guarded_run_reads_what_preflight_counted_and_touches_only_its_own_prefix(
+    dag, world, random_weights_file, capfd
+):
+    """Hidden names in the input (which Spark skips, and so must preflight), an s3:// weights
+    file, and the output root written as a user might (s3a://, a double slash): the run
+    passes, counts the same images as Spark, and leaves everything else as it was."""
+    endpoint = world.endpoint_url
+    s3 = client(endpoint, "s3")
+    earlier = write_earlier_passed_run(s3)
+    for hidden in ("Apple/_partial.jpg", "Kiwi/.thumbnail.jpg", "_staging/Lime/a.jpg"):
+        put(s3, INPUT + hidden, jpeg_bytes(picture(len(hidden))))
+    weights = "s3://example-fruit-features/models/mobilenet_v2_random.weights.h5"
+    put(s3, weights, random_weights_file.read_bytes())
+    before = snapshot(s3)
+
+    dag_run = dag.test(
+        run_conf=conf(weights=weights, output_uri="s3a://example-fruit-features//runs/")
+    )
+
+    ran = states(dag_run)
+    assert str(dag_run.state) == "success", ran
+    log = "".join(capfd.readouterr())
+    assert "skipped 3 images that Spark does not read" in log
+    # read_report compared preflight's count with the one validate's Spark listing made.
+    out = run_output_uri(OUTPUT, dag_run.run_id)
+    report = read_json(s3, out + "report.json")
+    assert report["images"] == report["features"] == 4
+    assert sorted(report["labels"]) == ["Apple", "Kiwi"]
+    # The marker names the full run id; the output is where Hadoop resolves the root to.
+    assert read_json(s3, out + RUN_MARKER)["run_id"] == dag_run.run_id
+    assert out.startswith("s3://example-fruit-features/runs/")
+    # Nothing that was there before changed: the input, the earlier run, the weights.
+    after = snapshot(s3)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert read_json(s3, earlier + "report.json")["status"] == "passed"
+    # What the run added lies under its own output and artifacts prefixes only.
+    bucket = "example-fruit-features"
+    added = sorted(key for (b, key) in after if (b, key) not in before)
+    run_prefixes = (out, run_output_uri(f"s3://{bucket}/emr-artifacts/{DAG_ID}/", dag_run.run_id))
+    logs = f"s3://{bucket}/emr-artifacts/emr-logs/"
+    strays = [k for k in added if not f"s3://{bucket}/{k}".startswith((*run_prefixes, logs))]
+    assert strays == []
+    # The nodes read the run's own copy of the weights, next to its job code.
+    (cluster,) = all_clusters(endpoint)
+    emr = client(endpoint, "emr")
+    steps = {s["Name"]: s for s in emr.list_steps(ClusterId=cluster["Id"])["Steps"]}
+    featurize_args = steps["featurize"]["Config"]["Args"]
+    copy = featurize_args[featurize_args.index("--weights") + 1]
+    assert copy == run_prefixes[1] + "weights/mobilenet_v2_random.weights.h5"
+    assert keys_under(s3, copy) == [copy.removeprefix(f"s3://{bucket}/")]
+    # The steps went in with the cluster: the DAG never added one.
+    operations = {c.operation for c in world.api_calls.by_key(DAG_ACCESS_KEY)}
+    assert "AddJobFlowSteps" not in operations
+    assert [s["Status"]["State"] for s in steps.values()] == ["COMPLETED"] * 3
+    assert cluster["Status"]["State"] == "TERMINATED"
