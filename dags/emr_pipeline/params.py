@@ -39,7 +39,9 @@ def build_params(s: ParseTimeSettings) -> dict[str, Param]:
             type="boolean",
             section=data,
             title="Overwrite a finished run",
-            description="Re-run even when this run's output already holds a passed report.json.",
+            description="Redo a run id that already finished: its own output (the prefix "
+            "holding its marker) is deleted first. Never deletes another run's output or "
+            "anything this DAG did not write; a new run id always gets a fresh prefix.",
         ),
         "weights": Param(
             s.weights,

@@ -70,20 +70,23 @@ def test_success_with_a_bad_image_among_good_ones(emulated_aws, tmp_path):
 
 def test_failing_featurize_step_fails_the_run_and_terminates(emulated_aws, tmp_path, capfd):
     write_good_images(tmp_path / "images", ["Lime"], 2)
-    upload_tree(s3_client(emulated_aws), tmp_path / "images", INPUT)
+    s3 = s3_client(emulated_aws)
+    upload_tree(s3, tmp_path / "images", INPUT)
+    # A weights file that exists (preflight checks that much) but is not a Keras weights file.
+    s3.put_object(Bucket="fruit-in", Key="models/broken.weights.h5", Body=b"not HDF5 at all")
 
-    result = run_dag(conf(weights="s3://fruit-in/models/missing.weights.h5"))
+    result = run_dag(conf(weights="s3://fruit-in/models/broken.weights.h5"))
 
     assert result.state == "failed", result.task_states
     assert result.task_states["featurize.wait_for_step"] == "failed"
-    assert result.task_states["pca.add_step"] == "upstream_failed"
+    assert result.task_states["pca.wait_for_step"] == "upstream_failed"
     assert result.task_states["terminate_cluster"] == "success"
     assert set(cluster_states(emulated_aws).values()) <= {"TERMINATED", "TERMINATED_WITH_ERRORS"}
     captured = capfd.readouterr()
     task_log = captured.out + captured.err
     # The step's own log tail, fetched from LogUri, names the bad weights.
-    assert "featurize: error: --weights" in task_log
-    assert "missing.weights.h5" in task_log
+    assert "featurize: error: weights" in task_log
+    assert "broken.weights.h5" in task_log
 
 
 def test_empty_input_creates_no_cluster(emulated_aws, capfd):
