@@ -86,7 +86,7 @@ with DAG(
                 with_constraints=CONSTRAINTS is not None,
             )
             s3 = _s3_client()
-            listing, leftovers = preflight.check_run(
+            listing = preflight.check_run(
                 s3, plan, options.input_uri, DAG_ID, run_id, options.overwrite, say=print
             )
         except (InvalidRunOptionsError, preflight.PreflightError) as exc:
@@ -102,9 +102,10 @@ with DAG(
         )
         if ended:
             print(f"terminated clusters left running by an earlier attempt of this run: {ended}")
-        removed = preflight.claim_run_prefix(
-            s3, plan, DAG_ID, run_id, leftovers, plan.s3_encryption
-        )
+        try:
+            removed = preflight.claim_run_prefix(s3, plan, DAG_ID, run_id, plan.s3_encryption)
+        except preflight.PreflightError as exc:
+            raise AirflowFailException(str(exc)) from exc
         if removed:
             print(f"removed {removed} objects of an earlier attempt under {plan.output_uri}")
         return {**plan.as_xcom(), "images": listing.images}

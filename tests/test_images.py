@@ -78,6 +78,7 @@ def test_undecodable_files_raise_with_the_reason(case, reason):
         ("a.PNG", True),
         ("a.gif", False),
         ("a.jpg.txt", False),
+        ("a.jpg\n", False),
         ("jpg", False),
     ],
 )

@@ -28,9 +28,17 @@ FEATURE_SIZE = 1280  # MobileNetV2's penultimate layer: PCA cannot keep more com
 # EC2 instance types: family (with a generation digit), a dot, a size: m5.xlarge, m7g.2xlarge,
 # r7iz.metal-16xl, u-6tb1.metal. Matched against the whole string (fullmatch).
 INSTANCE_TYPE = re.compile(r"[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9][a-z0-9-]*")
-RELEASE_LABEL = re.compile(r"emr-(?P<spark>spark-)?(?P<major>[0-9]+)\.[0-9]+\.[0-9]+")
-# EMR 7 is the first release whose nodes have Python 3.11, which the bootstrap installs for.
-MIN_EMR_MAJOR = 7
+_VERSION_NUMBER = r"(?:0|[1-9][0-9]*)"
+RELEASE_LABEL = re.compile(
+    rf"emr-(?P<spark>spark-)?(?P<major>{_VERSION_NUMBER})\.{_VERSION_NUMBER}\.{_VERSION_NUMBER}"
+)
+# EMR 7 is the first release whose nodes have Python 3.11, which the bootstrap installs for;
+# the emr-spark-x.y.z labels start at 8.
+MIN_EMR_MAJOR = {"emr-": 7, "emr-spark-": 8}
+# Longer waits overflow deferrable triggers' timedeltas, and no step of this job needs them.
+MAX_SENSOR_TIMEOUT = 7 * 24 * 3600
+# EMR tag values (the run_id tag): letters, digits, spaces and _ . : / = + - @, at most 256.
+_TAG_VALUE = re.compile(r"[\w .:/=+\-@]{1,256}")
 # In an S3 key: `:` breaks Hadoop's Path ("Relative path in absolute URI"), and Spark reads the
 # input path as a glob pattern, so these characters would select other prefixes than written.
 _HADOOP_UNSAFE = re.compile(r"[:*?\[\]{}\\]")
@@ -187,10 +195,12 @@ class RunOptions:
                 f"release_label: expected e.g. emr-7.13.0 or emr-spark-8.0.0, "
                 f"got {self.release_label!r}"
             )
-        if not release["spark"] and int(release["major"]) < MIN_EMR_MAJOR:
+        family = "emr-spark-" if release["spark"] else "emr-"
+        if int(release["major"]) < MIN_EMR_MAJOR[family]:
             raise InvalidRunOptionsError(
                 f"release_label: {self.release_label}'s nodes have no Python 3.11, which the "
-                f"bootstrap installs the jobs' packages for; use emr-{MIN_EMR_MAJOR}.x or newer"
+                f"bootstrap installs the jobs' packages for; use emr-{MIN_EMR_MAJOR['emr-']}.x "
+                "or newer"
             )
         for name in ("batch_size", "task_cpus", "sensor_timeout_seconds"):
             if getattr(self, name) < 1:
@@ -203,6 +213,11 @@ class RunOptions:
             raise InvalidRunOptionsError(
                 f"poke_interval_seconds must be at least {MIN_POKE_INTERVAL} (shorter intervals "
                 f"hammer the EMR API), got {self.poke_interval_seconds}"
+            )
+        if self.sensor_timeout_seconds > MAX_SENSOR_TIMEOUT:
+            raise InvalidRunOptionsError(
+                f"sensor_timeout_seconds must be at most {MAX_SENSOR_TIMEOUT} (7 days), "
+                f"got {self.sensor_timeout_seconds}"
             )
         if not MIN_IDLE_TIMEOUT <= self.idle_timeout_seconds <= MAX_IDLE_TIMEOUT:
             raise InvalidRunOptionsError(
@@ -234,4 +249,15 @@ def check_worker_support(
             "deferrable=true needs aiobotocore on the workers and the triggerer "
             "(pip install 'apache-airflow-providers-amazon[aiobotocore]'); or trigger with "
             "deferrable=false"
+        )
+
+
+def check_run_id(run_id: str) -> None:
+    """The run id becomes the cluster's run_id tag, which finds the run's cluster again: EMR
+    refuses tag values with other characters, and a cut value could match another run."""
+    if not _TAG_VALUE.fullmatch(run_id) or run_id.startswith("aws:"):
+        raise InvalidRunOptionsError(
+            f"run_id: {run_id!r} cannot be an EMR tag value (at most 256 letters, digits, "
+            "spaces and _ . : / = + - @, not starting with aws:); trigger the run with another "
+            "run id"
         )

@@ -158,6 +158,7 @@ def build_params(s: ParseTimeSettings) -> dict[str, Param]:
             s.sensor_timeout_seconds,
             type="integer",
             minimum=1,
+            maximum=604800,
             section=waiting,
             title="Sensor timeout (s)",
             description="How long each sensor waits before failing.",

@@ -6,6 +6,7 @@ decided by one pure function of (params, deployment settings, dag_id, run_id).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from emr_pipeline.options import (
     InvalidRunOptionsError,
     RunOptions,
     check_prefixes_apart,
+    check_run_id,
 )
 from emr_pipeline.settings import DeploymentSettings, where_to_set
 from emr_pipeline.spend_guard import SpendLimits, check_spend
@@ -96,7 +98,7 @@ def _setting_uri(setting: str, uri: str) -> str:
 
 def max_image_bytes(deployment: DeploymentSettings) -> int:
     text = deployment.max_image_bytes
-    if not text.isdigit() or not 1 <= int(text) <= SPARK_MAX_FILE_BYTES:
+    if not re.fullmatch(r"[0-9]+", text) or not 1 <= int(text) <= SPARK_MAX_FILE_BYTES:
         raise InvalidRunOptionsError(
             f"deployment setting max_image_bytes: expected an integer in "
             f"[1, {SPARK_MAX_FILE_BYTES}] (Spark's binaryFile limit), got {text!r} "
@@ -114,6 +116,7 @@ def make_plan(
     owner: str,
     with_constraints: bool = True,
 ) -> RunPlan:
+    check_run_id(run_id)
     check_spend(options, SpendLimits.from_deployment(deployment))
     image_limit = max_image_bytes(deployment)
     key = run_key(run_id)

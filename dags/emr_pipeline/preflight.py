@@ -17,12 +17,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from emr_pipeline.plan import RunPlan
-from emr_pipeline.uris import as_prefix, join_uri, split_s3_uri
+from emr_pipeline.uris import as_prefix, split_s3_uri
 
 log = logging.getLogger(__name__)
 
 # Same rule as IMAGE_NAME_PATTERN in jobs/imagefeatures/images.py (that module needs numpy/PIL).
-IMAGE_NAME_PATTERN = re.compile(r"(?i)\.(jpg|jpeg|png)$")
+IMAGE_NAME_PATTERN = re.compile(r"(?i)\.(jpg|jpeg|png)\Z")
+# The first bytes of every HDF5 file (Keras .weights.h5 files are HDF5).
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_NOT_FOUND = ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
+_DENIED = ("403", "AccessDenied", "Forbidden", "AllAccessDisabled")
 # Written first under a run's output prefix, naming the run: the proof that whatever else is
 # there was written by this run, so preflight may clear it. Hadoop hides names starting with
 # "_": no reader of the run's datasets sees it.
@@ -58,13 +62,22 @@ def hidden_by_hadoop(name: str) -> bool:
 
 
 def _objects(s3: Any, bucket: str, prefix: str, what: str, uri: str) -> Iterator[dict]:
+    """Every object under `prefix`; a missing bucket or a refused listing is a PreflightError
+    naming `what` (the parameter), not a retried ClientError."""
     try:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             yield from page.get("Contents", [])
     except s3.exceptions.ClientError as exc:
-        if _error_code(exc) in ("NoSuchBucket", "404"):
-            raise PreflightError(f"{what} bucket {bucket!r} does not exist ({uri})") from exc
-        raise
+        raise _named_error(exc, what, uri, "list") from exc
+
+
+def _named_error(exc: Exception, what: str, uri: str, verb: str) -> Exception:
+    code = _error_code(exc)
+    if code in ("NoSuchBucket", "404", "NotFound"):
+        return PreflightError(f"{what}: the bucket of {uri} does not exist")
+    if code in _DENIED:
+        return PreflightError(f"{what}: the Airflow connection may not {verb} {uri} ({code})")
+    return exc
 
 
 def _examples(keys: list[str], bucket: str) -> str:
@@ -86,22 +99,31 @@ def list_images(s3: Any, input_uri: str, max_image_bytes: int | None = None) -> 
     labels: dict[str, int] = {}
     hidden: list[str] = []
     unreadable: dict[str, list[str]] = {"colon": [], "empty segment": [], "too large": []}
-    for obj in _objects(s3, bucket, prefix, "input", input_uri):
+    for obj in _objects(s3, bucket, prefix, "input_uri", input_uri):
         name = obj["Key"]
-        relative = name[len(prefix) :]
         if name.endswith("/"):
             continue  # a console "folder": no file for Spark
-        segments = relative.split("/")
-        if ":" in relative:
-            unreadable["colon"].append(name)
+        # Walk down the key as Hadoop's listing does: a name it must turn into a Path breaks
+        # on ':' or an empty segment, even a hidden name (its parent's listing makes that
+        # Path); below a hidden folder it never looks.
+        problem = None
+        for segment in name[len(prefix) :].split("/"):
+            if ":" in segment:
+                problem = "colon"
+            elif not segment:
+                problem = "empty segment"
+            elif hidden_by_hadoop(segment):
+                problem = "hidden"
+            if problem:
+                break
+        if problem == "hidden":
+            if IMAGE_NAME_PATTERN.search(name):
+                hidden.append(name)
             continue
-        if "" in segments:
-            unreadable["empty segment"].append(name)
+        if problem:
+            unreadable[problem].append(name)
             continue
         if not IMAGE_NAME_PATTERN.search(name):
-            continue
-        if any(hidden_by_hadoop(segment) for segment in segments):
-            hidden.append(name)
             continue
         if max_image_bytes is not None and obj.get("Size", 0) > max_image_bytes:
             unreadable["too large"].append(name)
@@ -161,57 +183,60 @@ def require_bucket(s3: Any, uri: str, what: str) -> None:
     try:
         s3.head_bucket(Bucket=bucket)
     except s3.exceptions.ClientError as exc:
-        if _error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
-            raise PreflightError(f"{what} bucket {bucket!r} does not exist ({uri})") from exc
-        raise
+        raise _named_error(exc, what, uri, "list") from exc
 
 
 def check_weights(s3: Any, weights_uri: str) -> None:
-    """The weights file exists and the Airflow connection may read it (the run copies it next
-    to its job code, where the nodes' instance role reads it)."""
+    """The weights file exists, is an HDF5 file, and the Airflow connection can read it: its
+    first bytes are read, which proves what a HeadObject would not (an archived object, a KMS
+    key the connection may not use). The run copies the file next to its job code, where the
+    nodes' instance role reads it."""
     bucket, key = split_s3_uri(weights_uri)
     try:
-        head = s3.head_object(Bucket=bucket, Key=key)
+        answer = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{len(HDF5_SIGNATURE) - 1}")
+        first_bytes = answer["Body"].read()
     except s3.exceptions.ClientError as exc:
         code = _error_code(exc)
-        if code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+        if code in _NOT_FOUND:
             raise PreflightError(f"weights: {weights_uri} does not exist") from exc
-        if code in ("403", "AccessDenied", "Forbidden"):
+        if code == "InvalidObjectState":
             raise PreflightError(
-                f"weights: the Airflow connection may not read {weights_uri} (s3:GetObject); "
-                "the run copies the file next to its job code for the cluster"
+                f"weights: {weights_uri} is archived (Glacier); restore it or copy it first"
+            ) from exc
+        if code == "InvalidRange":  # a 0-byte object has no first byte
+            raise PreflightError(f"weights: {weights_uri} is empty (0 bytes)") from exc
+        if code in _DENIED or code.startswith("KMS"):
+            raise PreflightError(
+                f"weights: the Airflow connection cannot read {weights_uri} ({code}); the run "
+                "copies the file next to its job code for the cluster, so it must be readable "
+                "(s3:GetObject, and kms:Decrypt for an SSE-KMS object)"
             ) from exc
         raise
-    if head.get("ContentLength", 0) == 0:
-        raise PreflightError(f"weights: {weights_uri} is empty (0 bytes)")
+    if first_bytes != HDF5_SIGNATURE:
+        raise PreflightError(
+            f"weights: {weights_uri} is not an HDF5 file (a Keras .weights.h5 file starts "
+            f"with {HDF5_SIGNATURE!r}, this one with {first_bytes!r})"
+        )
 
 
 def marker_body(dag_id: str, run_id: str) -> dict[str, str]:
     return {"dag_id": dag_id, "run_id": run_id}
 
 
-def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
-
-
-def check_run_prefix(
-    s3: Any, plan: RunPlan, dag_id: str, run_id: str, overwrite: bool
-) -> tuple[str, list[str]]:
-    """May this run write under its output prefix? Reads only. Returns (what was found, the
-    keys an earlier attempt of this run left, to clear once every check has passed).
+def check_run_prefix(s3: Any, plan: RunPlan, dag_id: str, run_id: str, overwrite: bool) -> str:
+    """May this run write under its output prefix? Reads only; returns what it found.
 
     The prefix must be empty or hold this run's own marker. Anything else (another run's
     output, files this DAG did not write) is refused whatever `overwrite` says: preflight
     never deletes what is not this run's. A passed report of this same run is refused unless
     `overwrite`.
     """
-    require_bucket(s3, plan.output_uri, "output")
+    require_bucket(s3, plan.output_uri, "output_uri")
     bucket, key = split_s3_uri(plan.output_uri)
     prefix = as_prefix(key)
-    keys = _keys(s3, bucket, prefix)
+    keys = [obj["Key"] for obj in _objects(s3, bucket, prefix, "output_uri", plan.output_uri)]
     if not keys:
-        return f"{plan.output_uri} is empty: free", []
+        return f"{plan.output_uri} is empty: free"
     marker_key = prefix + RUN_MARKER
     marker = _read_json(s3, bucket, marker_key) if marker_key in keys else None
     ours = marker_body(dag_id, run_id)
@@ -233,12 +258,10 @@ def check_run_prefix(
             f"{plan.output_uri} already holds this run's finished output ({plan.report_uri}); "
             "trigger with overwrite=true to run it again"
         )
-    leftovers = [k for k in keys if k != marker_key]
     status = "none" if report is None else repr(report.get("status"))
     return (
-        f"{plan.output_uri} holds {len(leftovers)} objects of an earlier attempt of this run "
-        f"(report: {status}): they are cleared before the run starts",
-        leftovers,
+        f"{plan.output_uri} holds {len(keys) - 1} objects of an earlier attempt of this run "
+        f"(report: {status}): they are cleared before the run starts"
     )
 
 
@@ -247,18 +270,33 @@ def claim_run_prefix(
     plan: RunPlan,
     dag_id: str,
     run_id: str,
-    leftovers: list[str],
     encryption: dict[str, str] | None = None,
 ) -> int:
-    """Write this run's marker (first), then delete what an earlier attempt of this run left
-    (`leftovers`, from check_run_prefix). Returns how many objects were deleted."""
+    """Write this run's marker (first, into an empty prefix), or find it there, then delete
+    everything else under the prefix: what an earlier attempt of this run left, listed now,
+    after its cluster has ended. Returns how many objects were deleted.
+
+    Call only after check_run_prefix passed. Should the prefix have gained objects without
+    this run's marker since (someone else writing there), nothing is deleted.
+    """
     bucket, key = split_s3_uri(plan.output_uri)
-    body = json.dumps({**marker_body(dag_id, run_id), "claimed_at": datetime.now(UTC).isoformat()})
-    marker_key = join_uri(key, RUN_MARKER)
-    if _read_json(s3, bucket, marker_key) is None:
+    prefix = as_prefix(key)
+    marker_key = prefix + RUN_MARKER
+    keys = [obj["Key"] for obj in _objects(s3, bucket, prefix, "output_uri", plan.output_uri)]
+    marker = _read_json(s3, bucket, marker_key) if marker_key in keys else None
+    ours = marker_body(dag_id, run_id)
+    if marker is None and not keys:
+        body = json.dumps({**ours, "claimed_at": datetime.now(UTC).isoformat()})
         s3.put_object(Bucket=bucket, Key=marker_key, Body=body.encode(), **(encryption or {}))
+        return 0
+    if not marker or {name: marker.get(name) for name in ours} != ours:
+        raise PreflightError(
+            f"output_uri: {plan.output_uri} gained objects that this run did not write while "
+            f"it started, e.g. {_examples(keys, bucket)}; nothing was deleted"
+        )
     # One DeleteObject per key: each call names its object, so the IAM policy (DeleteObject on
     # the outputs' prefix only) is checked object by object.
+    leftovers = [k for k in keys if k != marker_key]
     for leftover in leftovers:
         s3.delete_object(Bucket=bucket, Key=leftover)
     return len(leftovers)
@@ -272,9 +310,9 @@ def check_run(
     run_id: str,
     overwrite: bool,
     say: Callable[[str], None] = log.info,
-) -> tuple[InputListing, list[str]]:
+) -> InputListing:
     """Every read-only preflight check, in order of what is most likely wrong; `say`s what it
-    found. Returns the input listing and the keys `claim_run_prefix` is to clear."""
+    found. Returns the input listing."""
     listing = list_images(s3, input_uri, plan.max_image_bytes)
     say(f"{listing.images} images in {len(listing.labels)} labels under {input_uri}")
     if listing.hidden:
@@ -284,9 +322,8 @@ def check_run(
         )
     if plan.weights_uri:
         check_weights(s3, plan.weights_uri)
-    found, leftovers = check_run_prefix(s3, plan, dag_id, run_id, overwrite)
-    say(found)
-    require_bucket(s3, plan.artifacts_uri, "artifacts")
-    require_bucket(s3, plan.log_uri, "log")
+    say(check_run_prefix(s3, plan, dag_id, run_id, overwrite))
+    require_bucket(s3, plan.artifacts_uri, "deployment setting artifacts_uri")
+    require_bucket(s3, plan.log_uri, "deployment setting log_uri")
     say(f"run output: {plan.output_uri}  artifacts: {plan.artifacts_uri}")
-    return listing, leftovers
+    return listing

@@ -60,8 +60,8 @@ class ExplainedEmrStepSensor(EmrStepSensor):
     def execute(self, context: Any) -> None:
         _apply_run_timing(self, context)
         self._find_step()
-        # Deferred mode counts attempts instead of seconds.
-        self.max_attempts = max(1, math.ceil(self.timeout / max(self.poke_interval, 1)))
+        # Deferred mode counts attempts instead of seconds, each int(poke_interval) long.
+        self.max_attempts = max(1, math.ceil(self.timeout / max(int(self.poke_interval), 1)))
         try:
             super().execute(context)
         except AirflowSensorTimeout as exc:

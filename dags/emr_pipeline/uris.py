@@ -10,7 +10,7 @@ _S3_SCHEMES = ("s3://", "s3n://", "s3a://")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_RUN_KEY = 120
-_RUN_KEY_HASH = 12
+_RUN_KEY_HASH = 16  # 64 bits of the id's SHA-256
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

@@ -17,8 +17,9 @@ def _any_letter_case(word: str) -> str:
 
 # Hadoop glob for Spark's `pathGlobFilter`: .jpg, .jpeg and .png in any letter case.
 IMAGE_GLOB = "*.{" + ",".join(_any_letter_case(ext) for ext in IMAGE_EXTENSIONS) + "}"
-# The same rule as a regular expression, for listings made outside Spark (S3 keys).
-IMAGE_NAME_PATTERN = r"(?i)\.(" + "|".join(IMAGE_EXTENSIONS) + r")$"
+# The same rule as a regular expression, for listings made outside Spark (S3 keys). \Z, not $:
+# Hadoop's glob matches whole names, and `$` would also match before a trailing newline.
+IMAGE_NAME_PATTERN = r"(?i)\.(" + "|".join(IMAGE_EXTENSIONS) + r")\Z"
 
 # Fruits-360 photos sit on white: transparent pixels become white, not black.
 _BACKGROUND = (255, 255, 255)

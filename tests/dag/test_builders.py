@@ -88,6 +88,9 @@ def test_split_and_join_uris():
         ({"output_uri": "s3://in-bucket/fruits/runs"}, "overlap"),
         ({"input_uri": "s3://out-bucket/runs/x/../in"}, "overlap"),
         ({"release_label": "emr-6.15.0"}, "release_label: emr-6.15.0's nodes have no Python 3.11"),
+        ({"release_label": "emr-spark-5.0.0"}, "release_label: .* no Python 3.11"),
+        ({"release_label": "emr-07.0.0"}, "release_label: expected"),
+        ({"sensor_timeout_seconds": 10**15}, "sensor_timeout_seconds must be at most"),
         ({"pca_k": 2.0}, "pca_k: expected an integer, got 2.0"),
         ({"core_instance_count": True}, "core_instance_count: expected an integer"),
         ({"input_uri": "s3://in-bucket/fruits/\n"}, "input_uri: control characters"),
@@ -159,6 +162,12 @@ def test_outputs_and_artifacts_are_scoped_by_run():
     assert p.log_uri == "s3://out-bucket/emr-artifacts/emr-logs/"
     other = plan(run_id="scheduled__2026-01-09T00:00:00+00:00")
     assert other.output_uri != p.output_uri and other.artifacts_uri != p.artifacts_uri
+
+
+@pytest.mark.parametrize("run_id", ["rerun~1", "aws:run", "x" * 257, "tab\there"])
+def test_a_run_id_that_cannot_tag_the_cluster_is_refused(run_id):
+    with pytest.raises(InvalidRunOptionsError, match="run_id: .* cannot be an EMR tag value"):
+        plan(run_id=run_id)
 
 
 def test_deployment_locations_are_used():

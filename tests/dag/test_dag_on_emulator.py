@@ -7,6 +7,7 @@ back, and the teardown terminates the cluster.
 
 from __future__ import annotations
 
+import h5py
 import pytest
 
 from localdev.dag_run import (
@@ -72,8 +73,11 @@ def test_failing_featurize_step_fails_the_run_and_terminates(emulated_aws, tmp_p
     write_good_images(tmp_path / "images", ["Lime"], 2)
     s3 = s3_client(emulated_aws)
     upload_tree(s3, tmp_path / "images", INPUT)
-    # A weights file that exists (preflight checks that much) but is not a Keras weights file.
-    s3.put_object(Bucket="fruit-in", Key="models/broken.weights.h5", Body=b"not HDF5 at all")
+    # An HDF5 file (preflight checks that much) that is not MobileNetV2's weights.
+    broken = tmp_path / "broken.weights.h5"
+    with h5py.File(broken, "w") as h5:
+        h5.create_dataset("not_a_layer", data=[1.0, 2.0])
+    s3.upload_file(str(broken), "fruit-in", "models/broken.weights.h5")
 
     result = run_dag(conf(weights="s3://fruit-in/models/broken.weights.h5"))
 

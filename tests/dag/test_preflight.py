@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from emr_pipeline import preflight
 from emr_pipeline.plan import RunPlan
 from emr_pipeline.preflight import (
     RUN_MARKER,
@@ -54,11 +55,11 @@ def test_no_images_fails_before_any_cluster(buckets):
 
 
 def test_missing_bucket(s3):
-    with pytest.raises(PreflightError, match="input bucket 'nope' does not exist"):
+    with pytest.raises(PreflightError, match="input_uri: the bucket of s3://nope/fruits/ does"):
         list_images(s3, "s3://nope/fruits/")
-    with pytest.raises(PreflightError, match="output bucket 'nope' does not exist"):
+    with pytest.raises(PreflightError, match="output_uri: the bucket of s3://nope/runs/x/ does"):
         check_run_prefix(s3, _plan("s3://nope/runs/x/"), "dag", "run-1", False)
-    with pytest.raises(PreflightError, match="artifacts bucket"):
+    with pytest.raises(PreflightError, match="artifacts: the bucket of"):
         require_bucket(s3, "s3://nope/arts/", "artifacts")
 
 
@@ -79,9 +80,8 @@ MARKER = OUT + RUN_MARKER
 
 
 def test_an_empty_prefix_is_free_and_claiming_writes_the_marker_first(buckets):
-    found, leftovers = check_run_prefix(buckets, _plan(), "dag", "run-1", overwrite=False)
-    assert "free" in found and leftovers == []
-    assert claim_run_prefix(buckets, _plan(), "dag", "run-1", leftovers) == 0
+    assert "free" in check_run_prefix(buckets, _plan(), "dag", "run-1", overwrite=False)
+    assert claim_run_prefix(buckets, _plan(), "dag", "run-1") == 0
     body = json.loads(
         buckets.get_object(Bucket="out-bucket", Key=MARKER[len("s3://out-bucket/") :])[
             "Body"
@@ -95,9 +95,10 @@ def test_this_runs_finished_output_is_refused_unless_overwrite(buckets):
     put(buckets, REPORT, json.dumps({"status": "passed"}))
     with pytest.raises(PreflightError, match="finished output.*overwrite=true"):
         check_run_prefix(buckets, _plan(), "dag", "run-1", overwrite=False)
-    _, leftovers = check_run_prefix(buckets, _plan(), "dag", "run-1", overwrite=True)
-    assert leftovers == [REPORT[len("s3://out-bucket/") :]]
-    assert claim_run_prefix(buckets, _plan(), "dag", "run-1", leftovers) == 1
+    check_run_prefix(buckets, _plan(), "dag", "run-1", overwrite=True)
+    # What an earlier attempt's cluster wrote while it was being terminated goes too.
+    put(buckets, OUT + "features/part-1.parquet")
+    assert claim_run_prefix(buckets, _plan(), "dag", "run-1") == 2
     keys = [o["Key"] for o in buckets.list_objects_v2(Bucket="out-bucket")["Contents"]]
     assert keys == [MARKER[len("s3://out-bucket/") :]]  # only the marker is left
 
@@ -114,11 +115,19 @@ def test_what_this_run_did_not_write_is_never_cleared(buckets, overwrite, marker
 
 def test_hadoop_hidden_names_are_skipped_like_spark_does(buckets):
     for key in ("Apple/a.jpg", "Apple/.b.jpg", "Apple/_c.jpg", "_tmp/Kiwi/d.jpg",
-                ".cache/e.jpg", "Kiwi/_metadata.jpg", "year=2024/_p=1/f.png", "Kiwi/"):  # fmt: skip
+                ".cache/e.jpg", "Kiwi/_metadata.jpg", "year=2024/_p=1/f.png", "Kiwi/",
+                "Apple/g.jpg\n",  # Hadoop's glob matches whole names: not an image
+                "_tmp/10:30.jpg", ".cache//x.jpg"):  # fmt: skip  # never listed by Hadoop
         put(buckets, f"s3://in-bucket/fruits/{key}")
     listing = list_images(buckets, "s3://in-bucket/fruits")
     assert listing.labels == {"Apple": 1, "Kiwi": 1, "_p=1": 1}
-    assert listing.hidden == 4
+    assert listing.hidden == 6
+
+
+def test_the_image_rule_is_the_jobs_rule():
+    from imagefeatures.images import IMAGE_NAME_PATTERN
+
+    assert preflight.IMAGE_NAME_PATTERN.pattern == IMAGE_NAME_PATTERN
 
 
 @pytest.mark.parametrize(
@@ -127,6 +136,7 @@ def test_hadoop_hidden_names_are_skipped_like_spark_does(buckets):
         ("Apple/10:30.jpg", 1, "':' in their key"),
         ("Apple//a.jpg", 1, "empty folder name"),
         ("Apple/big.jpg", 11, "larger than 10 bytes"),
+        ("Apple/.hidden:name.jpg", 1, "':' in their key"),  # its folder's listing breaks
     ],
 )
 def test_what_spark_cannot_read_is_refused_with_examples(buckets, key, size, message):
@@ -137,8 +147,27 @@ def test_what_spark_cannot_read_is_refused_with_examples(buckets, key, size, mes
     assert f"s3://in-bucket/fruits/{key}" in str(caught.value)
 
 
-def test_weights_must_exist(buckets):
+def test_weights_must_exist_and_be_hdf5(buckets):
+    uri = "s3://in-bucket/m.weights.h5"
     with pytest.raises(PreflightError, match="weights: s3://in-bucket/m.weights.h5 does not"):
-        check_weights(buckets, "s3://in-bucket/m.weights.h5")
-    put(buckets, "s3://in-bucket/m.weights.h5", b"hdf5")
-    check_weights(buckets, "s3://in-bucket/m.weights.h5")
+        check_weights(buckets, uri)
+    put(buckets, uri, b"")
+    with pytest.raises(PreflightError, match="is empty"):
+        check_weights(buckets, uri)
+    put(buckets, uri, b"<html>not a model</html>")
+    with pytest.raises(PreflightError, match="is not an HDF5 file"):
+        check_weights(buckets, uri)
+    put(buckets, uri, preflight.HDF5_SIGNATURE + b"rest of the file")
+    check_weights(buckets, uri)
+
+
+def test_a_refused_listing_names_the_parameter(buckets, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    class Refused:
+        def paginate(self, **kwargs):
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "ListObjectsV2")
+
+    monkeypatch.setattr(buckets, "get_paginator", lambda name: Refused())
+    with pytest.raises(PreflightError, match="input_uri: the Airflow connection may not list"):
+        list_images(buckets, "s3://in-bucket/fruits/")

@@ -229,6 +229,12 @@ STATE_REFUSALS = {
         {},
         r"weights: s3://example-fruit-features/models/missing\.weights\.h5 does not exist",
     ),
+    "weights that are not a Keras weights file": (
+        lambda s3: put(s3, "s3://example-fruit-features/models/page.weights.h5", b"<html>"),
+        {"weights": "s3://example-fruit-features/models/page.weights.h5"},
+        {},
+        r"weights: s3://example-fruit-features/models/page\.weights\.h5 is not an HDF5 file",
+    ),
     "an input key with a colon": (
         _colon_key,
         {},
