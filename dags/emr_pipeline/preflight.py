@@ -96,6 +96,7 @@ def list_images(s3: Any, input_uri: str, max_image_bytes: int | None = None) -> 
     """
     bucket, key = split_s3_uri(input_uri)
     prefix = as_prefix(key) if key.strip("/") else ""
+    input_uri = as_prefix(input_uri)  # shown as the folder it is
     labels: dict[str, int] = {}
     hidden: list[str] = []
     unreadable: dict[str, list[str]] = {"colon": [], "empty segment": [], "too large": []}
