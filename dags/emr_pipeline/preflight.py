@@ -73,7 +73,7 @@ def _objects(s3: Any, bucket: str, prefix: str, what: str, uri: str) -> Iterator
 
 def _named_error(exc: Exception, what: str, uri: str, verb: str) -> Exception:
     code = _error_code(exc)
-    if code in ("NoSuchBucket", "404", "NotFound"):
+    if code in _NOT_FOUND:
         return PreflightError(f"{what}: the bucket of {uri} does not exist")
     if code in _DENIED:
         return PreflightError(f"{what}: the Airflow connection may not {verb} {uri} ({code})")
@@ -224,6 +224,11 @@ def marker_body(dag_id: str, run_id: str) -> dict[str, str]:
     return {"dag_id": dag_id, "run_id": run_id}
 
 
+def _is_this_runs(marker: dict | None, dag_id: str, run_id: str) -> bool:
+    ours = marker_body(dag_id, run_id)
+    return bool(marker) and {name: marker.get(name) for name in ours} == ours
+
+
 def check_run_prefix(s3: Any, plan: RunPlan, dag_id: str, run_id: str, overwrite: bool) -> str:
     """May this run write under its output prefix? Reads only; returns what it found.
 
@@ -240,8 +245,7 @@ def check_run_prefix(s3: Any, plan: RunPlan, dag_id: str, run_id: str, overwrite
         return f"{plan.output_uri} is empty: free"
     marker_key = prefix + RUN_MARKER
     marker = _read_json(s3, bucket, marker_key) if marker_key in keys else None
-    ours = marker_body(dag_id, run_id)
-    if not marker or {key: marker.get(key) for key in ours} != ours:
+    if not _is_this_runs(marker, dag_id, run_id):
         owner = (
             f"a marker of another run ({marker})"
             if marker
@@ -285,12 +289,13 @@ def claim_run_prefix(
     marker_key = prefix + RUN_MARKER
     keys = [obj["Key"] for obj in _objects(s3, bucket, prefix, "output_uri", plan.output_uri)]
     marker = _read_json(s3, bucket, marker_key) if marker_key in keys else None
-    ours = marker_body(dag_id, run_id)
     if marker is None and not keys:
-        body = json.dumps({**ours, "claimed_at": datetime.now(UTC).isoformat()})
+        body = json.dumps(
+            {**marker_body(dag_id, run_id), "claimed_at": datetime.now(UTC).isoformat()}
+        )
         s3.put_object(Bucket=bucket, Key=marker_key, Body=body.encode(), **(encryption or {}))
         return 0
-    if not marker or {name: marker.get(name) for name in ours} != ours:
+    if not _is_this_runs(marker, dag_id, run_id):
         raise PreflightError(
             f"output_uri: {plan.output_uri} gained objects that this run did not write while "
             f"it started, e.g. {_examples(keys, bucket)}; nothing was deleted"
