@@ -152,27 +152,26 @@ class RunOptions:
         return options.normalized()
 
     def normalized(self) -> RunOptions:
-        uris = {name: hadoop_safe_s3_uri(name, getattr(self, name)) for name in _URI_FIELDS}
-        if self.weights not in BUILTIN_WEIGHTS:
-            uris["weights"] = hadoop_safe_s3_uri("weights", self.weights)
-        return dataclasses.replace(self, **uris)
+        return dataclasses.replace(self, **self._normalized_uris())
+
+    def _normalized_uris(self) -> dict[str, str]:
+        """{field: URI as Hadoop resolves it} of every s3:// parameter (the weights only when a
+        file); InvalidRunOptionsError naming the first one that is not a safe s3:// URI."""
+        names = [*_URI_FIELDS, *(() if self.weights in BUILTIN_WEIGHTS else ("weights",))]
+        return {name: hadoop_safe_s3_uri(name, getattr(self, name)) for name in names}
 
     def validate(self) -> None:
         """Raise InvalidRunOptionsError for what JSON schema on the Params cannot express."""
         hints = typing.get_type_hints(type(self))
         for field in dataclasses.fields(self):
             _check_type(field.name, hints[field.name], getattr(self, field.name))
-        check_prefixes_apart(
-            {name: hadoop_safe_s3_uri(name, getattr(self, name)) for name in _URI_FIELDS}
-        )
-        if self.weights not in BUILTIN_WEIGHTS:
-            if not self.weights.endswith(WEIGHTS_SUFFIXES):
-                raise InvalidRunOptionsError(
-                    f"weights: expected imagenet, random or an s3:// URI of a Keras "
-                    f".weights.h5 file, got {self.weights!r}"
-                )
-            # The cluster cannot see the Airflow worker's disk.
-            hadoop_safe_s3_uri("weights", self.weights)
+        if self.weights not in BUILTIN_WEIGHTS and not self.weights.endswith(WEIGHTS_SUFFIXES):
+            raise InvalidRunOptionsError(
+                f"weights: expected imagenet, random or an s3:// URI of a Keras "
+                f".weights.h5 file, got {self.weights!r}"
+            )
+        uris = self._normalized_uris()  # the cluster cannot see the Airflow worker's disk
+        check_prefixes_apart({name: uris[name] for name in _URI_FIELDS})
         if self.pca_variance is None and self.pca_k is None:
             raise InvalidRunOptionsError("set pca_k or pca_variance")
         if self.pca_variance is not None and not 0 < self.pca_variance <= 1:

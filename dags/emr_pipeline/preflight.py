@@ -68,15 +68,15 @@ def _objects(s3: Any, bucket: str, prefix: str, what: str, uri: str) -> Iterator
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             yield from page.get("Contents", [])
     except s3.exceptions.ClientError as exc:
-        raise _named_error(exc, what, uri, "list") from exc
+        raise _named_error(exc, what, uri) from exc
 
 
-def _named_error(exc: Exception, what: str, uri: str, verb: str) -> Exception:
+def _named_error(exc: Exception, what: str, uri: str) -> Exception:
     code = _error_code(exc)
     if code in _NOT_FOUND:
         return PreflightError(f"{what}: the bucket of {uri} does not exist")
     if code in _DENIED:
-        return PreflightError(f"{what}: the Airflow connection may not {verb} {uri} ({code})")
+        return PreflightError(f"{what}: the Airflow connection may not list {uri} ({code})")
     return exc
 
 
@@ -184,7 +184,7 @@ def require_bucket(s3: Any, uri: str, what: str) -> None:
     try:
         s3.head_bucket(Bucket=bucket)
     except s3.exceptions.ClientError as exc:
-        raise _named_error(exc, what, uri, "list") from exc
+        raise _named_error(exc, what, uri) from exc
 
 
 def check_weights(s3: Any, weights_uri: str) -> None:

@@ -60,6 +60,12 @@ def keys_under(s3: Any, uri: str) -> list[str]:
     return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
 
+def put(s3: Any, uri: str, body: bytes | str = b"x") -> None:
+    """Write one object at the s3:// URI `uri`."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+
 def read_json(s3: Any, uri: str) -> dict:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())

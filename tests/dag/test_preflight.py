@@ -20,6 +20,7 @@ from emr_pipeline.preflight import (
     marker_body,
     require_bucket,
 )
+from tests.dag.dag_shapes import put
 
 OUT = "s3://out-bucket/runs/manual__1/"
 REPORT = OUT + "report.json"
@@ -30,11 +31,6 @@ def buckets(s3):
     for name in ("in-bucket", "out-bucket"):
         s3.create_bucket(Bucket=name)
     return s3
-
-
-def put(s3, uri: str, body: bytes | str = b"x") -> None:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    s3.put_object(Bucket=bucket, Key=key, Body=body)
 
 
 def test_counts_images_per_label_any_case(buckets):

@@ -24,7 +24,7 @@ import pytest
 
 from emr_pipeline.preflight import RUN_MARKER
 from localdev.dag_run import run_output_uri
-from tests.dag.dag_shapes import keys_under, read_json, states
+from tests.dag.dag_shapes import keys_under, put, read_json, states
 from tests.dag.on_emulator.world import DAG_ID, INPUT, OUTPUT, all_clusters, client, conf
 from tests.fault_keys import DAG_ACCESS_KEY
 from tests.image_cases import jpeg_bytes, picture
@@ -45,11 +45,6 @@ def snapshot(s3: Any) -> dict[tuple[str, str], str]:
             for obj in page.get("Contents", []):
                 found[(bucket, obj["Key"])] = obj["ETag"]
     return found
-
-
-def put(s3: Any, uri: str, body: bytes | str = b"x") -> None:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    s3.put_object(Bucket=bucket, Key=key, Body=body)
 
 
 def write_earlier_passed_run(s3: Any) -> str:
