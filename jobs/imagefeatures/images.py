@@ -1,14 +1,29 @@
-"""Turning the bytes of one image file into the array MobileNetV2 expects."""
+"""Turning the bytes of one image file into the array MobileNetV2 expects.
+
+What is accepted, and why (README "What featurize accepts"):
+
+- Only JPEG and PNG are decoded, whatever the file's name says. Pillow would otherwise open any
+  format it knows (TIFF, BMP, WebP, GIF, and EPS through Ghostscript); those are rejected
+  before any of their plugins runs, with the format the first bytes look like.
+- Memory per image is bounded: the header's size is checked before any pixel is decoded, so
+  one file costs a worker at most about MAX_DECODE_BYTES beyond the file itself.
+- Features are of the stored pixels, as in the notebook: EXIF orientation is ignored, an
+  animated PNG gives its first frame, CMYK is converted by Pillow, transparent pixels become
+  white and 16-bit values are scaled to 8 bits (>> 8).
+"""
 
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 IMAGE_SIZE = (224, 224)
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
+# Pillow format names that are decoded; every other format is rejected unopened.
+ACCEPTED_FORMATS = ("JPEG", "PNG")
 
 
 def _any_letter_case(word: str) -> str:
@@ -24,33 +39,147 @@ IMAGE_NAME_PATTERN = r"(?i)\.(" + "|".join(IMAGE_EXTENSIONS) + r")\Z"
 # Fruits-360 photos sit on white: transparent pixels become white, not black.
 _BACKGROUND = (255, 255, 255)
 
+# Memory one image may take while it is decoded, beyond its file's bytes: a worker must stay
+# well under 1 GiB of extra memory for any single file (it already holds TensorFlow).
+MAX_DECODE_BYTES = 768 * 2**20
+# Peak bytes per pixel of the costliest accepted path. Pillow keeps every 3- or 4-channel
+# image at 4 bytes per pixel (RGB too), and libjpeg holds a progressive or multi-scan JPEG's
+# DCT coefficients for the whole image while decoding (2 bytes per coefficient, up to 4
+# components at full resolution: 8 bytes per pixel for CMYK). So the worst case is a CMYK
+# progressive JPEG: 4 (Pillow's image) + 8 (coefficients) = 12. The conversions after the
+# decode work in strips of rows (_to_rgb_in_strips), so they add only the 4-byte RGB result:
+# 8 per pixel for RGBA, LA, CMYK; 2 + 4 for 16-bit grey; 1 + 4 for L and P.
+PEAK_BYTES_PER_PIXEL = 12
+# 768 MiB / 12 = 67,108,864 pixels (8192x8192), below Pillow's own bomb warning (89.5 M).
+MAX_PIXELS = MAX_DECODE_BYTES // PEAK_BYTES_PER_PIXEL
+# Pixels converted at once in the strip-wise conversions: about 20 MiB of temporaries.
+_STRIP_PIXELS = 2**20
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 EMPTY_FILE_ERROR = "empty file (0 bytes)"
+NOT_JPEG_OR_PNG = "not a JPEG or PNG file"
+TOO_LARGE = "image too large"
+
+# First bytes of formats people mistake for photos, to say what a rejected file looks like.
+# Only compared, never parsed: naming a format runs none of its code.
+_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"II*\x00", "TIFF"),
+    (0, b"MM\x00*", "TIFF"),
+    (0, b"II+\x00", "BigTIFF"),
+    (0, b"MM\x00+", "BigTIFF"),
+    (0, b"BM", "BMP"),
+    (0, b"GIF87a", "GIF"),
+    (0, b"GIF89a", "GIF"),
+    (8, b"WEBP", "WebP"),
+    (0, b"%!PS", "PostScript/EPS"),
+    (0, b"\xc5\xd0\xd3\xc6", "EPS"),
+    (0, b"%PDF", "PDF"),
+    (0, b"8BPS", "Photoshop PSD"),
+    (0, b"\x00\x00\x01\x00", "ICO"),
+    (0, b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (4, b"jP  \r\n\x87\n", "JPEG 2000"),
+    (8, b"avif", "AVIF"),
+    (8, b"heic", "HEIC"),
+    (8, b"heix", "HEIC"),
+    (8, b"mif1", "HEIF"),
+    (0, b"qoif", "QOI"),
+)
 
 
 class ImageDecodeError(ValueError):
     """The bytes are not an image Pillow can fully decode."""
 
 
+def looks_like(content: bytes) -> str | None:
+    """The name of the format `content` starts like, from its first bytes alone; None if
+    none of the known signatures matches."""
+    for offset, signature, name in _SIGNATURES:
+        if content[offset : offset + len(signature)] == signature:
+            return name
+    return None
+
+
 def _has_alpha(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
 
 
-def decode_rgb(content: bytes) -> Image.Image:
-    """Decode image bytes into an RGB image, reading every pixel.
+def _open(content: bytes) -> ImageFile.ImageFile:
+    """Open (header only) a JPEG or PNG no larger than MAX_PIXELS; ImageDecodeError otherwise."""
+    # Pillow's DecompressionBombWarning (over Image.MAX_IMAGE_PIXELS) is recorded rather than
+    # printed, here only: the filter is restored on exit and the module setting is left alone.
+    # (warnings filters are process-wide; a Python worker decodes on one thread.)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(content), formats=list(ACCEPTED_FORMATS))
+        except UnidentifiedImageError as exc:
+            kind = looks_like(content)
+            detail = f"looks like {kind}" if kind else "cannot identify image file"
+            raise ImageDecodeError(f"{NOT_JPEG_OR_PNG} ({detail})") from exc
+        except Image.DecompressionBombError as exc:
+            raise ImageDecodeError(f"{TOO_LARGE}: {exc}") from exc
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ImageDecodeError(
+            f"{TOO_LARGE}: {width}x{height} is {width * height:,} pixels, over the limit of "
+            f"{MAX_PIXELS:,} ({MAX_DECODE_BYTES // 2**20} MiB to decode)"
+        )
+    # Below our limit but over one set lower in Pillow by whoever runs this: still a reject.
+    for warning in caught:
+        if issubclass(warning.category, Image.DecompressionBombWarning):
+            raise ImageDecodeError(f"{TOO_LARGE}: {warning.message}")
+    return image
 
-    Grayscale, CMYK, palette and transparent images are converted; anything Pillow cannot
-    decode completely (empty, truncated, not an image) raises ImageDecodeError with the reason.
+
+def _strips(size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    width, height = size
+    rows = max(1, _STRIP_PIXELS // max(1, width))
+    return [(0, top, width, min(height, top + rows)) for top in range(0, height, rows)]
+
+
+def _flatten_on_white(strip: Image.Image) -> Image.Image:
+    rgba = strip.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, _BACKGROUND + (255,))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _sixteen_bit_to_rgb(strip: Image.Image) -> Image.Image:
+    """Scale 16-bit grey to 8 bits (value >> 8: 65535 -> 255, 32768 -> 128, 1000 -> 3) where
+    Pillow's convert() would clip every value over 255 to white; a tRNS grey level is white."""
+    values = np.asarray(strip)
+    grey = np.clip(values >> 8, 0, 255).astype(np.uint8)
+    transparent = strip.info.get("transparency")
+    if isinstance(transparent, int):
+        grey[values == transparent] = 255
+    return Image.fromarray(grey).convert("RGB")
+
+
+def _to_rgb_in_strips(image: Image.Image, convert) -> Image.Image:
+    """`convert` applied strip by strip into one RGB image: the same pixels as converting the
+    whole image (every conversion used is per pixel), with temporaries of one strip only. The
+    whole-image RGBA path took 5 full-size copies (3.2 GiB for 13000x13000)."""
+    rgb = Image.new("RGB", image.size)
+    for box in _strips(image.size):
+        rgb.paste(convert(image.crop(box)), box[:2])
+    return rgb
+
+
+def decode_rgb(content: bytes) -> Image.Image:
+    """Decode JPEG or PNG bytes into an RGB image, reading every pixel.
+
+    Grayscale, CMYK, palette, 16-bit and transparent images are converted; anything else
+    (empty, truncated, another format, over MAX_PIXELS) raises ImageDecodeError with the reason.
     """
     if not content:
         raise ImageDecodeError(EMPTY_FILE_ERROR)
     try:
-        image = Image.open(io.BytesIO(content))
+        image = _open(content)
         image.load()  # Image.open is lazy: a truncated file only fails when pixels are read.
+        if image.mode in _SIXTEEN_BIT_MODES:
+            return _to_rgb_in_strips(image, _sixteen_bit_to_rgb)
         if _has_alpha(image):
-            rgba = image.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, _BACKGROUND + (255,))
-            return Image.alpha_composite(background, rgba).convert("RGB")
+            return _to_rgb_in_strips(image, _flatten_on_white)
         return image if image.mode == "RGB" else image.convert("RGB")
     except ImageDecodeError:
         raise
@@ -63,6 +192,9 @@ def to_model_input(image: Image.Image) -> np.ndarray:
     MobileNetV2: float32 (224, 224, 3) in [-1, 1], as the notebook's preprocessing does."""
     from keras.applications.mobilenet_v2 import preprocess_input
 
+    # No JPEG draft() here: decoding at 1/2..1/8 scale changes the resized pixels (by up to 48
+    # levels on a 500x500 photo), so features would leave the notebook's. Larger images are
+    # rejected instead.
     resized = image.resize(IMAGE_SIZE)
     return preprocess_input(np.asarray(resized, dtype=np.float32))
 
