@@ -17,12 +17,14 @@ from typing import Any
 import pendulum
 from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from airflow.providers.amazon.aws.operators.emr import EmrTerminateJobFlowOperator
 from airflow.sdk import DAG, Asset, TaskGroup, Variable, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from emr_pipeline import artifacts, idempotency, preflight, report
-from emr_pipeline.operators import RunScopedEmrCreateJobFlowOperator
+from emr_pipeline.operators import (
+    RunScopedEmrCreateJobFlowOperator,
+    RunScopedEmrTerminateJobFlowOperator,
+)
 from emr_pipeline.options import InvalidRunOptionsError, RunOptions, check_worker_support
 from emr_pipeline.params import build_params
 from emr_pipeline.plan import make_plan
@@ -193,7 +195,7 @@ with DAG(
     # Teardown: runs once the cluster exists, whatever happened downstream, and does not count
     # toward the run's state, except that a failed termination fails the run (someone must
     # look at a cluster that may still be running).
-    terminate_cluster = EmrTerminateJobFlowOperator(
+    terminate_cluster = RunScopedEmrTerminateJobFlowOperator(
         task_id="terminate_cluster", aws_conn_id=CONN_ID, job_flow_id=cluster_id
     ).as_teardown(setups=create_cluster, on_failure_fail_dagrun=True)
 

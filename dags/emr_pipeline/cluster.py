@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from emr_pipeline.idempotency import cluster_name
 from emr_pipeline.options import RunOptions
 from emr_pipeline.settings import DeploymentSettings
 
@@ -144,7 +145,7 @@ def build_job_flow_overrides(
     if deployment.ec2_key_name:
         instances["Ec2KeyName"] = deployment.ec2_key_name
     overrides: dict[str, Any] = {
-        "Name": f"{ctx.dag_id}-{ctx.run_key}"[:256],
+        "Name": cluster_name(ctx.dag_id, ctx.run_key),
         "ReleaseLabel": options.release_label,
         "Applications": [{"Name": "Spark"}],
         "LogUri": ctx.log_uri,

@@ -4,6 +4,11 @@ Each function takes a boto3 client (EMR or S3), so the tests call them against m
 
 * A run's cluster is found by its tags (dag_id + run_id, set by the cluster builder): a retried
   create_cluster reuses the cluster its first attempt started instead of starting a second one.
+  In an account other teams use too, ListClusters returns their clusters as well: only those
+  named like this DAG's are described, and one the connection may not describe (the shipped
+  policy allows DescribeCluster only on clusters tagged with this DAG's dag_id) is not ours.
+* Nothing acts on a cluster (terminate, wait on its steps) before `check_run_cluster` has
+  seen the run's tags on it.
 * A step is found by its name on the run's cluster (the steps go in with the cluster, so the
   step sensors know them by name only).
 * When a run starts again from preflight (cleared, or its worker was killed and the run
@@ -19,10 +24,27 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 ACTIVE_CLUSTER_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
 ENDED_CLUSTER_STATES = ("TERMINATED", "TERMINATED_WITH_ERRORS")
 # The tags that identify a run's cluster (emr_pipeline.cluster sets them).
 RUN_TAG_KEYS = ("dag_id", "run_id")
+# What EMR answers for a cluster the caller may not describe.
+_NOT_YOURS = frozenset({"AccessDeniedException", "AccessDenied"})
+
+
+class ForeignClusterError(RuntimeError):
+    """A cluster the run was about to act on does not carry the run's tags."""
+
+
+def cluster_name(dag_id: str, run_key: str) -> str:
+    """The Name of a run's cluster: the DAG's id first, so lookups skip other clusters."""
+    return f"{dag_id}-{run_key}"[:256]
+
+
+def _tags_of(cluster: Mapping[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in cluster.get("Tags", [])}
 
 
 def run_tags(tags: Iterable[Mapping[str, str]]) -> dict[str, str]:
@@ -37,17 +59,42 @@ def find_run_clusters(
     """Ids of the clusters in `states` whose tags include every item of `tags`, oldest first."""
     if not tags:
         raise ValueError("refusing to match clusters without tags: it would match all of them")
+    name_prefix = cluster_name(tags["dag_id"], "") if "dag_id" in tags else ""
     found: list[tuple[Any, str]] = []
     paginator = emr.get_paginator("list_clusters")
     for page in paginator.paginate(ClusterStates=list(states)):
         for summary in page.get("Clusters", []):
-            cluster = emr.describe_cluster(ClusterId=summary["Id"])["Cluster"]
-            have = {t["Key"]: t["Value"] for t in cluster.get("Tags", [])}
+            if not summary.get("Name", "").startswith(name_prefix):
+                continue  # another team's cluster: not even described
+            try:
+                cluster = emr.describe_cluster(ClusterId=summary["Id"])["Cluster"]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in _NOT_YOURS:
+                    continue  # named like ours, but not tagged as ours
+                raise
+            have = _tags_of(cluster)
             if all(have.get(key) == value for key, value in tags.items()):
                 created = summary.get("Status", {}).get("Timeline", {}).get("CreationDateTime")
                 found.append((created, summary["Id"]))
     found.sort(key=lambda item: (item[0] is None, item[0] or 0, item[1]))
     return [cluster_id for _, cluster_id in found]
+
+
+def check_run_cluster(emr: Any, cluster_id: str, tags: Mapping[str, str]) -> None:
+    """Raise ForeignClusterError unless `cluster_id` carries every one of the run's `tags`.
+
+    An admin-like connection could act on any cluster; this makes the DAG refuse to, whatever
+    its permissions.
+    """
+    if not tags:
+        raise ValueError("refusing to check a cluster against no tags")
+    have = _tags_of(emr.describe_cluster(ClusterId=cluster_id)["Cluster"])
+    wrong = {key: have.get(key) for key, value in tags.items() if have.get(key) != value}
+    if wrong:
+        raise ForeignClusterError(
+            f"cluster {cluster_id} is not this run's: its tags {wrong} differ from "
+            f"{dict(tags)}; the DAG does not act on it"
+        )
 
 
 def find_steps(emr: Any, cluster_id: str, names: Iterable[str]) -> dict[str, str]:

@@ -1,9 +1,10 @@
-"""The provider's EMR create operator, made safe to retry: find what an earlier try made first.
+"""The provider's EMR create and terminate operators, scoped to the run's own cluster.
 
 A task whose first try started a cluster and then died before it could record the id would,
-when retried, start a second cluster. This subclass looks for this run's cluster by its tags
-before creating anything. (The run's steps go in with the cluster, so no add-step call can
-add a step twice: apache/airflow#28704.)
+when retried, start a second cluster. The create operator looks for this run's cluster by its
+tags before creating anything. (The run's steps go in with the cluster, so no add-step call can
+add a step twice: apache/airflow#28704.) The terminate operator ends a cluster only after it
+has seen the run's tags on it.
 """
 
 from __future__ import annotations
@@ -11,9 +12,31 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from airflow.providers.amazon.aws.operators.emr import EmrCreateJobFlowOperator
+from airflow.providers.amazon.aws.operators.emr import (
+    EmrCreateJobFlowOperator,
+    EmrTerminateJobFlowOperator,
+)
+from airflow.sdk.exceptions import AirflowFailException
 
-from emr_pipeline.idempotency import find_run_clusters, run_tags
+from emr_pipeline.idempotency import (
+    ForeignClusterError,
+    check_run_cluster,
+    find_run_clusters,
+    run_tags,
+)
+
+
+def run_tags_of(context: Any) -> dict[str, str]:
+    """The tags every cluster of the running DAG run carries (emr_pipeline.cluster)."""
+    return {"dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
+
+
+def check_cluster_is_the_runs(emr: Any, cluster_id: str, context: Any) -> None:
+    """Fail the task, without retrying, when `cluster_id` is not tagged as this run's."""
+    try:
+        check_run_cluster(emr, cluster_id, run_tags_of(context))
+    except ForeignClusterError as exc:
+        raise AirflowFailException(str(exc)) from exc
 
 
 def _literal(value: Any) -> Any:
@@ -39,3 +62,11 @@ class RunScopedEmrCreateJobFlowOperator(EmrCreateJobFlowOperator):
                 )
                 return cluster_id
         return super().execute(context)
+
+
+class RunScopedEmrTerminateJobFlowOperator(EmrTerminateJobFlowOperator):
+    """Terminates the run's cluster, and refuses to touch one not tagged with the run."""
+
+    def execute(self, context: Any) -> None:
+        check_cluster_is_the_runs(self.hook.conn, self.job_flow_id, context)
+        super().execute(context)

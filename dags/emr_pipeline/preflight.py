@@ -179,10 +179,14 @@ def _read_json(s3: Any, bucket: str, key: str) -> dict | None:
 
 
 def require_bucket(s3: Any, uri: str, what: str) -> None:
-    """Fail clearly when the bucket of `uri` is missing (EMR would only fail much later)."""
-    bucket, _ = split_s3_uri(uri)
+    """Fail clearly when the bucket of `uri` is missing (EMR would only fail much later).
+
+    A listing of the URI's own prefix (one key at most), not HeadBucket: HeadBucket needs
+    s3:ListBucket on the whole bucket, which the connection's policy grants only per prefix.
+    """
+    bucket, key = split_s3_uri(uri)
     try:
-        s3.head_bucket(Bucket=bucket)
+        s3.list_objects_v2(Bucket=bucket, Prefix=as_prefix(key), MaxKeys=1)
     except s3.exceptions.ClientError as exc:
         raise _named_error(exc, what, uri) from exc
 
@@ -237,7 +241,6 @@ def check_run_prefix(s3: Any, plan: RunPlan, dag_id: str, run_id: str, overwrite
     never deletes what is not this run's. A passed report of this same run is refused unless
     `overwrite`.
     """
-    require_bucket(s3, plan.output_uri, "output_uri")
     bucket, key = split_s3_uri(plan.output_uri)
     prefix = as_prefix(key)
     keys = [obj["Key"] for obj in _objects(s3, bucket, prefix, "output_uri", plan.output_uri)]

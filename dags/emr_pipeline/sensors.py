@@ -16,6 +16,7 @@ from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from emr_pipeline.idempotency import find_steps
+from emr_pipeline.operators import check_cluster_is_the_runs
 from emr_pipeline.step_logs import explain_step_failure
 
 
@@ -37,7 +38,8 @@ class ExplainedEmrStepSensor(EmrStepSensor):
     fails, logs why and fails without retrying.
 
     The steps are submitted with the cluster (RunJobFlow), so no task knows their ids: the
-    sensor looks its step up by name (step names are unique per run's cluster).
+    sensor looks its step up by name (step names are unique per run's cluster), once it has
+    seen the run's tags on the cluster.
     A FAILED step stays FAILED, so retrying the sensor only delays the run's failure:
     AirflowFailException skips the retries that still cover transient API errors.
     """
@@ -47,9 +49,10 @@ class ExplainedEmrStepSensor(EmrStepSensor):
         self.step_name = step_name
         self.log_wait_seconds = log_wait_seconds
 
-    def _find_step(self) -> None:
+    def _find_step(self, context: Any) -> None:
         if self.step_id:
             return
+        check_cluster_is_the_runs(self.hook.conn, self.job_flow_id, context)
         found = find_steps(self.hook.conn, self.job_flow_id, [self.step_name])
         if self.step_name not in found:
             raise AirflowFailException(
@@ -59,7 +62,7 @@ class ExplainedEmrStepSensor(EmrStepSensor):
 
     def execute(self, context: Any) -> None:
         _apply_run_timing(self, context)
-        self._find_step()
+        self._find_step(context)
         # Deferred mode counts attempts instead of seconds, each int(poke_interval) long.
         self.max_attempts = max(1, math.ceil(self.timeout / max(int(self.poke_interval), 1)))
         try:
@@ -90,7 +93,7 @@ class ExplainedEmrStepSensor(EmrStepSensor):
         return state in self.target_states
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
-        self._find_step()  # a resumed task is a new object: its step id is looked up again
+        self._find_step(context)  # a resumed task is a new object: its step id is looked up again
         if event and event.get("status") != "success":
             state = self.state_from_response(self.get_emr_response(context=context))
             if state not in self.failed_states:  # the trigger ran out of attempts

@@ -37,10 +37,14 @@ def states(dag_run: Any) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
 
 
-def start_tagged_cluster(emr: Any, run_id: str, dag_id: str, name: str | None = None) -> str:
-    """A cluster tagged as the DAG tags its own (as a crashed attempt would leave it)."""
+def start_tagged_cluster(emr: Any, run_id: str, dag_id: str) -> str:
+    """A cluster named and tagged as the DAG names and tags its own (as a crashed attempt
+    would leave it)."""
+    from emr_pipeline.idempotency import cluster_name
+    from emr_pipeline.uris import run_key
+
     return emr.run_job_flow(
-        Name=name or run_id,
+        Name=cluster_name(dag_id, run_key(run_id)),
         ReleaseLabel="emr-7.13.0",
         Instances={
             "KeepJobFlowAliveWhenNoSteps": True,

@@ -68,6 +68,39 @@ def test_a_run_finds_only_its_own_active_cluster(emr):
         idempotency.find_run_clusters(emr, {})
 
 
+def test_a_cluster_is_checked_for_every_run_tag_before_anything_acts_on_it(emr):
+    tags = {"dag_id": "fruit_features_emr", "run_id": "run-1"}
+    idempotency.check_run_cluster(emr, _cluster(emr, "run-1"), tags)
+    other_run = _cluster(emr, "run-2")
+    with pytest.raises(idempotency.ForeignClusterError, match=f"{other_run} is not this run's"):
+        idempotency.check_run_cluster(emr, other_run, tags)
+    with pytest.raises(ValueError):
+        idempotency.check_run_cluster(emr, other_run, {})
+
+
+def test_clusters_not_named_like_the_dags_are_not_described(emr, monkeypatch):
+    mine = _cluster(emr, "run-1")
+    foreign = emr.run_job_flow(
+        Name="analytics-nightly",
+        ReleaseLabel="emr-7.13.0",
+        Instances={
+            "KeepJobFlowAliveWhenNoSteps": True,
+            "InstanceCount": 1,
+            "MasterInstanceType": "m5.xlarge",
+        },  # fmt: skip
+        JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
+    )["JobFlowId"]
+    described = []
+    describe = emr.describe_cluster
+    monkeypatch.setattr(
+        emr, "describe_cluster", lambda **kw: described.append(kw["ClusterId"]) or describe(**kw)
+    )
+    tags = {"dag_id": "fruit_features_emr", "run_id": "run-1"}
+    assert idempotency.find_run_clusters(emr, tags) == [mine]
+    assert foreign not in described and mine in described
+
+
 def test_steps_are_found_by_name(emr):
     cluster = _cluster(emr, "run-1")
     step = {"Name": "featurize", "ActionOnFailure": "CONTINUE",

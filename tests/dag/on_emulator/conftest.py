@@ -1,6 +1,9 @@
 """The fault suite's world: the real DAG on a reset emulator with the default buckets, the
-Airflow connection on its own fake keys, and after each test, no cluster left running and
-every AWS call allowed by the IAM policies in iam/.
+Airflow connection on its own fake keys, the IAM policies in iam/ enforced on the connection's
+and the cluster's keys, and other teams' clusters active in the same account. After each test:
+none of ours left running, the other teams' clusters untouched, no call denied but the
+DescribeCluster of a foreign cluster (which the DAG skips), and no object deleted outside a
+prefix marked as one of this DAG's runs.
 
 Shared by test_faults_on_emulator.py and test_guards_on_emulator.py.
 """
@@ -12,9 +15,17 @@ from datetime import timedelta
 
 import pytest
 
+from emr_pipeline.preflight import RUN_MARKER
 from localdev.dag_run import upload_tree
 from tests import iam_policies
-from tests.dag.on_emulator.world import DAG_ID, INPUT, client, wait_until_ended
+from tests.dag.on_emulator.world import (
+    DAG_ID,
+    INPUT,
+    client,
+    foreign_clusters,
+    start_foreign_clusters,
+    wait_until_ended,
+)
 from tests.fault_keys import (
     DAG_ACCESS_KEY,
     DAG_SECRET_KEY,
@@ -46,8 +57,8 @@ def dag(airflow_db, monkeypatch):
 
 @pytest.fixture
 def world(emulator, images, aws_credentials, monkeypatch, leaked_clusters):
-    """A reset emulator with the input images, the Airflow connection on its own fake keys;
-    afterwards: no cluster left running, and every recorded call allowed by the policies."""
+    """A reset emulator with the input images, the Airflow connection on its own fake keys, the
+    shipped policies enforced and other teams' clusters running (see the module docstring)."""
     import urllib.request
 
     endpoint = emulator.endpoint_url
@@ -55,6 +66,9 @@ def world(emulator, images, aws_credentials, monkeypatch, leaked_clusters):
     urllib.request.urlopen(reset)
     emulator.api_calls.clear()
     emulator.runner.step_faults.clear()
+    foreign = start_foreign_clusters(endpoint)
+    emulator.api_calls.enforce(DAG_ACCESS_KEY, iam_policies.load(iam_policies.CONNECTION_POLICY))
+    emulator.api_calls.enforce(EMULATOR_ACCESS_KEY, iam_policies.load(iam_policies.INSTANCE_POLICY))
     connection = {
         "conn_type": "aws",
         "login": DAG_ACCESS_KEY,
@@ -65,18 +79,45 @@ def world(emulator, images, aws_credentials, monkeypatch, leaked_clusters):
     s3 = client(endpoint, "s3")
     s3.create_bucket(Bucket="example-fruit-features")
     assert upload_tree(s3, images, INPUT) == 4
-    yield emulator
+    try:
+        yield emulator
+    finally:  # moto's state and the call log are process-wide: other suites sign with "testing"
+        emulator.api_calls.stop_enforcing(DAG_ACCESS_KEY)
+        emulator.api_calls.stop_enforcing(EMULATOR_ACCESS_KEY)
 
+    others = {c["Id"]: c for c in foreign_clusters(endpoint)}
+    assert sorted(others) == sorted(foreign)
+    for cluster_id, cluster in others.items():  # untouched: still waiting, no step added
+        assert cluster["Status"]["State"] == "WAITING", cluster["Status"]
+        assert client(endpoint, "emr").list_steps(ClusterId=cluster_id)["Steps"] == []
+    client(endpoint, "emr").terminate_job_flows(JobFlowIds=foreign)
     clusters = wait_until_ended(endpoint)
     leaked = [c["Id"] for c in clusters if c["Status"]["State"] not in ENDED_CLUSTER_STATES]
     leaked_clusters.extend(leaked)
     assert leaked == [], f"clusters left running: {leaked}"
-    for cluster in clusters:  # the policy's tag condition holds for every cluster
-        tags = {t["Key"]: t["Value"] for t in cluster["Tags"]}
-        assert tags.get("dag_id") == DAG_ID, cluster["Id"]
-    connection_policy = iam_policies.load(iam_policies.CONNECTION_POLICY)
-    instance_policy = iam_policies.load(iam_policies.INSTANCE_POLICY)
+    denied = [
+        d
+        for d in emulator.api_calls.denials
+        if not (
+            d.access_key == DAG_ACCESS_KEY
+            and d.action == "elasticmapreduce:DescribeCluster"
+            and d.resource.rsplit("/", 1)[-1] in foreign
+        )
+    ]
+    assert denied == []
     dag_calls = emulator.api_calls.by_key(DAG_ACCESS_KEY)
-    node_calls = emulator.api_calls.by_key(EMULATOR_ACCESS_KEY)
-    assert iam_policies.denied_calls(connection_policy, dag_calls) == []
-    assert iam_policies.denied_calls(instance_policy, node_calls) == []
+    check_deletes_inside_run_prefixes(dag_calls, client(endpoint, "s3"))
+
+
+def check_deletes_inside_run_prefixes(calls, s3) -> None:
+    """Every object the DAG deleted lay under a prefix that holds this DAG's run marker."""
+    for call in calls:
+        if call.operation != "DeleteObject":
+            continue
+        bucket, key = call.resource.removeprefix("arn:aws:s3:::").split("/", 1)
+        folders = key.split("/")[:-1]
+        markers = [f"{'/'.join(folders[:n])}/{RUN_MARKER}" for n in range(1, len(folders) + 1)]
+        found = [m for m in markers if s3.list_objects_v2(Bucket=bucket, Prefix=m)["KeyCount"]]
+        assert found, f"{call.resource} was deleted outside any run's prefix"
+        marker = s3.get_object(Bucket=bucket, Key=found[-1])
+        assert json.load(marker["Body"])["dag_id"] == DAG_ID, call.resource

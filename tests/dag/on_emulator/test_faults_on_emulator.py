@@ -23,10 +23,12 @@ from tests.dag.dag_shapes import keys_under, read_json, start_tagged_cluster, st
 from tests.dag.on_emulator.world import (
     ARTIFACTS,
     DAG_ID,
+    FOREIGN_CLUSTERS,
     OUTPUT,
     all_clusters,
     client,
     conf,
+    foreign_clusters,
     wait_until_ended,
 )
 from tests.fault_keys import DAG_ACCESS_KEY, DAG_SECRET_KEY, ENDED_CLUSTER_STATES
@@ -87,6 +89,54 @@ def test_retried_create_and_step_lookup_leave_one_cluster_and_one_run_of_each_st
                    "ListBucket", "GetObject"):  # fmt: skip
         assert needed in operations, needed
 
+    # Other teams' clusters were active all along. The one named like ours was described,
+    # refused by the policy and skipped; the others were not even described.
+    foreign = {c["Name"]: c["Id"] for c in foreign_clusters(endpoint)}
+    (lookalike,) = [foreign[name] for name in foreign if name.startswith(f"{DAG_ID}-")]
+    described = {
+        c.resource.rsplit("/", 1)[-1]
+        for c in world.api_calls.by_key(DAG_ACCESS_KEY)
+        if c.operation == "DescribeCluster"
+    }
+    denied = {d.resource.rsplit("/", 1)[-1] for d in world.api_calls.denials_of(DAG_ACCESS_KEY)}
+    assert lookalike in described and denied == {lookalike}
+    assert described.isdisjoint(set(foreign.values()) - {lookalike})
+    assert len(foreign) == len(FOREIGN_CLUSTERS)
+
+
+def test_a_cluster_that_no_longer_carries_the_runs_tags_is_not_touched(
+    dag, world, monkeypatch, capfd
+):
+    """Someone re-tags the run's cluster right after it started (its dag_id tag stays, so the
+    policy still lets the DAG describe it): the sensors do not wait on its steps and the
+    teardown does not terminate it; the run fails and says why."""
+    from emr_pipeline.operators import RunScopedEmrCreateJobFlowOperator
+
+    endpoint = world.endpoint_url
+    emr = client(endpoint, "emr")
+    create = RunScopedEmrCreateJobFlowOperator.execute
+
+    def create_then_retag(self, context):
+        cluster_id = create(self, context)
+        emr.add_tags(ResourceId=cluster_id, Tags=[{"Key": "run_id", "Value": "someone-else"}])
+        return cluster_id
+
+    monkeypatch.setattr(RunScopedEmrCreateJobFlowOperator, "execute", create_then_retag)
+    dag_run = dag.test(run_conf=conf())
+
+    ran = states(dag_run)
+    assert str(dag_run.state) == "failed", ran
+    assert ran["featurize.wait_for_step"] == "failed"
+    assert ran["terminate_cluster"] == "failed"
+    (cluster,) = all_clusters(endpoint)
+    assert cluster["Status"]["State"] not in ENDED_CLUSTER_STATES  # the DAG left it alone
+    operations = [c.operation for c in world.api_calls.by_key(DAG_ACCESS_KEY)]
+    assert "TerminateJobFlows" not in operations and "ListSteps" not in operations
+    log = "".join(capfd.readouterr())
+    assert f"cluster {cluster['Id']} is not this run's" in log
+    assert "'run_id': 'someone-else'" in log
+    emr.terminate_job_flows(JobFlowIds=[cluster["Id"]])  # what the on-call would do
+
 
 @pytest.mark.parametrize("failing", ["featurize", "pca", "validate"])
 def test_a_failing_step_fails_the_run_and_terminates_the_cluster(dag, world, failing, capfd):
@@ -135,7 +185,7 @@ def test_a_killed_run_cleared_and_rerun_has_one_cluster_at_a_time(dag, world):
     out = run_output_uri(OUTPUT, run_id)
     emr, s3 = client(endpoint, "emr"), client(endpoint, "s3")
     # What the killed attempt left: its cluster (this run's tags) busy with a step...
-    orphan = start_tagged_cluster(emr, run_id, DAG_ID, name="first attempt")
+    orphan = start_tagged_cluster(emr, run_id, DAG_ID)
     emr.add_job_flow_steps(
         JobFlowId=orphan,
         Steps=[{"Name": "featurize", "ActionOnFailure": "CONTINUE",

@@ -1,5 +1,6 @@
 """What the on-emulator suites share besides fixtures: the default locations (the ones the
-IAM policies in iam/ name), clients on the set-up keys, cluster listings, run confs."""
+IAM policies in iam/ name), clients on the set-up keys, cluster listings, run confs, and the
+other teams' clusters that share the account with every run."""
 
 from __future__ import annotations
 
@@ -26,10 +27,54 @@ def client(endpoint: str, service: str, key: str = SETUP_ACCESS_KEY, secret: str
     )
 
 
-def all_clusters(endpoint: str) -> list[dict]:
+# Other teams' clusters in the same account, active during every run: one untagged, one of
+# another DAG, and one whose name looks like ours but which lacks our tag (the connection's
+# policy lets the DAG describe none of them).
+FOREIGN_CLUSTERS = (
+    ("analytics-nightly", []),
+    ("other_dag-scheduled", [{"Key": "dag_id", "Value": "other_dag"}]),
+    (f"{DAG_ID}-lookalike-of-another-team", [{"Key": "team", "Value": "other"}]),
+)
+
+
+def _described(endpoint: str) -> list[dict]:
     emr = client(endpoint, "emr")
     return [
         emr.describe_cluster(ClusterId=c["Id"])["Cluster"] for c in emr.list_clusters()["Clusters"]
+    ]
+
+
+def _is_ours(cluster: dict) -> bool:
+    return {"Key": "dag_id", "Value": DAG_ID} in cluster.get("Tags", [])
+
+
+def all_clusters(endpoint: str) -> list[dict]:
+    """The clusters tagged with this DAG's dag_id (the other teams' ones left out)."""
+    return [cluster for cluster in _described(endpoint) if _is_ours(cluster)]
+
+
+def foreign_clusters(endpoint: str) -> list[dict]:
+    return [cluster for cluster in _described(endpoint) if not _is_ours(cluster)]
+
+
+def start_foreign_clusters(endpoint: str) -> list[str]:
+    """Start FOREIGN_CLUSTERS (kept alive without steps) on the set-up keys; their ids."""
+    emr = client(endpoint, "emr")
+    instances = {
+        "MasterInstanceType": "m5.xlarge",
+        "InstanceCount": 1,
+        "KeepJobFlowAliveWhenNoSteps": True,
+    }
+    return [
+        emr.run_job_flow(
+            Name=name,
+            ReleaseLabel="emr-7.1.0",
+            Instances=instances,
+            Tags=tags,
+            JobFlowRole="EMR_EC2_DefaultRole",
+            ServiceRole="EMR_DefaultRole",
+        )["JobFlowId"]
+        for name, tags in FOREIGN_CLUSTERS
     ]
 
 
