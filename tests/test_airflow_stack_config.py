@@ -1,4 +1,5 @@
-"""`make airflow`'s set-up decisions, without starting anything: places, ports, refusals."""
+"""`make airflow`'s set-up decisions, without starting the stack: places, ports, refusals, the
+addresses its services listen on."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 
 from localdev.airflow_stack.config import DEFAULT_STATE_DIR, StackConfig, StackPorts
 from localdev.airflow_stack.ports import PortInUseError, check_ports_free, free_port
-from localdev.airflow_stack.postgres import PostgresError, find_server_bin
-from localdev.airflow_stack.processes import Supervisor, running_launcher
+from localdev.airflow_stack.postgres import LocalPostgres, PostgresError, find_server_bin
+from localdev.airflow_stack.processes import Supervisor, running_launcher, wait_until
+from localdev.airflow_stack.stack import airflow_commands, emulator_command
+from localdev.local_spark import REPO_ROOT
 from localdev.seed_images import cached_images
 
 
@@ -114,3 +118,64 @@ def test_a_refused_second_launcher_leaves_the_first_ones_record(tmp_path):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def _option(command: list[str], name: str) -> str:
+    assert name in command, f"{name} missing from {command}"
+    return command[command.index(name) + 1]
+
+
+def test_every_service_of_the_native_stack_listens_on_loopback_only(tmp_path):
+    """Each address setting of each service is 127.0.0.1; what has no address setting (Airflow's
+    log servers, which bind every interface) does not run."""
+    config = StackConfig.from_env({"FRUIT_LOCAL_STATE_DIR": str(tmp_path)})
+    env = config.airflow_env()
+    commands = airflow_commands(config)
+    assert set(commands) == {"api-server", "scheduler", "dag-processor", "triggerer"}
+    assert _option(commands["api-server"], "--host") == "127.0.0.1"
+    assert env["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST"] == "127.0.0.1"
+    for name in ("scheduler", "triggerer"):
+        assert "--skip-serve-logs" in commands[name], name
+    assert _option(emulator_command(config), "--host") == "127.0.0.1"
+    assert "--allow-any-command" not in emulator_command(config)
+    database = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg2", "")
+    postgres = LocalPostgres(config.postgres_dir, database, Path("/unused/bin"))
+    server = postgres.server_command()
+    assert _option(server, "-h") == "127.0.0.1"
+    assert "unix_socket_directories=" in server  # TCP on loopback only, no socket file
+
+
+def _listening(pid: int) -> list[tuple[str, int]]:
+    """The addresses a process and its children listen on (psutil: what the kernel says)."""
+    process = psutil.Process(pid)
+    found = []
+    for each in [process, *process.children(recursive=True)]:
+        for connection in each.net_connections(kind="inet"):
+            if connection.status == psutil.CONN_LISTEN:
+                found.append((connection.laddr.ip, connection.laddr.port))
+    return found
+
+
+def test_the_scheduler_health_server_listens_on_loopback_only(tmp_path):
+    """Airflow's own health server (what `airflow scheduler` starts with enable_health_check),
+    with the stack's environment: measured, it listens on 127.0.0.1 only (Airflow's default is
+    0.0.0.0, every interface)."""
+    port = free_port()
+    config = StackConfig.from_env(
+        {"FRUIT_LOCAL_STATE_DIR": str(tmp_path), "FRUIT_LOCAL_SCHEDULER_HEALTH_PORT": str(port)}
+    )
+    config.airflow_home.mkdir(parents=True)
+    env = config.process_env(config.airflow_env())
+    code = "from airflow.utils.scheduler_health import serve_health_check; serve_health_check()"
+    server = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO_ROOT)
+
+    def listening_or_exited() -> bool:
+        return bool(_listening(server.pid)) or server.poll() is not None
+
+    try:
+        wait_until(listening_or_exited, 60, interval=0.2, what="the health server")
+        assert server.poll() is None, "the health server exited"
+        assert _listening(server.pid) == [("127.0.0.1", port)]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

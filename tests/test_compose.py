@@ -26,6 +26,7 @@ import yaml
 from emr_pipeline.settings import DeploymentSettings, ParseTimeSettings
 from localdev.airflow_stack.config import StackConfig
 from localdev.dag_run import FAKE_CREDENTIALS, aws_connection
+from localdev.emr_emulator.request_guard import LOOPBACK_HOSTS, allowed_host_names
 from localdev.env_file import ENV_FILE, KEY, REFERENCE, env_file_entries, read_env_file
 from localdev.seed_images import DEFAULT_IMAGES
 
@@ -202,6 +203,8 @@ def test_depends_on_waits_for_health_or_completion(services):
 def test_ports_are_published_on_localhost_only(services):
     published = {}
     for name, service in services.items():
+        # The host's network would put every port the container listens on on the host's.
+        assert service.get("network_mode") != "host", name
         for port in service.get("ports", []):
             assert isinstance(port, str), f"{name}: use HOST_IP:HOST:CONTAINER"
             parts = port.split(":")
@@ -414,6 +417,28 @@ def test_aws_connection_points_at_the_emulator(services, compose_env):
     assert connection == json.loads(aws_connection(endpoint))
     for key, value in FAKE_CREDENTIALS.items():
         assert compose_env[key] == value, key
+
+
+def test_the_emulator_answers_to_the_names_its_clients_use_and_no_other(services, compose_env):
+    """Host names the emulator accepts (DNS rebinding): the one airflow.env's connection uses
+    (Airflow and seed-images), loopback (its health check; the host, through the published
+    port), nothing else. It runs spark-submit steps only: no test-only switch here."""
+    service = services[EMULATOR_SERVICE]
+    command = service["command"]
+    extra = [command[i + 1] for i, arg in enumerate(command) if arg == "--allow-host"]
+    allowed = allowed_host_names(option(command, "--host"), extra)
+    connection = json.loads(compose_env["AIRFLOW_CONN_AWS_DEFAULT"])
+    clients = {urlsplit(connection["extra"]["endpoint_url"]).hostname}
+    clients.add(re.search(r"http://([^:/']+)", healthcheck_text(service))[1])
+    assert clients <= allowed
+    assert allowed == LOOPBACK_HOSTS | {EMULATOR_SERVICE}
+    assert "--allow-any-command" not in command and "--allow-origin" not in command
+
+
+def test_the_scheduler_health_check_listens_on_loopback(compose_env, native_env):
+    """Airflow's default is 0.0.0.0; its own container (compose) or machine asks, no one else."""
+    for env in (compose_env, native_env):
+        assert env["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST"] == "127.0.0.1"
 
 
 def test_execution_api_points_at_the_api_server(services, compose_env):

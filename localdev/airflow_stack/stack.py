@@ -24,7 +24,17 @@ from localdev.airflow_stack.processes import Supervisor, running_launcher, wait_
 from localdev.local_spark import REPO_ROOT
 
 AIRFLOW = [sys.executable, "-m", "airflow"]
-AIRFLOW_SERVICES = ("scheduler", "dag-processor", "triggerer")
+# Every service listens on 127.0.0.1 only (the api-server: --host; the scheduler's health check:
+# airflow.env; PostgreSQL and the emulator: their -h/--host). The scheduler's and triggerer's
+# log servers have no address setting and listen on every interface, so here they do not run:
+# all services share one AIRFLOW_HOME, and the api-server reads the task and trigger logs from
+# its log folder (compose keeps them: its services are separate hosts, none publishes them).
+AIRFLOW_SERVICES = {
+    "scheduler": ["scheduler", "--skip-serve-logs"],
+    "dag-processor": ["dag-processor"],
+    "triggerer": ["triggerer", "--skip-serve-logs"],
+}
+LOOPBACK = "127.0.0.1"
 # /api/v2/monitor/health names these components; the stack is up when all are healthy.
 HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 READY_LINE = "airflow stack ready"  # tests wait for this line
@@ -63,6 +73,21 @@ def _run_once(command: list[str], env: Mapping[str, str], what: str) -> str:
     if result.returncode != 0:
         raise StackError(f"{what} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
     return result.stdout
+
+
+def emulator_command(config: StackConfig) -> list[str]:
+    """The emulator's command line: on loopback, answering to loopback names only."""
+    command = [sys.executable, "-m", "localdev.emr_emulator", "--host", LOOPBACK]
+    command += ["--port", str(config.ports.emulator_port)]
+    return command + ["--work-dir", str(config.emulator_dir)]
+
+
+def airflow_commands(config: StackConfig) -> dict[str, list[str]]:
+    """{service: command line} of the stack's Airflow services, in start order."""
+    api = ["api-server", "--port", str(config.ports.api_port), "--host", LOOPBACK]
+    commands = {"api-server": [*AIRFLOW, *api]}
+    commands.update({name: [*AIRFLOW, *args] for name, args in AIRFLOW_SERVICES.items()})
+    return commands
 
 
 class AirflowStack:
@@ -133,9 +158,7 @@ class AirflowStack:
         config = self.config
         self.say(f"emr-emulator: {config.emulator_url}")
         config.emulator_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "localdev.emr_emulator", "--host", "127.0.0.1"]
-        command += ["--port", str(config.ports.emulator_port)]
-        command += ["--work-dir", str(config.emulator_dir)]
+        command = emulator_command(config)
         self.supervisor.start("emr-emulator", command, self.airflow_env, cwd=REPO_ROOT)
         self._wait(
             "emr-emulator",
@@ -158,10 +181,8 @@ class AirflowStack:
 
     def _start_airflow(self) -> None:
         config = self.config
-        api = ["api-server", "--port", str(config.ports.api_port), "--host", "127.0.0.1"]
-        self.supervisor.start("api-server", [*AIRFLOW, *api], self.airflow_env, cwd=REPO_ROOT)
-        for name in AIRFLOW_SERVICES:
-            self.supervisor.start(name, [*AIRFLOW, name], self.airflow_env, cwd=REPO_ROOT)
+        for name, command in airflow_commands(config).items():
+            self.supervisor.start(name, command, self.airflow_env, cwd=REPO_ROOT)
         self.say("airflow: waiting for the api-server, scheduler, dag-processor and triggerer")
         self._wait(
             "api-server",

@@ -24,6 +24,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-staged", action="store_true", help="keep each step's staged S3 copies"
     )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name clients reach the emulator by, besides loopback and --host "
+        "(compose's service name); other Host headers are refused (DNS rebinding)",
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web origin (http://host:port) whose pages may call the emulator; "
+        "by default every cross-origin request is refused",
+    )
+    parser.add_argument(
+        "--allow-any-command",
+        action="store_true",
+        help="FOR TESTS ONLY: run any command-runner.jar command and script-runner.jar "
+        "script, not only spark-submit",
+    )
     args = parser.parse_args(argv)
     done = threading.Event()
     # SIGTERM (docker stop) ends as cleanly as Ctrl-C: running steps are killed, CANCELLED.
@@ -36,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         master=args.master,
         startup_seconds=args.startup_seconds,
         keep_staged=args.keep_staged,
+        allow_any_command=args.allow_any_command,
+        allowed_hosts=args.allow_host,
+        allowed_origins=args.allow_origin,
     ):
         done.wait()
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -14,29 +15,58 @@ _SPARK_FLAGS = frozenset({"--verbose", "-v", "--supervise", "--version", "--help
 
 
 class UnsupportedStepError(Exception):
-    """The step cannot run locally (a custom JAR, no arguments)."""
+    """The step does not run here: a custom JAR, no arguments, not spark-submit."""
 
 
-def build_command(jar: str, args: list[str], master: str = "local[*]") -> list[str]:
+# What a refusal tells the user to do, once: the flag exists for the emulator's own tests.
+_ANY_COMMAND_HINT = (
+    "other commands run only on an emulator started with allow_any_command=True "
+    "(--allow-any-command), which is meant for tests"
+)
+
+
+def build_command(
+    jar: str, args: list[str], master: str = "local[*]", allow_any_command: bool = False
+) -> list[str]:
     """The local command for a step whose s3:// arguments are already staged.
 
-    `command-runner.jar` runs its arguments as a command, as on EMR; `spark-submit` becomes the
-    venv's spark-submit with a local master. `script-runner.jar` runs its first argument with bash.
+    `command-runner.jar spark-submit ...` (what the DAG submits) becomes the venv's spark-submit
+    with a local master. Anything else would run an arbitrary command on this machine, on
+    behalf of whoever can reach the emulator, so it is refused unless `allow_any_command`
+    (tests only): then `command-runner.jar` runs its arguments as a command and
+    `script-runner.jar` runs its first argument with bash, as on EMR.
     """
     name = jar.rsplit("/", 1)[-1]
     if name == "script-runner.jar":
+        if not allow_any_command:
+            raise UnsupportedStepError(
+                f"the emulator runs spark-submit steps only, not script-runner.jar "
+                f"({_shown(args)}); {_ANY_COMMAND_HINT}"
+            )
         if not args:
             raise UnsupportedStepError("script-runner.jar needs the script as first argument")
         return ["bash", *args]
     if name != "command-runner.jar":
         raise UnsupportedStepError(
-            f"the emulator runs command-runner.jar and script-runner.jar steps only, not {jar}"
+            f"the emulator runs command-runner.jar spark-submit steps only, not {jar}"
         )
     if not args:
         raise UnsupportedStepError("command-runner.jar needs a command")
     if Path(args[0]).name == "spark-submit":
+        # Only the name counts: the venv's spark-submit runs, never the path the step gives.
         return spark_submit_command(args[1:], master)
+    if not allow_any_command:
+        raise UnsupportedStepError(
+            f"the emulator runs command-runner.jar spark-submit steps only, not "
+            f"{_shown(args)}; {_ANY_COMMAND_HINT}"
+        )
     return list(args)
+
+
+def _shown(args: list[str], limit: int = 200) -> str:
+    """The refused command as the FailureDetails message quotes it: shell-quoted, cut short."""
+    text = shlex.join(args) if args else "(no arguments)"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def spark_submit_command(args: list[str], master: str = "local[*]") -> list[str]:

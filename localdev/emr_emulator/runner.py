@@ -83,6 +83,7 @@ class StepRunner:
         startup_seconds: float = 1.0,
         keep_staged: bool = False,
         log: Callable[[str], None] | None = None,
+        allow_any_command: bool = False,
     ) -> None:
         self.endpoint_url = endpoint_url
         self.work_dir = work_dir
@@ -90,6 +91,9 @@ class StepRunner:
         self.poll_seconds = poll_seconds
         self.startup_seconds = startup_seconds
         self.keep_staged = keep_staged
+        # Off: only spark-submit steps run (see commands.build_command). Read at each step, so
+        # a test may turn it on for a while on a shared emulator.
+        self.allow_any_command = allow_any_command
         self.log = log or _say
         self.stopping = threading.Event()
         # Fault injection for tests: {step name: message}. A step with that name fails with
@@ -302,8 +306,11 @@ class StepExecution:
                 stage_dir = self.folder.parent / "s3"
                 shutil.rmtree(stage_dir, ignore_errors=True)
                 staged = worker.stager.stage(list(step.args), stage_dir)
-                command = build_command(step.jar, staged.args, worker.runner.master)
-                fault = worker.runner.step_faults.get(step.name)
+                runner = worker.runner
+                command = build_command(
+                    step.jar, staged.args, runner.master, runner.allow_any_command
+                )
+                fault = runner.step_faults.get(step.name)
                 if fault is not None:
                     command = _failing_command(fault)
                 returncode, cancelled = self._execute(command, out, err)

@@ -33,8 +33,21 @@ def fake_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmrEmulator]:
     work_dir = tmp_path_factory.mktemp("emr-emulator")
     # local[2]: the test machines have 2 cores; a short STARTING keeps state tests quick.
+    # As users get it: only spark-submit steps run. Tests of other commands ask for any_command.
     with EmrEmulator(port=0, work_dir=work_dir, master="local[2]", startup_seconds=0.3) as emu:
         yield emu
+
+
+@pytest.fixture
+def any_command(emulator: EmrEmulator) -> Iterator[None]:
+    """The test-only switch, for one test: steps may run any command (bash, sleep, scripts),
+    which keeps the state-machine tests quick and free of Spark."""
+    assert emulator.runner is not None
+    emulator.runner.allow_any_command = True
+    try:
+        yield
+    finally:
+        emulator.runner.allow_any_command = False
 
 
 def _client(emulator: EmrEmulator, service: str) -> Any:

@@ -46,13 +46,33 @@ def test_own_driver_java_options_are_kept():
     assert command[command.index("--driver-java-options") + 1] == "-Dx=1"
 
 
-def test_other_commands_run_as_given():
-    assert build_command("command-runner.jar", ["bash", "-c", "exit 3"]) == [
-        "bash", "-c", "exit 3",
-    ]  # fmt: skip
+def test_other_commands_run_as_given_only_with_the_test_switch():
+    shell = ["bash", "-c", "exit 3"]
+    assert build_command("command-runner.jar", shell, allow_any_command=True) == shell
     assert build_command("s3://r.elasticmapreduce/libs/script-runner/script-runner.jar", [
         "/s/script.sh", "a",
-    ]) == ["bash", "/s/script.sh", "a"]  # fmt: skip
+    ], allow_any_command=True) == ["bash", "/s/script.sh", "a"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "jar,args",
+    [
+        ("command-runner.jar", ["bash", "-c", "touch /tmp/x"]),
+        ("command-runner.jar", ["/usr/bin/python3", "-c", "print(1)"]),
+        ("command-runner.jar", ["spark-submit-evil", "x.py"]),
+        ("s3://r.elasticmapreduce/libs/script-runner/script-runner.jar", ["s3://b/s.sh"]),
+        ("script-runner.jar", []),
+    ],
+)
+def test_only_spark_submit_runs_by_default(jar, args):
+    with pytest.raises(UnsupportedStepError, match="spark-submit steps only") as refused:
+        build_command(jar, args)
+    assert "--allow-any-command" in str(refused.value)
+
+
+def test_spark_submit_by_any_path_runs_the_local_one():
+    command = build_command("command-runner.jar", ["/tmp/evil/spark-submit", "/s/job.py"])
+    assert command[0] == SPARK_SUBMIT and "/tmp/evil/spark-submit" not in command
 
 
 @pytest.mark.parametrize("jar,args", [("s3://b/custom.jar", ["x"]), ("command-runner.jar", [])])

@@ -20,6 +20,9 @@ from tests.emulator.helpers import (
     wait_for_steps,
 )
 
+# Trivial bash/sleep steps: they need the emulator's test-only switch.
+pytestmark = pytest.mark.usefixtures("any_command")
+
 
 def states(steps: list[dict[str, Any]]) -> list[str]:
     return [s["Status"]["State"] for s in steps]
