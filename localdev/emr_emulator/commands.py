@@ -6,12 +6,18 @@ import shlex
 import sys
 from pathlib import Path
 
+from localdev.emr_emulator.staging import StagedStep
 from localdev.local_spark import LOCAL_DRIVER_JAVA_OPTIONS
 
 SPARK_SUBMIT = str(Path(sys.executable).parent / "spark-submit")
 
 # spark-submit options that take no value; every other --option takes one.
 _SPARK_FLAGS = frozenset({"--verbose", "-v", "--supervise", "--version", "--help", "-h"})
+# Options whose files spark-submit fetches before Spark's Hadoop configuration (and so the
+# staged s3:// mounts) exists: they are given as local copies.
+_SUBMIT_RESOURCES = frozenset(
+    {"--py-files", "--files", "--jars", "--archives", "--properties-file", "--driver-class-path"}
+)
 
 
 class UnsupportedStepError(Exception):
@@ -26,9 +32,16 @@ _ANY_COMMAND_HINT = (
 
 
 def build_command(
-    jar: str, args: list[str], master: str = "local[*]", allow_any_command: bool = False
+    jar: str,
+    args: list[str],
+    master: str = "local[*]",
+    allow_any_command: bool = False,
+    staged: StagedStep | None = None,
 ) -> list[str]:
-    """The local command for a step whose s3:// arguments are already staged.
+    """The local command for a step whose s3:// arguments are staged (`staged`, when given).
+
+    spark-submit keeps the step's s3:// URIs (Spark reads them through the staged mounts) but
+    for its own resources; any other command gets the local copies.
 
     `command-runner.jar spark-submit ...` (what the DAG submits) becomes the venv's spark-submit
     with a local master. Anything else would run an arbitrary command on this machine, on
@@ -54,13 +67,13 @@ def build_command(
         raise UnsupportedStepError("command-runner.jar needs a command")
     if Path(args[0]).name == "spark-submit":
         # Only the name counts: the venv's spark-submit runs, never the path the step gives.
-        return spark_submit_command(args[1:], master)
+        return spark_submit_command(args[1:], master, staged)
     if not allow_any_command:
         raise UnsupportedStepError(
             f"the emulator runs command-runner.jar spark-submit steps only, not "
             f"{_shown(args)}; {_ANY_COMMAND_HINT}"
         )
-    return list(args)
+    return list(staged.local_args if staged is not None else args)
 
 
 def _shown(args: list[str], limit: int = 200) -> str:
@@ -69,13 +82,18 @@ def _shown(args: list[str], limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def spark_submit_command(args: list[str], master: str = "local[*]") -> list[str]:
+def spark_submit_command(
+    args: list[str], master: str = "local[*]", staged: StagedStep | None = None
+) -> list[str]:
     """`spark-submit ARGS` for local Spark: the cluster's --master and --deploy-mode replaced.
 
     EMR's defaults are YARN in client mode; locally it is `master` in client mode, without the
     UI (no port clashes between concurrent steps) and with the local driver Java options
-    (quiet log4j config, C1-only JIT) unless the step gives its own.
+    (quiet log4j config, C1-only JIT) unless the step gives its own. With `staged`, the
+    resources spark-submit fetches itself are the local copies, and the staged mounts are
+    confs, so the application's own arguments keep their s3:// URIs.
     """
+    localize = staged.localize if staged is not None else (lambda value: value)
     kept: list[str] = []
     has_java_options = False
     index = 0
@@ -89,12 +107,20 @@ def spark_submit_command(args: list[str], master: str = "local[*]") -> list[str]
             index += 1
             continue
         width = 1 if has_value_inline else 2
+        option = args[index : index + width]
+        if name in _SUBMIT_RESOURCES and has_value_inline:
+            option = [f"{name}={localize(arg.split('=', 1)[1])}"]
+        elif name in _SUBMIT_RESOURCES:
+            option = [option[0], *(localize(value) for value in option[1:])]
         if name not in ("--master", "--deploy-mode"):
             has_java_options |= name == "--driver-java-options"
-            kept.extend(args[index : index + width])
+            kept.extend(option)
         index += width
     command = [SPARK_SUBMIT, "--master", master, "--deploy-mode", "client"]
     command += ["--conf", "spark.ui.enabled=false"]
     if not has_java_options:
         command += ["--driver-java-options", LOCAL_DRIVER_JAVA_OPTIONS]
-    return command + kept + args[index:]
+    for key, value in (staged.hadoop_confs() if staged is not None else {}).items():
+        command += ["--conf", f"{key}={value}"]
+    application = [localize(args[index])] if index < len(args) else []
+    return command + kept + application + args[index + 1 :]

@@ -308,7 +308,7 @@ class StepExecution:
                 staged = worker.stager.stage(list(step.args), stage_dir)
                 runner = worker.runner
                 command = build_command(
-                    step.jar, staged.args, runner.master, runner.allow_any_command
+                    step.jar, staged.args, runner.master, runner.allow_any_command, staged
                 )
                 fault = runner.step_faults.get(step.name)
                 if fault is not None:

@@ -3,7 +3,14 @@
 Local Spark here cannot read s3:// (no hadoop-aws jars offline), so the emulator does what EMRFS
 would: before the step, every s3:// (or s3n://, s3a://) URI found in its arguments, including
 comma-separated lists (`--py-files a.zip,b.zip`) and `key=s3://...` values, is copied to
-`<stage>/<bucket>/<key>` and the argument is rewritten to that local path.
+`<stage>/<bucket>/<key>`, each object once per step.
+
+The job still sees s3:// URIs: `hadoop_confs()` mounts each staged bucket's top-level folders
+on the local copies with Hadoop's ViewFileSystemOverloadScheme (in Spark's own Hadoop jars), so
+Spark reads and writes s3://bucket/key and every path it reports (binaryFile's `path` column,
+the jobs' reports) is the S3 URI, as on EMR. Only what spark-submit itself fetches before
+Spark's Hadoop configuration exists (the primary resource, --py-files, --files...) is given as
+the local path (`localize`).
 
 The rule for what a URI is, decided from a listing of moto S3:
 - objects under `<key>/` exist: a folder; the whole prefix is downloaded;
@@ -65,14 +72,70 @@ class SyncReport:
     deleted: list[str] = field(default_factory=list)
 
 
+# Hadoop classes that serve s3:// from the local copies; the schemes EMRFS answers to.
+_VIEWFS = "org.apache.hadoop.fs.viewfs.ViewFileSystemOverloadScheme"
+_RAW_LOCAL = "org.apache.hadoop.fs.RawLocalFileSystem"  # no .crc files beside the outputs
+S3_SCHEMES = ("s3", "s3a", "s3n")
+
+
 @dataclass
 class StagedStep:
-    """The rewritten arguments and what is needed to sync the step's outputs back."""
+    """A step's arguments, their local copies, and what is needed to sync outputs back."""
 
-    args: list[str]
+    args: list[str]  # as the step gave them, s3:// URIs kept
     stage_dir: Path
+    local_args: list[str] = field(default_factory=list)  # every s3:// URI as its local copy
     roots: dict[Path, tuple[str, str]] = field(default_factory=dict)  # local root -> (bucket, key)
     downloaded: dict[Path, str] = field(default_factory=dict)  # local file -> md5 after staging
+
+    def localize(self, value: str) -> str:
+        """`value` (a comma-separated list too) with each staged s3:// URI as its local copy."""
+        return ",".join(self._local_part(part) for part in value.split(","))
+
+    def local_path(self, bucket: str, key: str) -> Path:
+        """Where s3://<bucket>/<key> is copied."""
+        key = key.rstrip("/")
+        return self.stage_dir / bucket / key if key else self.stage_dir / bucket
+
+    def _local_part(self, part: str) -> str:
+        location = parse_s3_uri(part)
+        if location is None:
+            return part
+        return str(self.local_path(*location)) + ("/" if part.endswith("/") else "")
+
+    def hadoop_confs(self) -> dict[str, str]:
+        """Spark confs under which s3://<bucket>/<top>/... is the local copy of each staged
+        bucket's top-level entry (ViewFS mount tables are keyed by the URI's authority)."""
+        buckets = sorted({bucket for bucket, _ in self.roots.values()})
+        if not buckets:
+            return {}
+        confs = {f"spark.hadoop.fs.{scheme}.impl": _VIEWFS for scheme in S3_SCHEMES}
+        for scheme in (*S3_SCHEMES, "file"):
+            confs[f"spark.hadoop.fs.viewfs.overload.scheme.target.{scheme}.impl"] = _RAW_LOCAL
+        for bucket in buckets:
+            for top in self._top_entries(bucket):
+                link = f"spark.hadoop.fs.viewfs.mounttable.{bucket}.link./{top}"
+                confs[link] = (self.stage_dir / bucket / top).as_uri()
+        return confs
+
+    def _top_entries(self, bucket: str) -> list[str]:
+        """The first key segments the step names under `bucket`; for a bucket-root URI, every
+        top-level entry of the local copy. (A link per entry: ViewFS's linkMergeSlash, which
+        would mount the whole bucket, reports wrong paths in Hadoop 3.3.4.)"""
+        tops: set[str] = set()
+        for root_bucket, key in self.roots.values():
+            if root_bucket != bucket:
+                continue
+            if key:
+                tops.add(key.split("/", 1)[0])
+            else:
+                local = self.stage_dir / bucket
+                tops.update(entry.name for entry in local.iterdir() if local.is_dir())
+        for top in tops:  # a link's target must exist, even for an output not yet written
+            target = self.stage_dir / bucket / top
+            if not target.exists():
+                target.mkdir(parents=True)
+        return sorted(tops)
 
 
 class S3Stager:
@@ -83,11 +146,11 @@ class S3Stager:
         self.encryption = encryption or {}  # ExtraArgs for every upload (server-side encryption)
 
     def stage(self, args: list[str], stage_dir: Path) -> StagedStep:
-        """Download every s3:// URI in `args` under `stage_dir`; return rewritten args."""
-        staged = StagedStep(args=[], stage_dir=stage_dir)
+        """Download every s3:// URI in `args` under `stage_dir` (each object once)."""
+        staged = StagedStep(args=list(args), stage_dir=stage_dir)
         for arg in args:
             parts = [self._stage_part(part, staged) for part in arg.split(",")]
-            staged.args.append(",".join(parts))
+            staged.local_args.append(",".join(parts))
         return staged
 
     def _stage_part(self, part: str, staged: StagedStep) -> str:
@@ -98,12 +161,11 @@ class S3Stager:
                 return part
             head, uri = match["head"], match["uri"]
         bucket, key = parse_s3_uri(uri)  # type: ignore[misc]
-        local = staged.stage_dir / bucket / key.rstrip("/") if key else staged.stage_dir / bucket
+        local = staged.local_path(bucket, key)
         if local not in staged.roots:
             staged.roots[local] = (bucket, key.rstrip("/"))
             self._download(bucket, key.rstrip("/"), local, staged)
-        rewritten = str(local) + ("/" if uri.endswith("/") else "")
-        return head + rewritten
+        return head + staged._local_part(uri)
 
     def _list(self, bucket: str, prefix: str) -> list[dict[str, Any]]:
         objects: list[dict[str, Any]] = []
@@ -126,6 +188,8 @@ class S3Stager:
         local.parent.mkdir(parents=True, exist_ok=True)  # an output the step may create
 
     def _download_file(self, bucket: str, key: str, target: Path, staged: StagedStep) -> None:
+        if target in staged.downloaded:
+            return  # under two staged URIs (a folder and a file in it): one download
         target.parent.mkdir(parents=True, exist_ok=True)
         self.s3.download_file(bucket, key, str(target))
         staged.downloaded[target] = _md5(target)

@@ -39,11 +39,20 @@ def emulated_aws(emulator, airflow_db, aws_credentials, monkeypatch):
     return emulator.endpoint_url
 
 
+def parquet_column(s3, bucket: str, key: str, column: str) -> list:
+    import io
+
+    import pyarrow.parquet as pq
+
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return pq.read_table(io.BytesIO(body), columns=[column]).column(column).to_pylist()
+
+
 def conf(**overrides):
     return run_conf({"input_uri": INPUT, "output_uri": OUTPUT}, **overrides)
 
 
-def test_success_with_a_bad_image_among_good_ones(emulated_aws, tmp_path):
+def test_success_with_a_bad_image_among_good_ones(emulated_aws, emulator, tmp_path):
     images = tmp_path / "images"
     write_good_images(images, ["Apple Red 1", "Kiwi"], 4)
     relative, content, _ = bad_input_cases()["truncated_jpeg"]
@@ -61,8 +70,20 @@ def test_success_with_a_bad_image_among_good_ones(emulated_aws, tmp_path):
     assert report["status"] == "passed" and all(c["passed"] for c in report["checks"])
     assert (report["features"], report["rejects"]) == (8, 1)
     (rejected,) = report["rejected_files"]
-    assert rejected["path"].endswith("Kiwi/broken.jpg") and rejected["label"] == "Kiwi"
+    assert rejected == {**rejected, "path": f"{INPUT}Kiwi/broken.jpg", "label": "Kiwi"}
     keys = keys_under(s3, out)
+    # As on EMR: every path the jobs wrote is an s3:// URI, never the emulator's local copy.
+    paths = [
+        path
+        for key in keys
+        if key.endswith(".parquet") and ("/features/" in key or "/rejects/" in key)
+        for path in parquet_column(s3, "fruit-out", key, "path")
+    ]
+    assert len(paths) == 9 and all(p.startswith(INPUT) for p in paths), paths
+    for key in keys:
+        if key.endswith(".json"):
+            body = s3.get_object(Bucket="fruit-out", Key=key)["Body"].read().decode()
+            assert "file:" not in body and str(emulator.work_dir) not in body, key
     for dataset in ("features", "rejects", "pca", "pca_model"):
         assert any(f"/{dataset}/" in k for k in keys), dataset
     assert any(k.endswith("pca.png") for k in keys)

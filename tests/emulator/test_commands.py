@@ -101,3 +101,37 @@ def test_parse_s3_uri():
     assert parse_s3_uri("s3://b/k/x") == ("b", "k/x")
     assert parse_s3_uri("s3n://b") == ("b", "")
     assert parse_s3_uri("/local/path") is None
+
+
+def test_staged_spark_submit_keeps_s3_uris_for_the_job_and_mounts_them(tmp_path):
+    """spark-submit fetches its own resources as local copies; the job's arguments stay s3://
+    and resolve through ViewFS mounts of each staged bucket's top-level folders."""
+    from localdev.emr_emulator.staging import StagedStep
+
+    args = [
+        "spark-submit", "--py-files=s3://art/run/jobs.zip", "--files", "s3://art/run/w.h5,x",
+        "s3://art/run/featurize.py", "--input", "s3://in/fruits/", "--output", "s3://out/runs/r/",
+    ]  # fmt: skip
+    staged = StagedStep(args=args, stage_dir=tmp_path)
+    for uri in ("s3://art/run/", "s3://in/fruits/", "s3://out/runs/r/"):
+        bucket, key = parse_s3_uri(uri)
+        staged.roots[staged.local_path(bucket, key)] = (bucket, key.rstrip("/"))
+
+    command = build_command("command-runner.jar", args, staged=staged)
+
+    assert f"--py-files={tmp_path}/art/run/jobs.zip" in command
+    assert command[command.index("--files") + 1] == f"{tmp_path}/art/run/w.h5,x"
+    assert command[-5:] == [
+        f"{tmp_path}/art/run/featurize.py", "--input", "s3://in/fruits/",
+        "--output", "s3://out/runs/r/",
+    ]  # fmt: skip
+    confs = dict(c.split("=", 1) for c in command[1:] if c.startswith("spark.hadoop."))
+    viewfs = "org.apache.hadoop.fs.viewfs.ViewFileSystemOverloadScheme"
+    assert confs["spark.hadoop.fs.s3.impl"] == confs["spark.hadoop.fs.s3a.impl"] == viewfs
+    assert confs["spark.hadoop.fs.viewfs.mounttable.in.link./fruits"] == (
+        (tmp_path / "in" / "fruits").as_uri()
+    )
+    assert (tmp_path / "out" / "runs").is_dir()  # a link's target exists before the job runs
+    links = sorted(k for k in confs if ".link./" in k)
+    assert [k.split("mounttable.")[1] for k in links] == ["art.link./run", "in.link./fruits",
+                                                          "out.link./runs"]  # fmt: skip
