@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from localdev.emr_emulator.staging import StagedStep
@@ -37,11 +38,13 @@ def build_command(
     master: str = "local[*]",
     allow_any_command: bool = False,
     staged: StagedStep | None = None,
+    spark_defaults: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The local command for a step whose s3:// arguments are staged (`staged`, when given).
 
     spark-submit keeps the step's s3:// URIs (Spark reads them through the staged mounts) but
-    for its own resources; any other command gets the local copies.
+    for its own resources, and gets the cluster's `spark_defaults` (which the step's own
+    `--conf` options override); any other command gets the local copies.
 
     `command-runner.jar spark-submit ...` (what the DAG submits) becomes the venv's spark-submit
     with a local master. Anything else would run an arbitrary command on this machine, on
@@ -67,7 +70,7 @@ def build_command(
         raise UnsupportedStepError("command-runner.jar needs a command")
     if Path(args[0]).name == "spark-submit":
         # Only the name counts: the venv's spark-submit runs, never the path the step gives.
-        return spark_submit_command(args[1:], master, staged)
+        return spark_submit_command(args[1:], master, staged, spark_defaults)
     if not allow_any_command:
         raise UnsupportedStepError(
             f"the emulator runs command-runner.jar spark-submit steps only, not "
@@ -83,7 +86,10 @@ def _shown(args: list[str], limit: int = 200) -> str:
 
 
 def spark_submit_command(
-    args: list[str], master: str = "local[*]", staged: StagedStep | None = None
+    args: list[str],
+    master: str = "local[*]",
+    staged: StagedStep | None = None,
+    spark_defaults: Mapping[str, str] | None = None,
 ) -> list[str]:
     """`spark-submit ARGS` for local Spark: the cluster's --master and --deploy-mode replaced.
 
@@ -120,7 +126,8 @@ def spark_submit_command(
     command += ["--conf", "spark.ui.enabled=false"]
     if not has_java_options:
         command += ["--driver-java-options", LOCAL_DRIVER_JAVA_OPTIONS]
-    for key, value in (staged.hadoop_confs() if staged is not None else {}).items():
+    confs = {**(spark_defaults or {}), **(staged.hadoop_confs() if staged is not None else {})}
+    for key, value in confs.items():  # before the step's own confs: a later --conf wins
         command += ["--conf", f"{key}={value}"]
     application = [localize(args[index])] if index < len(args) else []
     return command + kept + application + args[index + 1 :]

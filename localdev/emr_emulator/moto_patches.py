@@ -12,6 +12,10 @@ FailureDetails or a state change reason's Code. The patches, installed once per 
 - `Cluster.terminate`: records Code USER_REQUEST when nobody gave another reason.
 - `Step.status` / `Cluster.status`: add `FailureDetails` and `StateChangeReason.Code` from
   attributes the runner sets (both are in the botocore shapes, so moto's serializer emits them).
+- RunJobFlow and ModifyCluster refuse what EMR refuses (job_flow_checks), and RunJobFlow keeps
+  the AutoTerminationPolicy's idle timeout on the cluster for the runner to enforce.
+- CancelSteps (moto has none): a PENDING step is CANCELLED at once, a RUNNING one is marked
+  for the runner, which stops its process.
 
 The behaviour changes apply only while an emulator is active (`activate()`), so plain `mock_aws`
 tests in the same process keep moto's own behaviour; the status additions only show attributes
@@ -20,12 +24,17 @@ that the runner sets.
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
+from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
 from moto.emr.exceptions import ValidationException
 from moto.emr.models import Cluster, Step
+from moto.emr.responses import ElasticMapReduceResponse
+
+from localdev.emr_emulator import job_flow_checks
 
 TERMINAL_CLUSTER_STATES = frozenset({"TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS"})
 
@@ -117,6 +126,53 @@ def _install() -> None:
             status["StateChangeReason"]["Code"] = code
         return status
 
+    original_run_job_flow = ElasticMapReduceResponse.run_job_flow
+    original_modify_cluster = ElasticMapReduceResponse.modify_cluster
+
+    def run_job_flow(self: ElasticMapReduceResponse) -> ActionResult:
+        if not is_active():
+            return original_run_job_flow(self)
+        request = json.loads(self.body or "{}")
+        reasons = job_flow_checks.refusals(request, self.region)
+        if reasons:
+            raise ValidationException(" ".join(reasons))
+        result = original_run_job_flow(self)
+        cluster = self.backend.clusters[result.result["JobFlowId"]]
+        policy = request.get("AutoTerminationPolicy") or {}
+        cluster.emulator_idle_timeout = policy.get("IdleTimeout")
+        return result
+
+    def modify_cluster(self: ElasticMapReduceResponse) -> ActionResult:
+        if is_active():
+            level = self._get_param("StepConcurrencyLevel")
+            reasons = job_flow_checks.step_concurrency_refusals(level)
+            if reasons:
+                raise ValidationException(" ".join(reasons))
+        return original_modify_cluster(self)
+
+    def cancel_steps(self: ElasticMapReduceResponse) -> ActionResult:
+        cluster = self.backend.describe_cluster(self._get_param("ClusterId"))
+        wanted = self._get_param("StepIds", [])
+        infos = []
+        for step in cluster.steps:
+            if step.id not in wanted:
+                continue
+            if step.state == "PENDING":
+                step.state = "CANCELLED"
+                step.end_date_time = utcnow()
+            elif step.state == "RUNNING":
+                step.emulator_cancel_requested = True  # the runner stops its process
+            else:
+                infos.append(
+                    {"StepId": step.id, "Status": "FAILED", "Reason": f"Step is {step.state}"}
+                )
+                continue
+            infos.append({"StepId": step.id, "Status": "SUBMITTED", "Reason": ""})
+        return ActionResult({"CancelStepsInfoList": infos})
+
+    ElasticMapReduceResponse.run_job_flow = run_job_flow
+    ElasticMapReduceResponse.modify_cluster = modify_cluster
+    ElasticMapReduceResponse.cancel_steps = cancel_steps
     Cluster.run_bootstrap_actions = run_bootstrap_actions
     Cluster.add_steps = add_steps
     Cluster.terminate = terminate

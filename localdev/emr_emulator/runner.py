@@ -29,6 +29,7 @@ from moto.emr.models import Cluster, Step, emr_backends
 
 from localdev.emr_emulator import moto_patches
 from localdev.emr_emulator.commands import build_command
+from localdev.emr_emulator.node_config import spark_defaults, spark_env
 from localdev.emr_emulator.staging import S3Stager, StagedStep, join_s3, parse_s3_uri
 from localdev.local_spark import local_spark_env
 
@@ -94,6 +95,8 @@ class StepRunner:
         # Off: only spark-submit steps run (see commands.build_command). Read at each step, so
         # a test may turn it on for a while on a shared emulator.
         self.allow_any_command = allow_any_command
+        # AutoTerminationPolicy idle timeouts are multiplied by this (tests shrink a minute).
+        self.idle_timeout_factor = 1.0
         self.log = log or _say
         self.stopping = threading.Event()
         # Fault injection for tests: {step name: message}. A step with that name fails with
@@ -202,6 +205,7 @@ class ClusterWorker:
 
     def _run_steps(self) -> None:
         cluster = self.cluster
+        idle_since = time.monotonic()
         while not self.runner.stopping.is_set():
             if self._ended():
                 return
@@ -213,13 +217,31 @@ class ClusterWorker:
                     )
                     self.say("TERMINATED: steps completed")
                     return
+                if self._idle_too_long(time.monotonic() - idle_since):
+                    return
                 self._set_state("WAITING")
                 self.runner.stopping.wait(self.runner.poll_seconds)
                 continue
             self._set_state("RUNNING")
             StepExecution(self, step).run()
+            idle_since = time.monotonic()
             if step.state == "FAILED":
                 self._on_failure(step)
+
+    def _idle_too_long(self, idle_seconds: float) -> bool:
+        """End the cluster once idle for its AutoTerminationPolicy's timeout, as EMR does."""
+        timeout = getattr(self.cluster, "emulator_idle_timeout", None)
+        if not timeout or idle_seconds < timeout * self.runner.idle_timeout_factor:
+            return False
+        moto_patches.end_cluster(
+            self.cluster,
+            "TERMINATED",
+            "ALL_STEPS_COMPLETED",
+            f"Cluster was idle for {timeout} seconds and was terminated by its auto-termination "
+            f"policy",
+        )
+        self.say(f"TERMINATED: idle for {idle_seconds:.1f}s (AutoTerminationPolicy {timeout} s)")
+        return True
 
     def _set_state(self, state: str) -> None:
         # moto's TerminateJobFlows may have ended the cluster meanwhile: never revive it.
@@ -299,21 +321,28 @@ class StepExecution:
         staged: StagedStep | None = None
         with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
             try:
-                # One staging folder per cluster, emptied before each step: every step of a
-                # run sees the same local path for the same S3 object (as every step on EMR
-                # sees the same s3:// URI), so paths recorded by featurize match validate's
-                # listing; each step still starts from exactly what S3 holds.
+                # One staging folder per cluster, emptied before each step: each step starts
+                # from exactly what S3 holds.
                 stage_dir = self.folder.parent / "s3"
                 shutil.rmtree(stage_dir, ignore_errors=True)
+                configurations = getattr(worker.cluster, "configurations", None) or []
+                node_root = self.folder.parent / "node"
+                defaults = spark_defaults(configurations, node_root)
+                env = spark_env(configurations, node_root)
                 staged = worker.stager.stage(list(step.args), stage_dir)
                 runner = worker.runner
                 command = build_command(
-                    step.jar, staged.args, runner.master, runner.allow_any_command, staged
+                    step.jar,
+                    staged.args,
+                    runner.master,
+                    runner.allow_any_command,
+                    staged,
+                    defaults,
                 )
                 fault = runner.step_faults.get(step.name)
                 if fault is not None:
                     command = _failing_command(fault)
-                returncode, cancelled = self._execute(command, out, err)
+                returncode, cancelled = self._execute(command, out, err, env)
             except Exception as exc:  # staging, unsupported step, command not found
                 error = exc
                 err.write(f"emr-emulator: {type(exc).__name__}: {exc}\n")
@@ -338,9 +367,11 @@ class StepExecution:
         seconds = time.monotonic() - started
         worker.say(f"{step.id} {step.name!r}: {state} after {seconds:.1f}s")
 
-    def _execute(self, command: list[str], out: Any, err: Any) -> tuple[int, bool]:
+    def _execute(
+        self, command: list[str], out: Any, err: Any, node_env: dict[str, str]
+    ) -> tuple[int, bool]:
         runner, cluster = self.worker.runner, self.worker.cluster
-        env = local_spark_env()
+        env = {**local_spark_env(), **node_env}  # spark-env's exports, as on the node
         # Commands that call AWS (boto3, the AWS CLI) reach the emulator, as on EMR.
         env.setdefault("AWS_ENDPOINT_URL", runner.endpoint_url)
         env.setdefault("AWS_ACCESS_KEY_ID", FAKE_CREDENTIALS["aws_access_key_id"])
@@ -359,7 +390,8 @@ class StepExecution:
             try:
                 return process.wait(timeout=runner.poll_seconds), False
             except subprocess.TimeoutExpired:
-                if runner.stopping.is_set() or cluster.state in TERMINAL:
+                cancel = getattr(self.step, "emulator_cancel_requested", False)  # CancelSteps
+                if cancel or runner.stopping.is_set() or cluster.state in TERMINAL:
                     _kill_group(process)
                     return process.returncode, True
 

@@ -23,7 +23,9 @@ def create_cluster(
     steps: list[dict[str, Any]] | None = None,
     keep_alive: bool = True,
     bootstrap_path: str | None = None,
+    **request: Any,
 ) -> str:
+    """A cluster as the DAG creates them; `request` adds or replaces RunJobFlow fields."""
     config: dict[str, Any] = {
         "Name": "emulator-test",
         "LogUri": f"s3://{bucket}/logs/",
@@ -48,7 +50,7 @@ def create_cluster(
         config["BootstrapActions"] = [
             {"Name": "deps", "ScriptBootstrapAction": {"Path": bootstrap_path, "Args": []}}
         ]
-    return emr.run_job_flow(**config)["JobFlowId"]
+    return emr.run_job_flow(**{**config, **request})["JobFlowId"]
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
