@@ -64,6 +64,17 @@ def cluster_status(cluster: dict[str, Any]) -> str:
     return line
 
 
+def bootstrap_log_uris(s3: Any, log_uri: str, cluster_id: str) -> list[str]:
+    """The bootstrap actions' logs of a cluster: <LogUri>/<cluster>/node/<instance>/
+    bootstrap-actions/<n>/{stderr,stdout}.gz, stderr first."""
+    bucket, prefix = split_s3_uri(join_uri(log_uri, cluster_id, "node") + "/")
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", []) if "/bootstrap-actions/" in o["Key"]]
+    ordered = sorted(keys, key=lambda key: (not key.endswith("stderr.gz"), key))
+    return [f"s3://{bucket}/{key}" for key in ordered if key.endswith((".gz", ".log"))]
+
+
 def explain_step_failure(
     emr: Any,
     s3: Any,
@@ -83,6 +94,14 @@ def explain_step_failure(
     log_uri = cluster.get("LogUri")
     if not log_uri:
         lines.append("the cluster has no LogUri: no step logs to show")
+        return "\n".join(lines)
+    if (cluster["Status"].get("StateChangeReason") or {}).get("Code") == "BOOTSTRAP_FAILURE":
+        # The step never ran: the bootstrap action's own log says why.
+        uris = bootstrap_log_uris(s3, log_uri, cluster_id)
+        for uri in uris:
+            lines.append(f"last lines of {uri}:\n{read_log_tail(s3, uri)}")
+        if not uris:
+            lines.append(f"no bootstrap action logs under {join_uri(log_uri, cluster_id)} yet")
         return "\n".join(lines)
     uris = {stream: step_log_uri(log_uri, cluster_id, step_id, stream) for stream in STEP_LOGS}
     deadline = time.monotonic() + wait_seconds

@@ -9,10 +9,8 @@ auto-terminates clusters that were not asked to stay alive.
 from __future__ import annotations
 
 import gzip
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -28,8 +26,10 @@ from moto.core.utils import utcnow
 from moto.emr.models import Cluster, Step, emr_backends
 
 from localdev.emr_emulator import moto_patches
+from localdev.emr_emulator.bootstrap_actions import BootstrapRunner
 from localdev.emr_emulator.commands import build_command
 from localdev.emr_emulator.node_config import spark_defaults, spark_env
+from localdev.emr_emulator.process_groups import kill_group
 from localdev.emr_emulator.staging import S3Stager, StagedStep, join_s3, parse_s3_uri
 from localdev.local_spark import local_spark_env
 
@@ -184,20 +184,25 @@ class ClusterWorker:
         self.say(f"{cluster.name!r}: STARTING")
         if self.runner.stopping.wait(self.runner.startup_seconds) or self._ended():
             return False
-        missing = self._missing_bootstrap_action()
-        if missing is not None:
-            number, path = missing
+        self._set_state("BOOTSTRAPPING")
+        self.say("BOOTSTRAPPING")
+        failure = BootstrapRunner(
+            cluster,
+            self.s3,
+            self.runner.work_dir / cluster.id,
+            self.runner.endpoint_url,
+            self.runner.allow_any_command,
+            stopped=lambda: self.runner.stopping.is_set() or cluster.state in TERMINAL,
+        ).run()
+        if self._ended():
+            return False
+        if failure is not None:
             moto_patches.end_cluster(
-                cluster,
-                "TERMINATED_WITH_ERRORS",
-                "BOOTSTRAP_FAILURE",
-                f"Master instance failed attempting to download bootstrap action {number} "
-                f"file from S3: {path} does not exist",
+                cluster, "TERMINATED_WITH_ERRORS", "BOOTSTRAP_FAILURE", failure.message
             )
             self._cancel_pending()
-            self.say(f"TERMINATED_WITH_ERRORS: bootstrap action {number} missing: {path}")
+            self.say(f"TERMINATED_WITH_ERRORS: {failure.message}")
             return False
-        cluster.state = "BOOTSTRAPPING"
         cluster.ready_datetime = utcnow()
         self._set_state("WAITING")
         self.say("WAITING")
@@ -254,19 +259,6 @@ class ClusterWorker:
             self.say(f"{self.cluster.state}")
             return True
         return False
-
-    def _missing_bootstrap_action(self) -> tuple[int, str] | None:
-        for number, action in enumerate(self.cluster.bootstrap_actions, start=1):
-            path = action.script_path or ""
-            location = parse_s3_uri(path)
-            if location is None:
-                continue  # a path on the node itself: nothing to download
-            bucket, key = location
-            try:
-                self.s3.head_object(Bucket=bucket, Key=key)
-            except ClientError:
-                return number, path
-        return None
 
     def _cancel_pending(self, after: Step | None = None) -> None:
         steps = self.cluster.steps
@@ -392,7 +384,7 @@ class StepExecution:
             except subprocess.TimeoutExpired:
                 cancel = getattr(self.step, "emulator_cancel_requested", False)  # CancelSteps
                 if cancel or runner.stopping.is_set() or cluster.state in TERMINAL:
-                    _kill_group(process)
+                    kill_group(process)
                     return process.returncode, True
 
     def _sync_back(self, staged: StagedStep, err: Any) -> None:
@@ -458,16 +450,3 @@ def _claim(key: tuple[str, str, str]) -> bool:
 
 def _say(text: str) -> None:
     print(text, flush=True)  # flushed: the emulator's output is often a pipe (docker logs)
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue

@@ -9,6 +9,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
+from localdev.local_spark import REPO_ROOT
 from tests.emulator.helpers import (
     cluster_status,
     command_step,
@@ -174,3 +175,78 @@ def test_cancel_steps_cancels_pending_and_stops_running_ones(emulator, emr, s3, 
     again = emr.cancel_steps(ClusterId=cluster_id, StepIds=[first])["CancelStepsInfoList"]
     assert again == [{"StepId": first, "Status": "FAILED", "Reason": "Step is CANCELLED"}]
     emr.terminate_job_flows(JobFlowIds=[cluster_id])
+
+
+# --- Bootstrap actions run -----------------------------------------------------------------
+
+BOOTSTRAP = REPO_ROOT / "bootstrap"
+
+
+def _ship_bootstrap(s3, bucket: str, requirements: bytes | None = None) -> tuple[str, list[str]]:
+    script = BOOTSTRAP / "install-python-deps.sh"
+    s3.put_object(Bucket=bucket, Key="b/install-python-deps.sh", Body=script.read_bytes())
+    body = requirements or (BOOTSTRAP / "requirements-emr.txt").read_bytes()
+    s3.put_object(Bucket=bucket, Key="b/requirements.txt", Body=body)
+    s3.put_object(
+        Bucket=bucket, Key="b/constraints.txt", Body=(REPO_ROOT / "constraints.txt").read_bytes()
+    )
+    args = [
+        f"s3://{bucket}/b/requirements.txt",
+        "--constraints",
+        f"s3://{bucket}/b/constraints.txt",
+    ]
+    return f"s3://{bucket}/b/install-python-deps.sh", args
+
+
+def _bootstrap_actions(path: str, args: list[str]) -> list[dict]:
+    return [{"Name": "deps", "ScriptBootstrapAction": {"Path": path, "Args": args}}]
+
+
+def _bootstrap_log(s3, bucket: str, cluster_id: str) -> str:
+    prefix = f"logs/{cluster_id}/node/"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]]
+    (stderr,) = [k for k in keys if k.endswith("bootstrap-actions/1/stderr.gz")]
+    return read_log(s3, f"s3://{bucket}/{stderr}")
+
+
+def test_the_projects_bootstrap_runs_before_the_cluster_accepts_steps(emr, s3, bucket):
+    path, args = _ship_bootstrap(s3, bucket)
+    seen = []
+    cluster_id = create_cluster(emr, bucket, BootstrapActions=_bootstrap_actions(path, args))
+    wait_for(
+        lambda: seen.append(cluster_status(emr, cluster_id)["State"]) or seen[-1] == "WAITING",
+        timeout=60,
+        what="the bootstrap to finish",
+    )
+    assert "BOOTSTRAPPING" in seen and seen.index("BOOTSTRAPPING") < seen.index("WAITING")
+    log = _bootstrap_log(s3, bucket, cluster_id)
+    assert "requirements installed" in log and log.rstrip().endswith("install-python-deps: done")
+    emr.terminate_job_flows(JobFlowIds=[cluster_id])
+
+
+def test_a_failing_bootstrap_fails_the_cluster_with_its_log(emr, s3, bucket):
+    path, args = _ship_bootstrap(s3, bucket, requirements=b"tensorflow-cpu==0.0.1\n")
+    steps = [command_step("never", "spark-submit", f"s3://{bucket}/job.py")]
+    cluster_id = create_cluster(
+        emr, bucket, steps=steps, BootstrapActions=_bootstrap_actions(path, args)
+    )
+    status = wait_for_cluster(emr, cluster_id, {"TERMINATED_WITH_ERRORS"}, timeout=60)
+    assert status["StateChangeReason"]["Code"] == "BOOTSTRAP_FAILURE"
+    assert (
+        "bootstrap action 1 returned a non-zero return code"
+        in (status["StateChangeReason"]["Message"])
+    )
+    assert [s["Status"]["State"] for s in steps_in_order(emr, cluster_id)] == ["CANCELLED"]
+    assert "pip install failed" in _bootstrap_log(s3, bucket, cluster_id)
+
+
+def test_only_the_projects_bootstrap_scripts_run(emr, s3, bucket, tmp_path):
+    marker = tmp_path / "ran"
+    s3.put_object(Bucket=bucket, Key="b/other.sh", Body=f"touch {marker}\n".encode())
+    actions = _bootstrap_actions(f"s3://{bucket}/b/other.sh", [])
+    cluster_id = create_cluster(emr, bucket, BootstrapActions=actions)
+    status = wait_for_cluster(emr, cluster_id, {"TERMINATED_WITH_ERRORS"})
+    assert (
+        "is not one of this project's bootstrap scripts" in status["StateChangeReason"]["Message"]
+    )
+    assert not marker.exists()

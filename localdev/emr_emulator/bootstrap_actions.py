@@ -1,0 +1,160 @@
+"""Running a cluster's bootstrap actions the way EMR does, before the cluster accepts steps.
+
+Each action's script and its s3:// arguments are staged like a step's, then the script runs
+with bash on the cluster's "node", with the overrides our bootstrap script takes: PYTHON is the
+project's interpreter (so pip finds every pin already satisfied; PIP_NO_INDEX keeps pip from
+ever downloading into it), SUDO is empty, and its state and cache folders live under the
+cluster's work folder. Its stdout and stderr go, gzipped, to
+`<LogUri>/<cluster>/node/<instance>/bootstrap-actions/<n>/`, as EMR puts them.
+
+Only this project's own bootstrap scripts run (byte for byte a file of bootstrap/); another
+script runs only with the emulator's test-only `allow_any_command`, as for steps.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localdev.emr_emulator.process_groups import kill_group
+from localdev.emr_emulator.staging import S3Stager, join_s3, parse_s3_uri
+from localdev.local_spark import REPO_ROOT, local_spark_env
+
+PROJECT_BOOTSTRAP_DIR = REPO_ROOT / "bootstrap"
+
+
+@dataclass(frozen=True)
+class BootstrapFailure:
+    number: int
+    message: str
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def project_scripts() -> set[str]:
+    """sha256 of every script this project ships in bootstrap/."""
+    return {_digest(path) for path in PROJECT_BOOTSTRAP_DIR.glob("*.sh")}
+
+
+def master_instance_id(cluster: Any) -> str:
+    instances = getattr(cluster, "ec2_instances", None) or []
+    master = [i for i in instances if getattr(i.instance_group, "role", "") == "MASTER"]
+    chosen = (master or instances or [None])[0]
+    return getattr(chosen, "ec2_instance_id", None) or "i-0emulatormaster"
+
+
+def node_environment(node_root: Path, endpoint_url: str) -> dict[str, str]:
+    """What a bootstrap script sees on the emulated node."""
+    env = local_spark_env()
+    env.update(
+        {
+            "PYTHON": sys.executable,
+            "SUDO": "",
+            "STATE_DIR": str(node_root / "var/lib/fruit-features"),
+            "KERAS_HOME": str(node_root / "var/cache/keras"),
+            "PIP_NO_INDEX": "1",
+            "AWS_ENDPOINT_URL": endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+    )
+    return env
+
+
+class BootstrapRunner:
+    """Runs the bootstrap actions of one cluster; `run()` returns the first failure or None."""
+
+    def __init__(
+        self,
+        cluster: Any,
+        s3: Any,
+        cluster_dir: Path,
+        endpoint_url: str,
+        allow_any_script: bool,
+        stopped: Any,
+    ) -> None:
+        self.cluster = cluster
+        self.s3 = s3
+        self.stager = S3Stager(s3)
+        self.cluster_dir = cluster_dir
+        self.endpoint_url = endpoint_url
+        self.allow_any_script = allow_any_script
+        self.stopped = stopped  # () -> bool: the cluster ended or the emulator stops
+
+    def run(self) -> BootstrapFailure | None:
+        for number, action in enumerate(self.cluster.bootstrap_actions, start=1):
+            failure = self._run_action(number, action.script_path or "", list(action.args or []))
+            if failure is not None:
+                return failure
+        return None
+
+    def _run_action(self, number: int, path: str, args: list[str]) -> BootstrapFailure | None:
+        folder = self.cluster_dir / "bootstrap-actions" / str(number)
+        staged = self.stager.stage([path, *args], folder / "s3")
+        script = Path(staged.local_args[0])
+        if not script.is_file():
+            return BootstrapFailure(
+                number,
+                f"Master instance failed attempting to download bootstrap action {number} "
+                f"file from S3: {path} does not exist",
+            )
+        if not self.allow_any_script and _digest(script) not in project_scripts():
+            return BootstrapFailure(
+                number,
+                f"bootstrap action {number} ({path}) is not one of this project's bootstrap "
+                f"scripts: the emulator runs only those (any script only with "
+                f"allow_any_command, for tests)",
+            )
+        stdout, stderr = folder / "stdout", folder / "stderr"
+        with stdout.open("wb") as out, stderr.open("wb") as err:
+            process = subprocess.Popen(
+                ["bash", str(script), *staged.local_args[1:]],
+                cwd=folder,
+                env=node_environment(self.cluster_dir / "node", self.endpoint_url),
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            returncode = _wait(process, self.stopped)
+        self._upload_logs(number, stdout, stderr)
+        if returncode == 0:
+            return None
+        return BootstrapFailure(
+            number,
+            f"On the master instance ({master_instance_id(self.cluster)}), bootstrap action "
+            f"{number} returned a non-zero return code",
+        )
+
+    def log_uri(self, number: int) -> str | None:
+        log_uri = (self.cluster.log_uri or "").strip()
+        if not log_uri:
+            return None
+        instance = master_instance_id(self.cluster)
+        return join_s3(log_uri, self.cluster.id, "node", instance, "bootstrap-actions", str(number))
+
+    def _upload_logs(self, number: int, stdout: Path, stderr: Path) -> None:
+        location = parse_s3_uri(self.log_uri(number) or "")
+        if location is None:
+            return
+        bucket, key = location
+        for name, path in (("stdout.gz", stdout), ("stderr.gz", stderr)):
+            body = gzip.compress(path.read_bytes())
+            self.s3.put_object(Bucket=bucket, Key=join_s3(key, name), Body=body)
+
+
+def _wait(process: subprocess.Popen, stopped: Any, poll: float = 0.2) -> int:
+    while True:
+        try:
+            return process.wait(timeout=poll)
+        except subprocess.TimeoutExpired:
+            if stopped():
+                kill_group(process)
+                return process.returncode if process.returncode is not None else -9
