@@ -213,3 +213,34 @@ def test_a_killed_run_cleared_and_rerun_has_one_cluster_at_a_time(dag, world, mo
     assert stale not in keys
     report = read_json(s3, out + "report.json")
     assert report["status"] == "passed" and report["images"] == report["features"] == 4
+
+
+def test_a_failing_bootstrap_fails_the_run_with_its_log(dag, world, monkeypatch, tmp_path, capfd):
+    """The project's bootstrap script, shipped with a pin the nodes cannot install: the cluster
+    ends with BOOTSTRAP_FAILURE, and the run is red with the bootstrap log's tail."""
+    import dataclasses
+    import shutil
+
+    import fruit_features_emr
+
+    bootstrap = tmp_path / "bootstrap"
+    shutil.copytree(fruit_features_emr.SETTINGS.bootstrap_dir, bootstrap)
+    (bootstrap / "requirements-emr.txt").write_text("tensorflow-cpu==0.0.1\n")
+    settings = dataclasses.replace(fruit_features_emr.SETTINGS, bootstrap_dir=str(bootstrap))
+    monkeypatch.setattr(fruit_features_emr, "SETTINGS", settings)
+
+    dag_run = dag.test(run_conf=conf())
+
+    ran = states(dag_run)
+    assert str(dag_run.state) == "failed", ran
+    assert ran["featurize.wait_for_step"] == "failed"
+    assert ran["terminate_cluster"] == "success"
+    (cluster,) = all_clusters(world.endpoint_url)
+    reason = cluster["Status"]["StateChangeReason"]
+    assert (cluster["Status"]["State"], reason["Code"]) == (
+        "TERMINATED_WITH_ERRORS",
+        "BOOTSTRAP_FAILURE",
+    )
+    log = "".join(capfd.readouterr())
+    assert "bootstrap-actions/1/stderr.gz" in log
+    assert "ERROR: pip install failed" in log  # the bootstrap log's own line, in the task log
