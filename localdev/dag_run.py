@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,10 +140,16 @@ def run_dag(run_conf: dict[str, Any], dag: Any = None) -> DagRunResult:
     return DagRunResult(str(dag_run.state), dag_run.run_id, states, seconds, summary)
 
 
-def cluster_states(endpoint_url: str) -> dict[str, str]:
-    """Every cluster the emulator knows, by id: its state."""
-    clusters = emr_client(endpoint_url).list_clusters()["Clusters"]
-    return {c["Id"]: c["Status"]["State"] for c in clusters}
+def cluster_states(endpoint_url: str, settle_seconds: float = 20) -> dict[str, str]:
+    """Every cluster the emulator knows, by id: its state, once none is still TERMINATING
+    (waiting up to `settle_seconds`: a terminated cluster passes through it, as on EMR)."""
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        clusters = emr_client(endpoint_url).list_clusters()["Clusters"]
+        states = {c["Id"]: c["Status"]["State"] for c in clusters}
+        if "TERMINATING" not in states.values() or time.monotonic() > deadline:
+            return states
+        time.sleep(0.2)
 
 
 def run_output_uri(output_root: str, run_id: str) -> str:

@@ -61,7 +61,7 @@ def build_command(
             )
         if not args:
             raise UnsupportedStepError("script-runner.jar needs the script as first argument")
-        return ["bash", *args]
+        return ["bash", *(staged.local_args if staged is not None else args)]
     if name != "command-runner.jar":
         raise UnsupportedStepError(
             f"the emulator runs command-runner.jar spark-submit steps only, not {jar}"

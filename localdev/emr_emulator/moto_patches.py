@@ -9,7 +9,8 @@ FailureDetails or a state change reason's Code. The patches, installed once per 
 - `Cluster.add_steps`: every new step is PENDING and the cluster state is left alone; adding steps
   to a terminated cluster fails as on EMR.
 - `Step.start`: a no-op, so a PENDING step shows no StartDateTime; the runner sets it.
-- `Cluster.terminate`: records Code USER_REQUEST when nobody gave another reason.
+- `Cluster.terminate`: records Code USER_REQUEST when nobody gave another reason, and leaves the
+  cluster TERMINATING: the runner stops its running step, then ends it TERMINATED.
 - `Step.status` / `Cluster.status`: add `FailureDetails` and `StateChangeReason.Code` from
   attributes the runner sets (both are in the botocore shapes, so moto's serializer emits them).
 - RunJobFlow and ModifyCluster refuse what EMR refuses (job_flow_checks), and RunJobFlow keeps
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 from moto.core.responses import ActionResult
@@ -66,9 +68,20 @@ def set_cluster_reason(cluster: Cluster, code: str, message: str) -> None:
     cluster.last_state_change_reason = message
 
 
+# How long an ending cluster shows TERMINATING (EMR: minutes), so that pollers see it.
+TERMINATING_SECONDS = 0.3
+
+
 def end_cluster(cluster: Cluster, state: str, code: str, message: str) -> None:
-    """Move `cluster` to a terminal state with a reason, as EMR reports it."""
+    """Move `cluster` through TERMINATING to a terminal state with a reason, as EMR does."""
     set_cluster_reason(cluster, code, message)
+    cluster.state = "TERMINATING"
+    time.sleep(TERMINATING_SECONDS)
+    finish_termination(cluster, state)
+
+
+def finish_termination(cluster: Cluster, state: str = "TERMINATED") -> None:
+    """TERMINATING -> `state`, with the end time (the runner calls it once steps stopped)."""
     cluster.end_datetime = utcnow()
     cluster.state = state
 
@@ -101,12 +114,13 @@ def _install() -> None:
         return added
 
     def terminate(self: Cluster) -> None:
-        if is_active():
-            if self.state in TERMINAL_CLUSTER_STATES:
-                return  # EMR ignores terminating a cluster twice; keep the first reason
-            if getattr(self, "emulator_reason_code", None) is None:
-                set_cluster_reason(self, "USER_REQUEST", "Terminated by user request")
-        original_terminate(self)
+        if not is_active():
+            return original_terminate(self)
+        if self.state in TERMINAL_CLUSTER_STATES:
+            return  # EMR ignores terminating a cluster twice; keep the first reason
+        if getattr(self, "emulator_reason_code", None) is None:
+            set_cluster_reason(self, "USER_REQUEST", "Terminated by user request")
+        self.state = "TERMINATING"  # the runner stops its step, then finishes the termination
 
     def step_start(self: Step) -> None:
         if not is_active():

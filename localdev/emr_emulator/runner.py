@@ -256,6 +256,8 @@ class ClusterWorker:
     def _ended(self) -> bool:
         if self.cluster.state in TERMINAL:
             self._cancel_pending()
+            if self.cluster.state == "TERMINATING":  # asked to terminate: nothing runs now
+                moto_patches.finish_termination(self.cluster)
             self.say(f"{self.cluster.state}")
             return True
         return False

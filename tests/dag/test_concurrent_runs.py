@@ -23,6 +23,7 @@ import pytest
 
 from localdev.dag_run import (
     aws_connection,
+    cluster_states,
     emr_client,
     run_output_uri,
     s3_client,
@@ -129,6 +130,7 @@ def test_two_runs_at_once_have_their_own_clusters_and_outputs(single_core_emulat
     assert run_ids["a"] != run_ids["b"]
 
     # Two clusters, one per run, each tagged with its run's id; both overlapped and both ended.
+    cluster_states(endpoint)  # once neither is still TERMINATING
     clusters = [
         emr.describe_cluster(ClusterId=c["Id"])["Cluster"] for c in emr.list_clusters()["Clusters"]
     ]

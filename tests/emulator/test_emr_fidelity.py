@@ -250,3 +250,13 @@ def test_only_the_projects_bootstrap_scripts_run(emr, s3, bucket, tmp_path):
         "is not one of this project's bootstrap scripts" in status["StateChangeReason"]["Message"]
     )
     assert not marker.exists()
+
+
+def test_a_terminated_cluster_is_terminating_before_it_is_terminated(emr, bucket):
+    cluster_id = create_cluster(emr, bucket)
+    wait_for_cluster(emr, cluster_id, {"WAITING"})
+    emr.terminate_job_flows(JobFlowIds=[cluster_id])
+    assert cluster_status(emr, cluster_id)["State"] == "TERMINATING"
+    status = wait_for_cluster(emr, cluster_id, {"TERMINATED"})
+    assert status["StateChangeReason"]["Code"] == "USER_REQUEST"
+    assert "EndDateTime" in status["Timeline"]

@@ -54,7 +54,7 @@ def test_retried_create_and_step_lookup_leave_one_cluster_and_one_run_of_each_st
     assert world.api_calls.injected == ["RunJobFlow", "ListSteps"]
     tries = {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
     assert tries["create_cluster"] == 2 and tries["featurize.wait_for_step"] == 2, tries
-    (cluster,) = all_clusters(endpoint)  # one cluster for two tries of create_cluster
+    (cluster,) = wait_until_ended(endpoint)  # one cluster for two tries of create_cluster
     assert cluster["Status"]["State"] == "TERMINATED"
     emr = client(endpoint, "emr")
     steps = emr.list_steps(ClusterId=cluster["Id"])["Steps"]

@@ -25,7 +25,15 @@ import pytest
 from emr_pipeline.preflight import RUN_MARKER
 from localdev.dag_run import run_output_uri
 from tests.dag.dag_shapes import keys_under, put, read_json, states
-from tests.dag.on_emulator.world import DAG_ID, INPUT, OUTPUT, all_clusters, client, conf
+from tests.dag.on_emulator.world import (
+    DAG_ID,
+    INPUT,
+    OUTPUT,
+    all_clusters,
+    client,
+    conf,
+    wait_until_ended,
+)
 from tests.fault_keys import DAG_ACCESS_KEY
 from tests.image_cases import jpeg_bytes, picture
 
@@ -341,7 +349,7 @@ def test_a_guarded_run_reads_what_preflight_counted_and_touches_only_its_own_pre
     strays = [k for k in added if not f"s3://{bucket}/{k}".startswith((*run_prefixes, logs))]
     assert strays == []
     # The nodes read the run's own copy of the weights, next to its job code.
-    (cluster,) = all_clusters(endpoint)
+    (cluster,) = wait_until_ended(endpoint)
     emr = client(endpoint, "emr")
     steps = {s["Name"]: s for s in emr.list_steps(ClusterId=cluster["Id"])["Steps"]}
     featurize_args = steps["featurize"]["Config"]["Args"]
