@@ -244,3 +244,24 @@ def test_a_failing_bootstrap_fails_the_run_with_its_log(dag, world, monkeypatch,
     log = "".join(capfd.readouterr())
     assert "bootstrap-actions/1/stderr.gz" in log
     assert "ERROR: pip install failed" in log  # the bootstrap log's own line, in the task log
+
+
+def test_late_logs_and_terse_failure_details_still_explain_the_failure(
+    dag, world, monkeypatch, capfd
+):
+    """EMR as it often is: the failed step's FailureDetails say only "Unknown Error." and its
+    logs reach S3 seconds after the step failed. The sensor waits for them, and the task log
+    still shows the step's own error line."""
+    message = "featurize: error: injected failure seen only in the step's log"
+    world.runner.step_faults["featurize"] = message
+    monkeypatch.setattr(world.runner, "log_delay_seconds", 4.0)
+    monkeypatch.setattr(world.runner, "terse_failure_details", True)
+
+    dag_run = dag.test(run_conf=conf())
+
+    ran = states(dag_run)
+    assert str(dag_run.state) == "failed", ran
+    assert ran["featurize.wait_for_step"] == "failed"
+    log = "".join(capfd.readouterr())
+    assert "reason: Unknown Error." in log
+    assert message in log  # from stderr.gz, fetched once it arrived
