@@ -125,6 +125,8 @@ RUN = f"{FEATURES}/runs/manual__2026-01-01T00-00-00-0123456789abcdef"
             {"aws:RequestTag/dag_id": ["fruit_features_emr"]},
             False,
         ),
+        ("elasticmapreduce:CancelSteps", CLUSTER, OURS, True),
+        ("elasticmapreduce:CancelSteps", CLUSTER, {}, False),
         ("elasticmapreduce:AddTags", CLUSTER, OURS, False),
         ("elasticmapreduce:AddJobFlowSteps", CLUSTER, OURS, False),
         (

@@ -84,6 +84,21 @@ class ExplainedEmrStepSensor(EmrStepSensor):
             f"needs longer."
         )
 
+    def on_kill(self) -> None:
+        """The wait was killed or marked failed: cancel its step, which the provider leaves
+        running (apache/airflow#27979); the teardown still ends the cluster."""
+        if not (self.job_flow_id and self.step_id):
+            return
+        try:
+            answer = self.hook.conn.cancel_steps(
+                ClusterId=self.job_flow_id,
+                StepIds=[self.step_id],
+                StepCancellationOption="SEND_INTERRUPT",
+            )
+            self.log.warning("Cancelled EMR step %s: %s", self.step_id, answer)
+        except Exception as exc:  # killing must not fail on a cluster that already ended
+            self.log.warning("Could not cancel EMR step %s: %s", self.step_id, exc)
+
     def poke(self, context: Any) -> bool:
         response = self.get_emr_response(context=context)
         state = self.state_from_response(response)

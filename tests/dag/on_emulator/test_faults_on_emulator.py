@@ -13,6 +13,7 @@ Buckets and prefixes are the DAG's defaults, the ones the policies in iam/ name.
 from __future__ import annotations
 
 import json
+import time
 
 import pendulum
 import pytest
@@ -265,3 +266,33 @@ def test_late_logs_and_terse_failure_details_still_explain_the_failure(
     log = "".join(capfd.readouterr())
     assert "reason: Unknown Error." in log
     assert message in log  # from stderr.gz, fetched once it arrived
+
+
+def test_a_killed_wait_cancels_its_step(dag, world, monkeypatch):
+    """Airflow calls on_kill when a running wait is killed or marked failed by hand: the step
+    it waited on is cancelled on EMR (the provider would leave it running), through the
+    Airflow connection and within its policy."""
+    endpoint = world.endpoint_url
+    emr = client(endpoint, "emr")
+    monkeypatch.setattr(world.runner, "allow_any_command", True)  # a plain `sleep` step
+    cluster_id = start_tagged_cluster(emr, "manual__killed", DAG_ID)
+    (step_id,) = emr.add_job_flow_steps(
+        JobFlowId=cluster_id,
+        Steps=[{"Name": "featurize", "ActionOnFailure": "CONTINUE",
+                "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["sleep", "300"]}}],
+    )["StepIds"]  # fmt: skip
+    wait = dag.get_task("featurize.wait_for_step")
+    wait.job_flow_id, wait.step_id = cluster_id, step_id
+    state = lambda: emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]["Status"]  # noqa: E731
+    deadline = time.monotonic() + 30
+    while state()["State"] != "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    wait.on_kill()
+
+    while state()["State"] == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert state()["State"] == "CANCELLED"
+    cancels = [c for c in world.api_calls.by_key(DAG_ACCESS_KEY) if c.operation == "CancelSteps"]
+    assert len(cancels) == 1
+    emr.terminate_job_flows(JobFlowIds=[cluster_id])
