@@ -211,3 +211,20 @@ def test_step_reads_and_writes_s3_through_staging(emr, s3, bucket):
     }  # fmt: skip
     assert s3.get_object(Bucket=bucket, Key="out/change.txt")["Body"].read() == b"after\n"
     assert s3.get_object(Bucket=bucket, Key="out/copied/sub/b.txt")["Body"].read() == b"b"
+
+
+def test_each_object_is_downloaded_once_per_step(s3, bucket, tmp_path, monkeypatch):
+    from localdev.emr_emulator.staging import S3Stager
+
+    s3.put_object(Bucket=bucket, Key="in/a.txt", Body=b"a")
+    s3.put_object(Bucket=bucket, Key="in/sub/b.txt", Body=b"b")
+    downloads = []
+    download = s3.download_file
+    monkeypatch.setattr(
+        s3, "download_file", lambda b, k, f: downloads.append(k) or download(b, k, f)
+    )
+    args = [f"s3://{bucket}/in/sub/b.txt", f"s3://{bucket}/in/", f"--x=s3://{bucket}/in/a.txt"]
+    staged = S3Stager(s3).stage(args, tmp_path)
+    assert sorted(downloads) == ["in/a.txt", "in/sub/b.txt"]
+    assert staged.args == args  # the step's own arguments keep their s3:// URIs
+    assert staged.local_args[2] == f"--x={tmp_path}/{bucket}/in/a.txt"
