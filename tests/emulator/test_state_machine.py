@@ -219,10 +219,13 @@ def test_each_object_is_downloaded_once_per_step(s3, bucket, tmp_path, monkeypat
     s3.put_object(Bucket=bucket, Key="in/a.txt", Body=b"a")
     s3.put_object(Bucket=bucket, Key="in/sub/b.txt", Body=b"b")
     downloads = []
-    download = s3.download_file
-    monkeypatch.setattr(
-        s3, "download_file", lambda b, k, f: downloads.append(k) or download(b, k, f)
-    )
+    get_object = s3.get_object
+
+    def counted(**kwargs):
+        downloads.append(kwargs["Key"])
+        return get_object(**kwargs)
+
+    monkeypatch.setattr(s3, "get_object", counted)
     args = [f"s3://{bucket}/in/sub/b.txt", f"s3://{bucket}/in/", f"--x=s3://{bucket}/in/a.txt"]
     staged = S3Stager(s3).stage(args, tmp_path)
     assert sorted(downloads) == ["in/a.txt", "in/sub/b.txt"]
