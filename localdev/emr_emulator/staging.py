@@ -128,9 +128,8 @@ class StagedStep:
                 continue
             if key:
                 tops.add(key.split("/", 1)[0])
-            else:
-                local = self.stage_dir / bucket
-                tops.update(entry.name for entry in local.iterdir() if local.is_dir())
+            elif (self.stage_dir / bucket).is_dir():
+                tops.update(entry.name for entry in (self.stage_dir / bucket).iterdir())
         for top in tops:  # a link's target must exist, even for an output not yet written
             target = self.stage_dir / bucket / top
             if not target.exists():

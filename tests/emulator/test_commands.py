@@ -135,3 +135,20 @@ def test_staged_spark_submit_keeps_s3_uris_for_the_job_and_mounts_them(tmp_path)
     links = sorted(k for k in confs if ".link./" in k)
     assert [k.split("mounttable.")[1] for k in links] == ["art.link./run", "in.link./fruits",
                                                           "out.link./runs"]  # fmt: skip
+
+
+def test_a_bucket_root_uri_mounts_each_top_level_entry(tmp_path):
+    from localdev.emr_emulator.staging import StagedStep
+
+    staged = StagedStep(args=[], stage_dir=tmp_path)
+    staged.roots[staged.local_path("root", "")] = ("root", "")
+    assert [k for k in staged.hadoop_confs() if ".link./" in k] == []  # nothing staged yet
+    (tmp_path / "root" / "Apple").mkdir(parents=True)
+    (tmp_path / "root" / "top.jpg").write_bytes(b"x")
+    links = {
+        k.split("mounttable.")[1]: v for k, v in staged.hadoop_confs().items() if ".link./" in k
+    }
+    assert links == {
+        "root.link./Apple": (tmp_path / "root" / "Apple").as_uri(),
+        "root.link./top.jpg": (tmp_path / "root" / "top.jpg").as_uri(),
+    }
