@@ -108,7 +108,9 @@ def test_two_runs_at_once_have_their_own_clusters_and_outputs(single_core_emulat
     most_active = 0  # the most clusters seen active (not ended) at one moment
     try:
         for name, (prefix, _) in INPUTS.items():
-            conf = run_conf({"input_uri": prefix, "output_uri": OUTPUT})
+            # One core per cluster here: the cluster's spark.task.cpus (task_cpus) must fit in
+            # it, as on a node, or Spark cannot schedule a task.
+            conf = run_conf({"input_uri": prefix, "output_uri": OUTPUT}, task_cpus=1)
             processes[name] = start_run(conf, tmp_path / f"airflow-{name}", endpoint, logs[name])
         deadline = time.monotonic() + RUN_TIMEOUT
         while any(p.poll() is None for p in processes.values()):
