@@ -14,8 +14,7 @@ FailureDetails or a state change reason's Code. The patches, installed once per 
 - `Step.status` / `Cluster.status`: add `FailureDetails` and `StateChangeReason.Code` from
   attributes the runner sets (both are in the botocore shapes, so moto's serializer emits them).
 - RunJobFlow and ModifyCluster refuse what EMR refuses (job_flow_checks), and RunJobFlow keeps
-  the AutoTerminationPolicy's idle timeout and the Configurations as sent on the cluster, for
-  the runner.
+  the AutoTerminationPolicy's idle timeout on the cluster for the runner to enforce.
 - CancelSteps (moto has none): a PENDING step is CANCELLED at once, a RUNNING one is marked
   for the runner, which stops its process.
 
@@ -155,9 +154,6 @@ def _install() -> None:
         cluster = self.backend.clusters[result.result["JobFlowId"]]
         policy = request.get("AutoTerminationPolicy") or {}
         cluster.emulator_idle_timeout = policy.get("IdleTimeout")
-        # As sent: moto keeps Configurations in dicts that snake_case their keys when read
-        # whole (spark.executor.memoryOverheadFactor would become ..._overhead_factor).
-        cluster.emulator_configurations = request.get("Configurations") or []
         return result
 
     def modify_cluster(self: ElasticMapReduceResponse) -> ActionResult:

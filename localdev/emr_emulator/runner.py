@@ -330,7 +330,7 @@ class StepExecution:
                 # from exactly what S3 holds.
                 stage_dir = self.folder.parent / "s3"
                 shutil.rmtree(stage_dir, ignore_errors=True)
-                configurations = cluster_configurations(worker.cluster)
+                configurations = getattr(worker.cluster, "configurations", None) or []
                 node_root = self.folder.parent / "node"
                 defaults = spark_defaults(configurations, node_root)
                 env = spark_env(configurations, node_root)
@@ -433,15 +433,11 @@ class StepExecution:
         return failure_details(stdout, stderr, returncode or 1, self.log_dir)
 
 
-def cluster_configurations(cluster: Cluster) -> list[dict[str, Any]]:
-    """The cluster's Configurations exactly as RunJobFlow received them (moto_patches)."""
-    return getattr(cluster, "emulator_configurations", None) or []
-
-
 def emrfs_encryption(cluster: Cluster) -> dict[str, str]:
     """upload_file ExtraArgs from the cluster's emrfs-site classification, as EMRFS applies
     them: fs.s3.enableServerSideEncryption (+ fs.s3.serverSideEncryption.kms.keyId)."""
-    properties = classification_properties(cluster_configurations(cluster), "emrfs-site")
+    configurations = getattr(cluster, "configurations", None) or []
+    properties = classification_properties(configurations, "emrfs-site")
     if str(properties.get("fs.s3.enableServerSideEncryption", "")).lower() != "true":
         return {}
     key_id = properties.get("fs.s3.serverSideEncryption.kms.keyId")
