@@ -13,7 +13,6 @@ script runs only with the emulator's test-only `allow_any_command`, as for steps
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import subprocess
 import sys
@@ -21,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localdev.emr_emulator.process_groups import kill_group
-from localdev.emr_emulator.staging import S3Stager, join_s3, parse_s3_uri
-from localdev.local_spark import REPO_ROOT, local_spark_env
+from localdev.emr_emulator.node_config import node_process_env
+from localdev.emr_emulator.process_groups import wait_or_kill
+from localdev.emr_emulator.staging import S3Stager, join_s3, put_gzipped_logs
+from localdev.local_spark import REPO_ROOT
 
 PROJECT_BOOTSTRAP_DIR = REPO_ROOT / "bootstrap"
 
@@ -51,21 +51,15 @@ def master_instance_id(cluster: Any) -> str:
 
 
 def node_environment(node_root: Path, endpoint_url: str) -> dict[str, str]:
-    """What a bootstrap script sees on the emulated node."""
-    env = local_spark_env()
-    env.update(
-        {
-            "PYTHON": sys.executable,
-            "SUDO": "",
-            "STATE_DIR": str(node_root / "var/lib/fruit-features"),
-            "KERAS_HOME": str(node_root / "var/cache/keras"),
-            "PIP_NO_INDEX": "1",
-            "AWS_ENDPOINT_URL": endpoint_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        }
-    )
-    return env
+    """What a bootstrap script sees on the emulated node: the overrides it takes."""
+    overrides = {
+        "PYTHON": sys.executable,
+        "SUDO": "",
+        "STATE_DIR": str(node_root / "var/lib/fruit-features"),
+        "KERAS_HOME": str(node_root / "var/cache/keras"),
+        "PIP_NO_INDEX": "1",
+    }
+    return node_process_env(endpoint_url, overrides)
 
 
 class BootstrapRunner:
@@ -123,9 +117,9 @@ class BootstrapRunner:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-            returncode = _wait(process, self.stopped)
+            returncode, killed = wait_or_kill(process, self.stopped, poll_seconds=0.2)
         self._upload_logs(number, stdout, stderr)
-        if returncode == 0:
+        if returncode == 0 and not killed:
             return None
         return BootstrapFailure(
             number,
@@ -141,20 +135,5 @@ class BootstrapRunner:
         return join_s3(log_uri, self.cluster.id, "node", instance, "bootstrap-actions", str(number))
 
     def _upload_logs(self, number: int, stdout: Path, stderr: Path) -> None:
-        location = parse_s3_uri(self.log_uri(number) or "")
-        if location is None:
-            return
-        bucket, key = location
-        for name, path in (("stdout.gz", stdout), ("stderr.gz", stderr)):
-            body = gzip.compress(path.read_bytes())
-            self.s3.put_object(Bucket=bucket, Key=join_s3(key, name), Body=body)
-
-
-def _wait(process: subprocess.Popen, stopped: Any, poll: float = 0.2) -> int:
-    while True:
-        try:
-            return process.wait(timeout=poll)
-        except subprocess.TimeoutExpired:
-            if stopped():
-                kill_group(process)
-                return process.returncode if process.returncode is not None else -9
+        logs = {"stdout.gz": stdout, "stderr.gz": stderr}
+        put_gzipped_logs(self.s3, self.log_uri(number) or "", logs)

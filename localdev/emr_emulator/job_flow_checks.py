@@ -79,14 +79,13 @@ def classification_refusals(configurations: Iterable[Mapping[str, Any]]) -> list
 
 
 def _encrypts_with_emrfs(configurations: Iterable[Mapping[str, Any]]) -> bool:
-    for config in configurations:
-        if config.get("Classification") == "emrfs-site":
-            properties = config.get("Properties") or {}
-            if any(key.startswith("fs.s3.enableServerSideEncryption") for key in properties):
-                return True
-            if any(key.startswith("fs.s3.serverSideEncryption") for key in properties):
-                return True
-    return False
+    prefixes = ("fs.s3.enableServerSideEncryption", "fs.s3.serverSideEncryption")
+    return any(
+        key.startswith(prefixes)
+        for config in configurations
+        if config.get("Classification") == "emrfs-site"
+        for key in config.get("Properties") or {}
+    )
 
 
 def refusals(request: Mapping[str, Any], region: str) -> list[str]:

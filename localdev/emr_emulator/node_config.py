@@ -19,6 +19,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from localdev.local_spark import local_spark_env
+
+# What the nodes' instance role is to the emulator: any key (moto accepts them).
+FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
 # Node interpreters EMR 7 has (Amazon Linux 2023), and what runs in their place here.
 NODE_INTERPRETERS = {
     "/usr/bin/python3.11": sys.executable,
@@ -42,7 +47,20 @@ class NodeConfigError(ValueError):
     """A configuration the step's node could not honour (e.g. a missing interpreter)."""
 
 
-def _properties(configurations: Iterable[Mapping[str, Any]], classification: str) -> dict:
+def node_process_env(endpoint_url: str, overrides: Mapping[str, str] | None = None) -> dict:
+    """The environment a step or bootstrap action starts with on the emulated node: local
+    Spark's, then `overrides`; commands that call AWS (boto3, the AWS CLI) reach the emulator,
+    as on EMR they reach AWS, unless the environment already says otherwise."""
+    env = {**local_spark_env(), **(overrides or {})}
+    env.setdefault("AWS_ENDPOINT_URL", endpoint_url)
+    env.setdefault("AWS_ACCESS_KEY_ID", FAKE_CREDENTIALS["aws_access_key_id"])
+    env.setdefault("AWS_SECRET_ACCESS_KEY", FAKE_CREDENTIALS["aws_secret_access_key"])
+    return env
+
+
+def classification_properties(
+    configurations: Iterable[Mapping[str, Any]], classification: str
+) -> dict:
     found: dict[str, str] = {}
     for config in configurations:
         if config.get("Classification") == classification:
@@ -78,7 +96,7 @@ def map_node_value(name: str, value: str, node_root: Path) -> str:
 
 def spark_defaults(configurations: Iterable[Mapping[str, Any]], node_root: Path) -> dict:
     """{spark conf: value} from spark-defaults, mapped to this machine."""
-    properties = _properties(configurations, "spark-defaults")
+    properties = classification_properties(configurations, "spark-defaults")
     return {key: map_node_value(key, str(v), node_root) for key, v in properties.items()}
 
 

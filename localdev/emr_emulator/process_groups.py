@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 
 
 def kill_group(process: subprocess.Popen) -> None:
@@ -19,3 +20,16 @@ def kill_group(process: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def wait_or_kill(
+    process: subprocess.Popen, should_stop: Callable[[], bool], poll_seconds: float
+) -> tuple[int, bool]:
+    """Wait for `process`; kill its group as soon as `should_stop()`. (returncode, killed)."""
+    while True:
+        try:
+            return process.wait(timeout=poll_seconds), False
+        except subprocess.TimeoutExpired:
+            if should_stop():
+                kill_group(process)
+                return process.returncode, True

@@ -8,7 +8,6 @@ auto-terminates clusters that were not asked to stay alive.
 
 from __future__ import annotations
 
-import gzip
 import re
 import shutil
 import subprocess
@@ -21,20 +20,28 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
 from moto.core.utils import utcnow
 from moto.emr.models import Cluster, Step, emr_backends
 
 from localdev.emr_emulator import moto_patches
 from localdev.emr_emulator.bootstrap_actions import BootstrapRunner
 from localdev.emr_emulator.commands import build_command
-from localdev.emr_emulator.node_config import spark_defaults, spark_env
-from localdev.emr_emulator.process_groups import kill_group
-from localdev.emr_emulator.staging import S3Stager, StagedStep, join_s3, parse_s3_uri
-from localdev.local_spark import local_spark_env
+from localdev.emr_emulator.node_config import (
+    FAKE_CREDENTIALS,
+    classification_properties,
+    node_process_env,
+    spark_defaults,
+    spark_env,
+)
+from localdev.emr_emulator.process_groups import wait_or_kill
+from localdev.emr_emulator.staging import (
+    S3Stager,
+    StagedStep,
+    join_s3,
+    put_gzipped_logs,
+)
 
 TERMINAL = moto_patches.TERMINAL_CLUSTER_STATES
-FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 # moto's backends are global to the process: when two emulators run in one process (two test
 # suites), each cluster must still be driven by exactly one of them.
@@ -378,11 +385,7 @@ class StepExecution:
         self, command: list[str], out: Any, err: Any, node_env: dict[str, str]
     ) -> tuple[int, bool]:
         runner, cluster = self.worker.runner, self.worker.cluster
-        env = {**local_spark_env(), **node_env}  # spark-env's exports, as on the node
-        # Commands that call AWS (boto3, the AWS CLI) reach the emulator, as on EMR.
-        env.setdefault("AWS_ENDPOINT_URL", runner.endpoint_url)
-        env.setdefault("AWS_ACCESS_KEY_ID", FAKE_CREDENTIALS["aws_access_key_id"])
-        env.setdefault("AWS_SECRET_ACCESS_KEY", FAKE_CREDENTIALS["aws_secret_access_key"])
+        env = node_process_env(runner.endpoint_url, node_env)  # spark-env's exports
         env["PYTHONUNBUFFERED"] = "1"
         process = subprocess.Popen(
             command,
@@ -393,14 +396,15 @@ class StepExecution:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, so a cancel kills Spark's JVM too
         )
-        while True:
-            try:
-                return process.wait(timeout=runner.poll_seconds), False
-            except subprocess.TimeoutExpired:
-                cancel = getattr(self.step, "emulator_cancel_requested", False)  # CancelSteps
-                if cancel or runner.stopping.is_set() or cluster.state in TERMINAL:
-                    kill_group(process)
-                    return process.returncode, True
+        return wait_or_kill(
+            process,
+            lambda: (
+                getattr(self.step, "emulator_cancel_requested", False)  # CancelSteps
+                or runner.stopping.is_set()
+                or cluster.state in TERMINAL
+            ),
+            runner.poll_seconds,
+        )
 
     def _sync_back(self, staged: StagedStep, err: Any) -> None:
         report = self.worker.stager.sync_back(staged)
@@ -411,16 +415,11 @@ class StepExecution:
             )
 
     def _upload_logs(self) -> None:
-        location = parse_s3_uri(self.log_dir)
-        if location is None:
-            return
-        bucket, key = location
-        for name, path in (("stdout.gz", self.stdout_path), ("stderr.gz", self.stderr_path)):
-            body = gzip.compress(path.read_bytes())
-            try:
-                self.worker.s3.put_object(Bucket=bucket, Key=join_s3(key, name), Body=body)
-            except ClientError as exc:  # e.g. the log bucket does not exist: EMR loses them too
-                self.worker.say(f"{self.step.id}: could not write {name} to {self.log_dir}: {exc}")
+        def lost(name: str, exc: Exception) -> None:  # e.g. no log bucket: EMR loses them too
+            self.worker.say(f"{self.step.id}: could not write {name} to {self.log_dir}: {exc}")
+
+        logs = {"stdout.gz": self.stdout_path, "stderr.gz": self.stderr_path}
+        put_gzipped_logs(self.worker.s3, self.log_dir, logs, on_error=lost)
 
     def _failure_details(self, returncode: int | None, error: Exception | None) -> dict[str, str]:
         if error is not None:
@@ -437,17 +436,14 @@ class StepExecution:
 def emrfs_encryption(cluster: Cluster) -> dict[str, str]:
     """upload_file ExtraArgs from the cluster's emrfs-site classification, as EMRFS applies
     them: fs.s3.enableServerSideEncryption (+ fs.s3.serverSideEncryption.kms.keyId)."""
-    for config in getattr(cluster, "configurations", None) or []:
-        if config.get("Classification") != "emrfs-site":
-            continue
-        properties = config.get("Properties") or {}
-        if str(properties.get("fs.s3.enableServerSideEncryption", "")).lower() != "true":
-            continue
-        key_id = properties.get("fs.s3.serverSideEncryption.kms.keyId")
-        if key_id:
-            return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_id}
-        return {"ServerSideEncryption": "AES256"}
-    return {}
+    configurations = getattr(cluster, "configurations", None) or []
+    properties = classification_properties(configurations, "emrfs-site")
+    if str(properties.get("fs.s3.enableServerSideEncryption", "")).lower() != "true":
+        return {}
+    key_id = properties.get("fs.s3.serverSideEncryption.kms.keyId")
+    if key_id:
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_id}
+    return {"ServerSideEncryption": "AES256"}
 
 
 def _failing_command(message: str) -> list[str]:
