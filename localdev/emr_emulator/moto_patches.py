@@ -14,7 +14,8 @@ FailureDetails or a state change reason's Code. The patches, installed once per 
 - `Step.status` / `Cluster.status`: add `FailureDetails` and `StateChangeReason.Code` from
   attributes the runner sets (both are in the botocore shapes, so moto's serializer emits them).
 - RunJobFlow and ModifyCluster refuse what EMR refuses (job_flow_checks), and RunJobFlow keeps
-  the AutoTerminationPolicy's idle timeout on the cluster for the runner to enforce.
+  the AutoTerminationPolicy's idle timeout and the Configurations as sent on the cluster, for
+  the runner.
 - CancelSteps (moto has none): a PENDING step is CANCELLED at once, a RUNNING one is marked
   for the runner, which stops its process.
 
@@ -61,6 +62,13 @@ def deactivate() -> None:
 
 def is_active() -> bool:
     return _active > 0
+
+
+def job_flow_recorded(cluster: Cluster) -> bool:
+    """Whether RunJobFlow has finished with this cluster. moto lists a cluster in its backend
+    from the start of its constructor, so a poller can see it half-built: no state, and none
+    of what the patched RunJobFlow keeps on it (the Configurations as sent, the idle timeout)."""
+    return hasattr(cluster, "emulator_configurations")
 
 
 def set_cluster_reason(cluster: Cluster, code: str, message: str) -> None:
@@ -154,6 +162,9 @@ def _install() -> None:
         cluster = self.backend.clusters[result.result["JobFlowId"]]
         policy = request.get("AutoTerminationPolicy") or {}
         cluster.emulator_idle_timeout = policy.get("IdleTimeout")
+        # As sent: moto keeps Configurations in dicts that snake_case their keys when read
+        # whole (spark.executor.memoryOverheadFactor would become ..._overhead_factor).
+        cluster.emulator_configurations = request.get("Configurations") or []
         return result
 
     def modify_cluster(self: ElasticMapReduceResponse) -> ActionResult:

@@ -144,7 +144,11 @@ class StepRunner:
                 for region, backend in list(regions.items()):
                     for cluster_id, cluster in list(backend.clusters.items()):
                         key = (account_id, region, cluster_id)
-                        if cluster.state in TERMINAL or not _claim(key):
+                        if (
+                            not moto_patches.job_flow_recorded(cluster)
+                            or cluster.state in TERMINAL
+                            or not _claim(key)
+                        ):
                             continue
                         worker = threading.Thread(
                             target=self._run_cluster_safely,
@@ -330,7 +334,7 @@ class StepExecution:
                 # from exactly what S3 holds.
                 stage_dir = self.folder.parent / "s3"
                 shutil.rmtree(stage_dir, ignore_errors=True)
-                configurations = getattr(worker.cluster, "configurations", None) or []
+                configurations = cluster_configurations(worker.cluster)
                 node_root = self.folder.parent / "node"
                 defaults = spark_defaults(configurations, node_root)
                 env = spark_env(configurations, node_root)
@@ -433,11 +437,15 @@ class StepExecution:
         return failure_details(stdout, stderr, returncode or 1, self.log_dir)
 
 
+def cluster_configurations(cluster: Cluster) -> list[dict[str, Any]]:
+    """The cluster's Configurations exactly as RunJobFlow received them (moto_patches)."""
+    return getattr(cluster, "emulator_configurations", None) or []
+
+
 def emrfs_encryption(cluster: Cluster) -> dict[str, str]:
     """upload_file ExtraArgs from the cluster's emrfs-site classification, as EMRFS applies
     them: fs.s3.enableServerSideEncryption (+ fs.s3.serverSideEncryption.kms.keyId)."""
-    configurations = getattr(cluster, "configurations", None) or []
-    properties = classification_properties(configurations, "emrfs-site")
+    properties = classification_properties(cluster_configurations(cluster), "emrfs-site")
     if str(properties.get("fs.s3.enableServerSideEncryption", "")).lower() != "true":
         return {}
     key_id = properties.get("fs.s3.serverSideEncryption.kms.keyId")

@@ -93,6 +93,7 @@ spark = SparkSession.builder.getOrCreate()
 conf = spark.sparkContext.getConf()
 print("partitions=" + conf.get("spark.sql.shuffle.partitions"))
 print("batch=" + conf.get("spark.sql.execution.arrow.maxRecordsPerBatch"))
+print("overhead=" + conf.get("spark.executor.memoryOverheadFactor"))
 print("python=" + conf.get("spark.pyspark.python"))
 print("keras_home=" + os.environ["KERAS_HOME"])
 print("input=" + sys.argv[1])
@@ -109,6 +110,7 @@ def test_spark_defaults_and_spark_env_reach_the_job_and_paths_stay_s3(emr, s3, b
         {"Classification": "spark-defaults", "Properties": {
             "spark.sql.shuffle.partitions": "7",
             "spark.sql.execution.arrow.maxRecordsPerBatch": "16",
+            "spark.executor.memoryOverheadFactor": "0.3",
             "spark.pyspark.python": "/usr/bin/python3.11"}},
     ]  # fmt: skip
     step = command_step(
@@ -122,6 +124,7 @@ def test_spark_defaults_and_spark_env_reach_the_job_and_paths_stay_s3(emr, s3, b
     lines = dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
     assert lines["partitions"] == "7"  # from spark-defaults
     assert lines["batch"] == "64"  # the step's own --conf wins over spark-defaults
+    assert lines["overhead"] == "0.3"  # a camelCase key arrives as written
     assert lines["python"] != "/usr/bin/python3.11" and lines["python"].endswith("python")
     assert lines["keras_home"].endswith("/node/var/cache/keras")  # a node folder, mapped
     assert lines["input"] == f"s3://{bucket}/in/"  # the job sees the s3:// URI ...
