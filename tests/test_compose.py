@@ -248,6 +248,7 @@ def test_airflow_image_pins_equal_requirements(services, requirement_pins):
     assert pins(installs[0]) == {
         "apache-airflow": airflow,
         "apache-airflow-providers-amazon": amazon,
+        "aiobotocore": requirement_pins["aiobotocore"],  # deferrable waits, the default
     }
     assert "--constraint /tmp/fruit-constraints.txt" in installs[0]
     assert "COPY constraints.txt /tmp/fruit-constraints.txt" in instructions

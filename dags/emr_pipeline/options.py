@@ -134,7 +134,7 @@ class RunOptions:
     overwrite: bool = False
     poke_interval_seconds: float = 60
     sensor_timeout_seconds: int = 6 * 3600
-    deferrable: bool = False
+    deferrable: bool = True
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> RunOptions:
@@ -247,7 +247,7 @@ def check_worker_support(
         raise InvalidRunOptionsError(
             "deferrable=true needs aiobotocore on the workers and the triggerer "
             "(pip install 'apache-airflow-providers-amazon[aiobotocore]'); or trigger with "
-            "deferrable=false"
+            "deferrable=false, or set FRUIT_EMR_DEFERRABLE=false to make that the default"
         )
 
 

@@ -8,6 +8,7 @@ reading them from context["params"] at execute time lets each run (and the tests
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -18,6 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 from emr_pipeline.idempotency import find_steps
 from emr_pipeline.operators import check_cluster_is_the_runs
 from emr_pipeline.step_logs import explain_step_failure
+from emr_pipeline.triggers import StepCancellingEmrStepTrigger, cancel_step
 
 
 def _apply_run_timing(sensor: Any, context: Any) -> None:
@@ -66,9 +68,29 @@ class ExplainedEmrStepSensor(EmrStepSensor):
         # Deferred mode counts attempts instead of seconds, each int(poke_interval) long.
         self.max_attempts = max(1, math.ceil(self.timeout / max(int(self.poke_interval), 1)))
         try:
-            super().execute(context)
+            if not self.deferrable:
+                super().execute(context)
+            elif not self.poke(context):
+                self._defer_to_trigger()
         except AirflowSensorTimeout as exc:
             raise AirflowSensorTimeout(self.timeout_message()) from exc
+
+    def _defer_to_trigger(self) -> None:
+        """As EmrStepSensor defers, with a trigger whose on_kill cancels the step."""
+        self.defer(
+            timeout=timedelta(seconds=self.max_attempts * self.poke_interval),
+            trigger=StepCancellingEmrStepTrigger(
+                job_flow_id=self.job_flow_id,
+                step_id=self.step_id,
+                waiter_delay=int(self.poke_interval),
+                waiter_max_attempts=self.max_attempts,
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+                verify=self.verify,
+                botocore_config=self.botocore_config,
+            ),
+            method_name="execute_complete",
+        )
 
     def timeout_message(self, state: str | None = None) -> str:
         """Which step, on which cluster, how long it was waited for, and what it is doing."""
@@ -87,17 +109,8 @@ class ExplainedEmrStepSensor(EmrStepSensor):
     def on_kill(self) -> None:
         """The wait was killed or marked failed: cancel its step, which the provider leaves
         running (apache/airflow#27979); the teardown still ends the cluster."""
-        if not (self.job_flow_id and self.step_id):
-            return
-        try:
-            answer = self.hook.conn.cancel_steps(
-                ClusterId=self.job_flow_id,
-                StepIds=[self.step_id],
-                StepCancellationOption="SEND_INTERRUPT",
-            )
-            self.log.warning("Cancelled EMR step %s: %s", self.step_id, answer)
-        except Exception as exc:  # killing must not fail on a cluster that already ended
-            self.log.warning("Could not cancel EMR step %s: %s", self.step_id, exc)
+        if self.job_flow_id and self.step_id:
+            cancel_step(self.hook.conn, self.job_flow_id, self.step_id, self.log)
 
     def poke(self, context: Any) -> bool:
         response = self.get_emr_response(context=context)

@@ -56,7 +56,7 @@ class ParseTimeSettings:
     idle_timeout_seconds: int = 3600
     poke_interval_seconds: int = 60
     sensor_timeout_seconds: int = 6 * 3600
-    deferrable: bool = False
+    deferrable: bool = True
 
     @property
     def constraints_path(self) -> Path | None:

@@ -76,7 +76,7 @@ def test_schedule_and_concurrency(dag):
 def test_default_params_validate(dag):
     params = dag.params.validate()
     assert params["release_label"] == "emr-7.13.0"
-    assert params["deferrable"] is False
+    assert params["deferrable"] is True  # waits free their worker slot by default
     assert params["overwrite"] is False
 
 

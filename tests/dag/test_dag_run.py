@@ -8,6 +8,7 @@ the cluster. Only the Spark work itself is played by EmrStepSimulator.
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import pytest
 
@@ -110,10 +111,10 @@ def test_empty_input_fails_before_any_cluster_exists(dag, world, aws_endpoint):
 
 
 def test_deferrable_sensors_wait_in_the_trigger(dag, world, aws_endpoint, caplog):
-    pytest.importorskip("aiobotocore", reason="the provider's async triggers need aiobotocore")
     # Steps stay RUNNING long enough for the first poke to miss them: the sensor defers.
+    # deferrable is not in the conf: it is the default.
     with EmrStepSimulator(aws_endpoint, run_seconds=1.5):
-        dag_run = dag.test(run_conf=conf(deferrable=True, poke_interval_seconds=1))
+        dag_run = dag.test(run_conf=conf(poke_interval_seconds=1))
     assert str(dag_run.state) == "success", states(dag_run)
     assert "running trigger in line" in caplog.text
     (cluster,) = clusters(aws_endpoint)
@@ -121,11 +122,12 @@ def test_deferrable_sensors_wait_in_the_trigger(dag, world, aws_endpoint, caplog
 
 
 def test_deferrable_without_aiobotocore_is_refused_before_any_cluster(
-    dag, world, aws_endpoint, capfd
+    dag, world, aws_endpoint, capfd, monkeypatch
 ):
-    if importlib.util.find_spec("aiobotocore") is not None:
-        pytest.skip("aiobotocore is installed: test_deferrable_sensors_wait_in_the_trigger runs")
-    dag_run = dag.test(run_conf=conf(deferrable=True))
+    # An Airflow installed without the provider's aiobotocore extra: find_spec answers None.
+    monkeypatch.setitem(sys.modules, "aiobotocore", None)
+    assert importlib.util.find_spec("aiobotocore") is None
+    dag_run = dag.test(run_conf=conf())
     ran = states(dag_run)
     assert str(dag_run.state) == "failed", ran
     assert ran["preflight"] == "failed"
