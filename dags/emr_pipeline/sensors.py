@@ -121,7 +121,9 @@ class ExplainedEmrStepSensor(EmrStepSensor):
         return state in self.target_states
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
-        self._find_step(context)  # a resumed task is a new object: its step id is looked up again
+        # A resumed task is a new object: the run's timing and its step id are set again.
+        _apply_run_timing(self, context)
+        self._find_step(context)
         if event and event.get("status") != "success":
             state = self.state_from_response(self.get_emr_response(context=context))
             if state not in self.failed_states:  # the trigger ran out of attempts

@@ -352,6 +352,13 @@ class StepExecution:
                 if fault is not None:
                     command = _failing_command(fault)
                 returncode, cancelled = self._execute(command, out, err, env)
+                if cancelled:  # which of the two, for whoever reads the step's log
+                    why = (
+                        "a CancelSteps request"
+                        if getattr(step, "emulator_cancel_requested", False)
+                        else f"the cluster being {worker.cluster.state}"
+                    )
+                    err.write(f"emr-emulator: step stopped by {why}\n")
             except Exception as exc:  # staging, unsupported step, command not found
                 error = exc
                 err.write(f"emr-emulator: {type(exc).__name__}: {exc}\n")

@@ -88,10 +88,24 @@ class AirflowApi:
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
         return self.get(path + "?deserialize=true")["value"]
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> dict[str, Any]:
-        """The run once finished; AssertionError with its task states after `timeout` s."""
+    def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:
+        """Mark a task instance (e.g. "failed"), as the UI's Mark as… menu does."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        self.patch(path, {"new_state": state})
+
+    def wait_for_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        timeout: float,
+        seen: set[tuple[str, str | None]] | None = None,
+    ) -> dict[str, Any]:
+        """The run once finished; AssertionError with its task states after `timeout` s.
+        `seen` collects every (task_id, state) observed while waiting."""
         deadline = time.monotonic() + timeout
         while True:
+            if seen is not None:
+                seen.update(self.task_states(dag_id, run_id).items())
             run = self.get(f"/dags/{dag_id}/dagRuns/{run_id}")
             if run["state"] in FINISHED:
                 return run

@@ -15,8 +15,9 @@ import pytest
 
 from emr_pipeline.params import build_params
 from emr_pipeline.settings import DAG_ID, ParseTimeSettings
+from emr_pipeline.step_logs import read_log_tail
 from localdev.airflow_stack.processes import wait_until
-from localdev.dag_run import cluster_states, run_output_uri, upload_tree
+from localdev.dag_run import cluster_states, emr_client, run_output_uri, upload_tree
 from localdev.sample_data import generate_images
 from tests.dag.dag_shapes import keys_under, read_json
 from tests.stack.airflow_api import ApiError
@@ -61,8 +62,11 @@ def test_unpausing_makes_the_scheduler_run_the_dag_once(airflow_stack):
         return [run for run in api.runs(DAG_ID) if run["run_type"] == "scheduled"]
 
     run = wait_until(scheduled_runs, 120, what="a scheduled run after unpausing")[0]
-    finished = api.wait_for_run(DAG_ID, run["dag_run_id"], RUN_TIMEOUT)
+    seen: set[tuple[str, str | None]] = set()
+    finished = api.wait_for_run(DAG_ID, run["dag_run_id"], RUN_TIMEOUT, seen)
     assert finished["state"] == "success", api.task_states(DAG_ID, run["dag_run_id"])
+    # The default waits are deferrable: the steps were waited for in the triggerer.
+    assert ("featurize.wait_for_step", "deferred") in seen, sorted(seen, key=str)
     # catchup=False: the latest interval only, and the next one lies in the future.
     assert [r["dag_run_id"] for r in scheduled_runs()] == [run["dag_run_id"]]
     assert run["dag_run_id"].startswith("scheduled__")
@@ -82,6 +86,41 @@ def test_a_manual_run_through_the_rest_api_uses_its_parameters(airflow_stack, tm
     assert finished["state"] == "success", api.task_states(DAG_ID, run["dag_run_id"])
     report = assert_run_left_its_outputs(airflow_stack, run["dag_run_id"], len(images), 3)
     assert report["rejects"] == 0  # the other prefix holds only good images
+
+
+def test_marking_a_deferred_wait_failed_cancels_its_step(airflow_stack):
+    """A person marks the deferred featurize wait failed while its step runs: the triggerer
+    calls the trigger's on_kill, which cancels the step on EMR; the run fails and its
+    teardown ends the cluster."""
+    api = airflow_stack.api
+    api.unpause(DAG_ID)
+    run_id = api.trigger(DAG_ID, {})["dag_run_id"]
+    wait = "featurize.wait_for_step"
+    wait_until(
+        lambda: api.task_states(DAG_ID, run_id).get(wait) == "deferred",
+        RUN_TIMEOUT,
+        what=f"{wait} deferred",
+    )
+    api.set_task_state(DAG_ID, run_id, wait, "failed")
+
+    finished = api.wait_for_run(DAG_ID, run_id, RUN_TIMEOUT)
+    ran = api.task_states(DAG_ID, run_id)
+    assert finished["state"] == "failed", ran
+    assert ran[wait] == "failed" and ran["terminate_cluster"] == "success", ran
+    emr = emr_client(airflow_stack.config.emulator_url)
+    (cluster,) = [
+        emr.describe_cluster(ClusterId=c["Id"])["Cluster"]
+        for c in emr.list_clusters()["Clusters"]
+        if {"Key": "run_id", "Value": run_id}
+        in emr.describe_cluster(ClusterId=c["Id"])["Cluster"]["Tags"]
+    ]
+    steps = {s["Name"]: s for s in emr.list_steps(ClusterId=cluster["Id"])["Steps"]}
+    assert steps["featurize"]["Status"]["State"] == "CANCELLED", steps["featurize"]["Status"]
+    # The emulator says in the step's log what stopped it: CancelSteps, not the teardown.
+    stderr = f"{cluster['LogUri']}{cluster['Id']}/steps/{steps['featurize']['Id']}/stderr.gz"
+    log = wait_until(lambda: read_log_tail(airflow_stack.s3, stderr, 50), 60, what=stderr)
+    assert "step stopped by a CancelSteps request" in log, log
+    assert cluster_states(airflow_stack.config.emulator_url)[cluster["Id"]] == "TERMINATED"
 
 
 @pytest.mark.parametrize(

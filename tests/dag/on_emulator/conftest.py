@@ -55,6 +55,16 @@ def dag(airflow_db, monkeypatch):
     return dag
 
 
+@pytest.fixture(params=[True, False], ids=["deferrable", "poke"])
+def wait_mode(request, caplog):
+    """`deferrable` for the run's conf, in both modes; afterwards, the waits must have run
+    in that mode (dag.test() runs a deferred sensor's trigger in line and says so)."""
+    deferrable = request.param
+    yield deferrable
+    deferred = any("running trigger in line" in r.getMessage() for r in caplog.get_records("call"))
+    assert deferred == deferrable, f"deferrable={deferrable}, but a trigger ran: {deferred}"
+
+
 @pytest.fixture
 def world(emulator, images, aws_credentials, monkeypatch, leaked_clusters):
     """A reset emulator with the input images, the Airflow connection on its own fake keys, the

@@ -12,11 +12,14 @@ Buckets and prefixes are the DAG's defaults, the ones the policies in iam/ name.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
 import pendulum
 import pytest
+from airflow._shared.module_loading import import_string  # what the triggerer uses
+from airflow.sdk.exceptions import TaskDeferred
 
 from emr_pipeline.preflight import RUN_MARKER
 from localdev.dag_run import run_output_uri
@@ -139,12 +142,19 @@ def test_a_cluster_that_no_longer_carries_the_runs_tags_is_not_touched(
     emr.terminate_job_flows(JobFlowIds=[cluster["Id"]])  # what the on-call would do
 
 
-@pytest.mark.parametrize("failing", ["featurize", "pca", "validate"])
-def test_a_failing_step_fails_the_run_and_terminates_the_cluster(dag, world, failing, capfd):
+@pytest.mark.parametrize(
+    ("failing", "wait_mode"),
+    [("featurize", True), ("featurize", False), ("pca", True), ("validate", True)],
+    ids=["featurize-deferrable", "featurize-poke", "pca-deferrable", "validate-deferrable"],
+    indirect=["wait_mode"],
+)
+def test_a_failing_step_fails_the_run_and_terminates_the_cluster(
+    dag, world, failing, wait_mode, capfd
+):
     message = f"{failing}: error: injected failure of the {failing} step"
     world.runner.step_faults[failing] = message
 
-    dag_run = dag.test(run_conf=conf())
+    dag_run = dag.test(run_conf=conf(deferrable=wait_mode))
 
     ran = states(dag_run)
     assert str(dag_run.state) == "failed", ran
@@ -160,8 +170,8 @@ def test_a_failing_step_fails_the_run_and_terminates_the_cluster(dag, world, fai
     assert message in captured.out + captured.err  # the step's stderr, in the task log
 
 
-def test_a_sensor_timeout_names_the_step_and_terminates(dag, world, capfd):
-    dag_run = dag.test(run_conf=conf(sensor_timeout_seconds=2))
+def test_a_sensor_timeout_names_the_step_and_terminates(dag, world, wait_mode, capfd):
+    dag_run = dag.test(run_conf=conf(sensor_timeout_seconds=2, deferrable=wait_mode))
 
     ran = states(dag_run)
     assert str(dag_run.state) == "failed", ran
@@ -216,7 +226,9 @@ def test_a_killed_run_cleared_and_rerun_has_one_cluster_at_a_time(dag, world, mo
     assert report["status"] == "passed" and report["images"] == report["features"] == 4
 
 
-def test_a_failing_bootstrap_fails_the_run_with_its_log(dag, world, monkeypatch, tmp_path, capfd):
+def test_a_failing_bootstrap_fails_the_run_with_its_log(
+    dag, world, wait_mode, monkeypatch, tmp_path, capfd
+):
     """The project's bootstrap script, shipped with a pin the nodes cannot install: the cluster
     ends with BOOTSTRAP_FAILURE, and the run is red with the bootstrap log's tail."""
     import dataclasses
@@ -230,7 +242,7 @@ def test_a_failing_bootstrap_fails_the_run_with_its_log(dag, world, monkeypatch,
     settings = dataclasses.replace(fruit_features_emr.SETTINGS, bootstrap_dir=str(bootstrap))
     monkeypatch.setattr(fruit_features_emr, "SETTINGS", settings)
 
-    dag_run = dag.test(run_conf=conf())
+    dag_run = dag.test(run_conf=conf(deferrable=wait_mode))
 
     ran = states(dag_run)
     assert str(dag_run.state) == "failed", ran
@@ -248,7 +260,7 @@ def test_a_failing_bootstrap_fails_the_run_with_its_log(dag, world, monkeypatch,
 
 
 def test_late_logs_and_terse_failure_details_still_explain_the_failure(
-    dag, world, monkeypatch, capfd
+    dag, world, wait_mode, monkeypatch, capfd
 ):
     """EMR as it often is: the failed step's FailureDetails say only "Unknown Error." and its
     logs reach S3 seconds after the step failed. The sensor waits for them, and the task log
@@ -258,7 +270,7 @@ def test_late_logs_and_terse_failure_details_still_explain_the_failure(
     monkeypatch.setattr(world.runner, "log_delay_seconds", 4.0)
     monkeypatch.setattr(world.runner, "terse_failure_details", True)
 
-    dag_run = dag.test(run_conf=conf())
+    dag_run = dag.test(run_conf=conf(deferrable=wait_mode))
 
     ran = states(dag_run)
     assert str(dag_run.state) == "failed", ran
@@ -268,10 +280,13 @@ def test_late_logs_and_terse_failure_details_still_explain_the_failure(
     assert message in log  # from stderr.gz, fetched once it arrived
 
 
-def test_a_killed_wait_cancels_its_step(dag, world, monkeypatch):
-    """Airflow calls on_kill when a running wait is killed or marked failed by hand: the step
+@pytest.mark.parametrize("deferred", [True, False], ids=["deferrable", "poke"])
+def test_a_killed_wait_cancels_its_step(dag, world, deferred, monkeypatch):
+    """A person marks a waiting sensor failed (or clears it), or its worker is killed: the step
     it waited on is cancelled on EMR (the provider would leave it running), through the
-    Airflow connection and within its policy."""
+    Airflow connection and within its policy. A poking sensor's on_kill does it in the worker;
+    a deferred one's wait is a trigger, rebuilt in the triggerer from its serialized form, whose
+    on_kill Airflow 3.3 calls on such a user action."""
     endpoint = world.endpoint_url
     emr = client(endpoint, "emr")
     monkeypatch.setattr(world.runner, "allow_any_command", True)  # a plain `sleep` step
@@ -288,7 +303,14 @@ def test_a_killed_wait_cancels_its_step(dag, world, monkeypatch):
     while state()["State"] != "RUNNING" and time.monotonic() < deadline:
         time.sleep(0.1)
 
-    wait.on_kill()
+    if deferred:
+        with pytest.raises(TaskDeferred) as deferral:
+            wait._defer_to_trigger()
+        classpath, kwargs = deferral.value.trigger.serialize()
+        trigger = import_string(classpath)(**kwargs)  # as the triggerer rebuilds it
+        asyncio.run(trigger.on_kill())
+    else:
+        wait.on_kill()
 
     while state()["State"] == "RUNNING" and time.monotonic() < deadline:
         time.sleep(0.1)
