@@ -14,6 +14,8 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
+from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from emr_pipeline.idempotency import find_steps
@@ -27,6 +29,13 @@ def _apply_run_timing(sensor: Any, context: Any) -> None:
     sensor.poke_interval = float(params.get("poke_interval_seconds", sensor.poke_interval))
     sensor.timeout = float(params.get("sensor_timeout_seconds", sensor.timeout))
     sensor.deferrable = bool(params.get("deferrable", sensor.deferrable))
+
+
+def _trigger_not_importable(next_kwargs: dict | None) -> bool:
+    """Whether a trigger failure is the triggerer failing to import this DAG's trigger."""
+    traceback = "\n".join((next_kwargs or {}).get("traceback") or [])
+    module = StepCancellingEmrStepTrigger.__module__
+    return "ModuleNotFoundError" in traceback and module.split(".")[0] in traceback
 
 
 class RunTimedS3KeySensor(S3KeySensor):
@@ -62,11 +71,15 @@ class ExplainedEmrStepSensor(EmrStepSensor):
             )
         self.step_id = found[self.step_name]
 
-    def execute(self, context: Any) -> None:
+    def _prepare(self, context: Any) -> None:
+        """The run's timing and the step's id; again in a resumed task, which is a new object."""
         _apply_run_timing(self, context)
-        self._find_step(context)
         # Deferred mode counts attempts instead of seconds, each int(poke_interval) long.
         self.max_attempts = max(1, math.ceil(self.timeout / max(int(self.poke_interval), 1)))
+        self._find_step(context)
+
+    def execute(self, context: Any) -> None:
+        self._prepare(context)
         try:
             if not self.deferrable:
                 super().execute(context)
@@ -75,11 +88,11 @@ class ExplainedEmrStepSensor(EmrStepSensor):
         except AirflowSensorTimeout as exc:
             raise AirflowSensorTimeout(self.timeout_message()) from exc
 
-    def _defer_to_trigger(self) -> None:
+    def _defer_to_trigger(self, trigger_class: type = StepCancellingEmrStepTrigger) -> None:
         """As EmrStepSensor defers, with a trigger whose on_kill cancels the step."""
         self.defer(
             timeout=timedelta(seconds=self.max_attempts * self.poke_interval),
-            trigger=StepCancellingEmrStepTrigger(
+            trigger=trigger_class(
                 job_flow_id=self.job_flow_id,
                 step_id=self.step_id,
                 waiter_delay=int(self.poke_interval),
@@ -120,10 +133,22 @@ class ExplainedEmrStepSensor(EmrStepSensor):
             self._fail()
         return state in self.target_states
 
+    def resume_execution(self, next_method: str, next_kwargs: dict | None, context: Any) -> Any:
+        """A triggerer that cannot import emr_pipeline.triggers (dags/ not on its PYTHONPATH)
+        fails the trigger at once: wait with the provider's trigger instead, and say so."""
+        if next_method == TRIGGER_FAIL_REPR and _trigger_not_importable(next_kwargs):
+            self.log.warning(
+                "The triggerer cannot import %s: add this DAG's folder to the triggerer's "
+                "PYTHONPATH (docs/DEPLOY.md). Waiting with the provider's EmrStepSensorTrigger "
+                "instead, which cannot cancel the step when this wait is marked failed.",
+                StepCancellingEmrStepTrigger.__module__,
+            )
+            self._prepare(context)
+            self._defer_to_trigger(EmrStepSensorTrigger)
+        return super().resume_execution(next_method, next_kwargs, context)
+
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
-        # A resumed task is a new object: the run's timing and its step id are set again.
-        _apply_run_timing(self, context)
-        self._find_step(context)
+        self._prepare(context)
         if event and event.get("status") != "success":
             state = self.state_from_response(self.get_emr_response(context=context))
             if state not in self.failed_states:  # the trigger ran out of attempts

@@ -8,6 +8,7 @@ the UI in headless Chromium: log in, fill in the Trigger form, see the run succe
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 from urllib.parse import unquote
 
@@ -96,31 +97,51 @@ def test_marking_a_deferred_wait_failed_cancels_its_step(airflow_stack):
     api.unpause(DAG_ID)
     run_id = api.trigger(DAG_ID, {})["dag_run_id"]
     wait = "featurize.wait_for_step"
-    wait_until(
-        lambda: api.task_states(DAG_ID, run_id).get(wait) == "deferred",
-        RUN_TIMEOUT,
-        what=f"{wait} deferred",
-    )
+
+    emr = emr_client(airflow_stack.config.emulator_url)
+
+    def run_cluster() -> dict[str, Any]:
+        (cluster,) = [
+            described
+            for c in emr.list_clusters()["Clusters"]
+            if {"Key": "run_id", "Value": run_id}
+            in (described := emr.describe_cluster(ClusterId=c["Id"])["Cluster"])["Tags"]
+        ]
+        return cluster
+
+    def featurize_step() -> dict[str, Any]:
+        steps = emr.list_steps(ClusterId=run_cluster()["Id"])["Steps"]
+        return next(step for step in steps if step["Name"] == "featurize")
+
+    def running_trigger() -> bool:
+        """The step runs, the wait deferred and its trigger taken by the triggerer, which
+        starts it within its next loop: only a running trigger has an on_kill to call."""
+        instance = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{wait}")
+        trigger = instance.get("trigger") or {}
+        return (
+            instance["state"] == "deferred"
+            and trigger.get("triggerer_id") is not None
+            and featurize_step()["Status"]["State"] == "RUNNING"
+        )
+
+    wait_until(running_trigger, RUN_TIMEOUT, what=f"{wait} deferred to the triggerer")
+    time.sleep(3)
     api.set_task_state(DAG_ID, run_id, wait, "failed")
 
     finished = api.wait_for_run(DAG_ID, run_id, RUN_TIMEOUT)
     ran = api.task_states(DAG_ID, run_id)
     assert finished["state"] == "failed", ran
     assert ran[wait] == "failed" and ran["terminate_cluster"] == "success", ran
-    emr = emr_client(airflow_stack.config.emulator_url)
-    (cluster,) = [
-        emr.describe_cluster(ClusterId=c["Id"])["Cluster"]
-        for c in emr.list_clusters()["Clusters"]
-        if {"Key": "run_id", "Value": run_id}
-        in emr.describe_cluster(ClusterId=c["Id"])["Cluster"]["Tags"]
-    ]
-    steps = {s["Name"]: s for s in emr.list_steps(ClusterId=cluster["Id"])["Steps"]}
-    assert steps["featurize"]["Status"]["State"] == "CANCELLED", steps["featurize"]["Status"]
+    cluster, step = run_cluster(), featurize_step()
+    assert step["Status"]["State"] == "CANCELLED", step["Status"]
     # The emulator says in the step's log what stopped it: CancelSteps, not the teardown.
-    stderr = f"{cluster['LogUri']}{cluster['Id']}/steps/{steps['featurize']['Id']}/stderr.gz"
+    stderr = f"{cluster['LogUri']}{cluster['Id']}/steps/{step['Id']}/stderr.gz"
     log = wait_until(lambda: read_log_tail(airflow_stack.s3, stderr, 50), 60, what=stderr)
     assert "step stopped by a CancelSteps request" in log, log
     assert cluster_states(airflow_stack.config.emulator_url)[cluster["Id"]] == "TERMINATED"
+    task_logs = airflow_stack.config.airflow_home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"
+    (trigger_log,) = (task_logs / f"task_id={wait}").glob("attempt=1.log.trigger.*.log")
+    assert f"Cancelled EMR step {step['Id']}" in trigger_log.read_text()
 
 
 @pytest.mark.parametrize(
