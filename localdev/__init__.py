@@ -1,1 +1,2 @@
-"""Local development: sample data, the local demo and (later) the EMR emulator."""
+"""Local development: sample data, the demos (`make demo`, `make jobs-demo`), the EMR emulator
+and the native Airflow stack (`make airflow`)."""

@@ -1,4 +1,5 @@
-"""`make demo`: sample images -> featurize -> pca -> validate with local Spark, then a summary.
+"""`make jobs-demo`: sample images -> featurize -> pca -> validate with local Spark, no Airflow,
+then a summary. (`make demo` runs the whole DAG on the emulator: localdev/dag_demo.py.)
 
 The same jobs the EMR steps run, submitted with `spark-submit` exactly as a user would.
 """

@@ -1,7 +1,9 @@
-"""Shared fixtures: local Spark environment, a session-scoped SparkSession, tiny images."""
+"""Shared by every test: the local Spark environment (set before pyspark or TensorFlow start),
+a session-scoped SparkSession and the `random` model's weights file."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -12,6 +14,10 @@ from localdev.local_spark import LOCAL_DRIVER_JAVA_OPTIONS, use_local_spark_env
 # Before pyspark or TensorFlow start: workers on this interpreter, Java 17, quiet TF.
 use_local_spark_env()
 os.environ.setdefault("KERAS_HOME", str(Path(__file__).resolve().parent.parent / ".keras"))
+# py4j says "Closing down clientserver connection" (INFO) from a destructor at interpreter
+# exit, after pytest has closed the stream its handler writes to: a "Logging error" traceback
+# would end make test's output, after pytest's summary.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")

@@ -24,10 +24,6 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     raise ValueError(f"expected an s3:// URI, got {uri!r}")
 
 
-def s3_uri(bucket: str, key: str = "") -> str:
-    return f"s3://{bucket}/{key.lstrip('/')}"
-
-
 def join_uri(base: str, *parts: str) -> str:
     """`base` and `parts` joined by single slashes (URIs are not OS paths)."""
     pieces = [base.rstrip("/"), *(p.strip("/") for p in parts if p.strip("/"))]

@@ -54,9 +54,3 @@ def read_json(spark: SparkSession, uri: str) -> dict[str, Any]:
 
 def read_json_if_exists(spark: SparkSession, uri: str) -> dict[str, Any] | None:
     return read_json(spark, uri) if exists(spark, uri) else None
-
-
-def delete(spark: SparkSession, uri: str) -> None:
-    fs, path = _file_system(spark, uri)
-    if fs.exists(path):
-        fs.delete(path, True)
