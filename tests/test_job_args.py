@@ -52,7 +52,8 @@ def test_featurize_rejects_bad_arguments(argv, capsys):
 
 def test_pca_k_defaults_to_notebook_value():
     args = pca.parse_args(["--input", "o/features", "--output", "o"])
-    assert (args.k, args.variance) == (None, None)
+    assert (args.k, args.variance) == (2, None)  # the notebook's k
+    assert pca.parse_args(["--input", "i", "--output", "o", "--variance", "0.9"]).variance == 0.9
 
 
 @pytest.mark.parametrize(

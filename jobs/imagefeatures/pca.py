@@ -111,13 +111,13 @@ def make_pca_model(
 
 
 def fit_pca(
-    spark: SparkSession, covariance: np.ndarray, k: int | None, variance: float | None
+    spark: SparkSession, covariance: np.ndarray, k: int, variance: float | None
 ) -> PCAModel:
     """k components of `covariance`, or the fewest reaching `variance` of the total."""
     components, shares = principal_components(covariance)
     if variance is not None:
         k = smallest_k_for_variance(shares.tolist(), variance)
-    return make_pca_model(spark, components, shares, min(k or DEFAULT_K, len(shares)))
+    return make_pca_model(spark, components, shares, min(k, len(shares)))
 
 
 def smallest_k_for_variance(explained: list[float], variance: float) -> int:
@@ -156,7 +156,7 @@ def run_pca(
     spark: SparkSession,
     input_uri: str,
     output_uri: str,
-    k: int | None = None,
+    k: int = DEFAULT_K,
     variance: float | None = None,
 ) -> dict:
     """Write <output>/pca, <output>/pca_model and <output>/pca_summary.json."""
@@ -203,8 +203,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--input", required=True, help="the features dataset (<out>/features)")
     parser.add_argument("--output", required=True, help="run folder: pca/, pca_model/")
     reduction = parser.add_mutually_exclusive_group()
-    reduction.add_argument("--k", type=k_components, default=None, help="components (default 2)")
+    # The default is filled in after parsing: argparse does not see `--k 2 --variance 0.9` as
+    # a conflict when 2 is the argument's own default.
+    reduction.add_argument("--k", type=k_components, help=f"components (default {DEFAULT_K})")
     reduction.add_argument(
         "--variance", type=variance_share, default=None, help="smallest k reaching this share"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.k is None:
+        args.k = DEFAULT_K  # unused when --variance is given: that target chooses k
+    return args

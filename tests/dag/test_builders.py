@@ -325,14 +325,28 @@ def test_job_cli_accepts_the_step_arguments():
     from imagefeatures.pca import parse_args as pca_args
     from imagefeatures.validate import parse_args as validate_args
 
-    p = plan(options(partitions=4))
+    p = plan(options(partitions=4, pca_k=3, batch_size=16))
+    parsed = {}
     for name, parse in (
         ("featurize", featurize_args),
         ("pca", pca_args),
         ("validate", validate_args),
     ):
         args = _args(p.steps[name][0])
-        parse(args[args.index(p.artifacts_uri + f"jobs/{name}.py") + 1 :])
+        parsed[name] = parse(args[args.index(p.artifacts_uri + f"jobs/{name}.py") + 1 :])
+    out, input_uri = p.output_uri.rstrip("/"), "s3://in-bucket/fruits"
+    featurize = parsed["featurize"]
+    assert (featurize.input.rstrip("/"), featurize.output.rstrip("/")) == (input_uri, out)
+    assert (featurize.weights, featurize.batch_size, featurize.partitions) == ("imagenet", 16, 4)
+    pca = parsed["pca"]
+    assert (pca.input, pca.output.rstrip("/"), pca.k, pca.variance) == (
+        f"{out}/features",
+        out,
+        3,
+        None,
+    )
+    validate = parsed["validate"]
+    assert (validate.input.rstrip("/"), validate.output.rstrip("/")) == (input_uri, out)
 
 
 # --- the spend guard ------------------------------------------------------------------------
