@@ -11,7 +11,14 @@ def main(argv: list[str] | None = None) -> int:
         "featurize",
         parse_args,
         lambda spark, a: run_featurize(
-            spark, a.input, a.output, a.weights, a.batch_size, a.partitions, a.files_per_task
+            spark,
+            a.input,
+            a.output,
+            a.weights,
+            a.batch_size,
+            a.partitions,
+            a.files_per_task,
+            a.runtime,
         ),
         argv,
     )

@@ -11,6 +11,7 @@ def test_featurize_defaults():
     args = featurize.parse_args(["--input", "s3://in/", "--output", "s3://out/run1"])
     assert (args.weights, args.batch_size, args.partitions) == ("imagenet", 32, None)
     assert args.files_per_task == featurize.DEFAULT_FILES_PER_TASK == 128
+    assert args.runtime == "tensorflow"  # the reference; openvino is chosen explicitly
 
 
 def test_dag_defaults_are_the_jobs_defaults():
@@ -26,9 +27,10 @@ def test_dag_defaults_are_the_jobs_defaults():
 def test_featurize_options():
     args = featurize.parse_args(
         ["--input", "in", "--output", "out", "--weights", "random", "--batch-size", "8"]
-        + ["--partitions", "3", "--files-per-task", "16"]
+        + ["--partitions", "3", "--files-per-task", "16", "--runtime", "openvino"]
     )
     assert (args.weights, args.batch_size, args.partitions) == ("random", 8, 3)
+    assert args.runtime == "openvino"
     assert args.files_per_task == 16
 
 
@@ -41,6 +43,7 @@ def test_featurize_options():
         ["--input", "in", "--output", "out", "--partitions", "-2"],
         ["--input", "in", "--output", "out", "--files-per-task", "0"],
         ["--input", "in", "--output", "out", "--batch-size", "many"],
+        ["--input", "in", "--output", "out", "--runtime", "onnx"],
     ],
 )
 def test_featurize_rejects_bad_arguments(argv, capsys):

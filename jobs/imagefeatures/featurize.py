@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
@@ -39,7 +40,11 @@ DEFAULT_BATCH_SIZE = 32
 # JVM and the Python worker; 128 cuts that 4x at the cost of a longer tail (BENCHMARKS.md).
 DEFAULT_FILES_PER_TASK = 128
 BUILTIN_WEIGHTS = ("imagenet", "random")
+# tensorflow: each worker builds the Keras model (the reference); openvino: the driver exports
+# it once and workers run it without TensorFlow (openvino_runtime).
+RUNTIMES = ("tensorflow", "openvino")
 _SHIPPED_WEIGHTS_PREFIX = "sparkfiles:"
+_OPENVINO_PREFIX = "openvino:"
 
 
 def image_files(spark: SparkSession, input_uri: str) -> DataFrame:
@@ -118,9 +123,7 @@ def make_featurize_udf(weights_ref: str, batch_size: int):
     @F.pandas_udf(RESULT_TYPE)
     def featurize_udf(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         task = TaskContext.get()
-        feature_fn = get_feature_fn(
-            resolve_weights_ref(weights_ref), threads=task.cpus() if task else None
-        )
+        feature_fn = worker_feature_fn(weights_ref, threads=task.cpus() if task else None)
         for contents in batches:
             yield featurize_contents(feature_fn, contents, batch_size)
 
@@ -195,6 +198,31 @@ def ship_weights(spark: SparkSession, weights: str) -> str:
     return _SHIPPED_WEIGHTS_PREFIX + name
 
 
+def ship_model(spark: SparkSession, weights_ref: str, runtime: str) -> str:
+    """What the workers load: the weights reference itself for TensorFlow; for OpenVINO, the
+    model exported here once (an unusable weights spec fails here, before any task)."""
+    if runtime == "tensorflow":
+        check_weights_load(weights_ref)
+        return weights_ref
+    from imagefeatures.openvino_runtime import export_ir
+
+    with unusable_weights_fail_the_job(weights_ref):
+        xml = export_ir(resolve_weights_ref(weights_ref))
+    spark.sparkContext.addFile(str(xml))
+    spark.sparkContext.addFile(str(xml.with_suffix(".bin")))  # found beside the .xml
+    return _OPENVINO_PREFIX + xml.name
+
+
+def worker_feature_fn(model_ref: str, threads: int | None):
+    """The batch -> features function of a Python worker, for a ship_model reference."""
+    if model_ref.startswith(_OPENVINO_PREFIX):
+        from imagefeatures import openvino_runtime
+
+        xml = SparkFiles.get(model_ref[len(_OPENVINO_PREFIX) :])
+        return openvino_runtime.get_feature_fn(xml, threads)
+    return get_feature_fn(resolve_weights_ref(model_ref), threads=threads)
+
+
 def resolve_weights_ref(weights_ref: str) -> str:
     if weights_ref.startswith(_SHIPPED_WEIGHTS_PREFIX):
         return SparkFiles.get(weights_ref[len(_SHIPPED_WEIGHTS_PREFIX) :])
@@ -210,11 +238,18 @@ def check_weights_load(weights_ref: str) -> None:
     """
     if weights_ref == "random":
         return
-    try:
+    with unusable_weights_fail_the_job(weights_ref):
         if weights_ref == "imagenet":
             get_feature_fn(weights_ref)
         else:
             check_weights_file(resolve_weights_ref(weights_ref))
+
+
+@contextmanager
+def unusable_weights_fail_the_job(weights_ref: str) -> Iterator[None]:
+    """Any error while the driver loads the weights becomes one clear JobInputError."""
+    try:
+        yield
     except Exception as exc:
         raise JobInputError(
             f"weights {weights_ref!r} cannot be loaded: {_first_line(exc)}"
@@ -234,16 +269,16 @@ def run_featurize(
     batch_size: int = DEFAULT_BATCH_SIZE,
     partitions: int | None = None,
     files_per_task: int = DEFAULT_FILES_PER_TASK,
+    runtime: str = "tensorflow",
 ) -> dict:
     """Write <output>/features, <output>/rejects and <output>/featurize_summary.json."""
     started = time.time()
     pack_small_files(spark, files_per_task)
     images, listed = read_images(spark, input_uri)
-    weights_ref = ship_weights(spark, weights)
-    check_weights_load(weights_ref)
+    model_ref = ship_model(spark, ship_weights(spark, weights), runtime)
     # Arrow batches are what the UDF sees at once: keep them at the model's batch size.
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
-    results = with_features(set_partitions(images, partitions), weights_ref, batch_size)
+    results = with_features(set_partitions(images, partitions), model_ref, batch_size)
     # Both datasets come from one pass of the model.
     results = results.persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -261,6 +296,7 @@ def run_featurize(
     summary = {
         "input": input_uri,
         "weights": weights,
+        "runtime": runtime,
         "batch_size": batch_size,
         "files_per_task": files_per_task,
         "listed": listed.count(),
@@ -294,5 +330,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=positive_int,
         default=DEFAULT_FILES_PER_TASK,
         help="small image files per scan task (larger files count by their size)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="tensorflow",
+        help="what runs the model in the workers: tensorflow (the reference) or openvino",
     )
     return parser.parse_args(argv)

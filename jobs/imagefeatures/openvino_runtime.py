@@ -1,0 +1,72 @@
+"""The feature model on OpenVINO: exported once on the driver, run by workers without TensorFlow.
+
+The Keras model stays the source of truth (imagenet, a weights file or `random`); the driver
+converts it to OpenVINO's IR (an .xml graph and a .bin of f32 weights) and ships both with
+addFile. A Python worker then needs only OpenVINO: no TensorFlow import, no model build.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from imagefeatures.model import INPUT_SHAPE, build_feature_model, freeze_garbage_collector
+
+MODEL_NAME = "feature_model"
+PRECISIONS = ("f32", "bf16")
+_COMPILED: dict[tuple[str, str], Callable[[np.ndarray], np.ndarray]] = {}
+
+
+def export_ir(weights: str, folder: str | None = None) -> Path:
+    """Build the Keras feature model for `weights` and save it as OpenVINO IR; the .xml path.
+    Weights stay f32 in the .bin (no fp16 compression): the features must equal TensorFlow's."""
+    import openvino as ov
+
+    folder_path = Path(folder or tempfile.mkdtemp(prefix="imagefeatures-ir-"))
+    model = build_feature_model(weights)
+    with warnings.catch_warnings():  # Keras notes that the tracer passes a tuple of inputs
+        warnings.filterwarnings("ignore", "The structure of `inputs`", UserWarning)
+        converted = ov.convert_model(model, input=[(-1, *INPUT_SHAPE)])
+    # A name of its own per export: Spark refuses a second addFile of one name in a context.
+    xml = folder_path / f"{MODEL_NAME}-{uuid.uuid4().hex[:12]}.xml"
+    ov.save_model(converted, str(xml), compress_to_fp16=False)
+    return xml
+
+
+def supports_bf16() -> bool:
+    """Whether this CPU runs bf16 natively (AVX-512 BF16 or AMX), as OpenVINO reports it."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def get_feature_fn(
+    xml_path: str, threads: int | None = None, precision: str = "f32"
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Features of a batch (N, 224, 224, 3) -> (N, 1280), compiled on first use and kept for
+    the life of the process, as the TensorFlow path does."""
+    key = (xml_path, precision)
+    if key not in _COMPILED:
+        import openvino as ov
+
+        threads = int(os.environ.get("IMAGEFEATURES_TF_THREADS") or threads or 0)
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+        if threads > 0:
+            config["INFERENCE_NUM_THREADS"] = threads
+        compiled = ov.Core().compile_model(xml_path, "CPU", config)
+        request = compiled.create_infer_request()
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            # copy(): the output tensor's memory is reused by the next inference.
+            return request.infer({0: batch})[0].copy()
+
+        run(np.zeros((1, *INPUT_SHAPE), np.float32))
+        freeze_garbage_collector()
+        _COMPILED[key] = run
+    return _COMPILED[key]
