@@ -56,7 +56,13 @@ def get_feature_fn(
         import openvino as ov
 
         threads = int(os.environ.get("IMAGEFEATURES_TF_THREADS") or threads or 0)
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+        # No pinning: Spark runs one worker per task slot, and each one pinning its threads
+        # from the first core on would put them all on the same cores.
+        config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": precision,
+            "ENABLE_CPU_PINNING": False,
+        }
         if threads > 0:
             config["INFERENCE_NUM_THREADS"] = threads
         compiled = ov.Core().compile_model(xml_path, "CPU", config)
