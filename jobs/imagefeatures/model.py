@@ -132,13 +132,19 @@ def worker_tensorflow_env() -> dict[str, str]:
 _FEATURE_FNS: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
 
 
+def worker_threads(threads: int | None) -> int:
+    """Threads for one model call in a worker (0: the runtime's own choice):
+    IMAGEFEATURES_TF_THREADS if set, else the task's cpus."""
+    return int(os.environ.get("IMAGEFEATURES_TF_THREADS") or threads or 0)
+
+
 def limit_threads(threads: int | None) -> None:
     """Give TensorFlow `threads` cores for one op, before its runtime starts.
 
     Spark runs one Python worker per task slot; each TensorFlow defaulting to every core
     makes them fight for the same cores. IMAGEFEATURES_TF_THREADS overrides the value.
     """
-    threads = int(os.environ.get("IMAGEFEATURES_TF_THREADS") or threads or 0)
+    threads = worker_threads(threads)
     if threads < 1:
         return
     import tensorflow as tf

@@ -7,7 +7,8 @@ addFile. A Python worker then needs only OpenVINO: no TensorFlow import, no mode
 
 from __future__ import annotations
 
-import os
+import atexit
+import shutil
 import tempfile
 import uuid
 import warnings
@@ -16,11 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from imagefeatures.model import INPUT_SHAPE, build_feature_model, freeze_garbage_collector
+from imagefeatures.model import (
+    INPUT_SHAPE,
+    build_feature_model,
+    freeze_garbage_collector,
+    worker_threads,
+)
 
 MODEL_NAME = "feature_model"
-PRECISIONS = ("f32", "bf16")
-_COMPILED: dict[tuple[str, str], Callable[[np.ndarray], np.ndarray]] = {}
+_COMPILED: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
 
 
 def export_ir(weights: str, folder: str | None = None) -> Path:
@@ -28,7 +33,10 @@ def export_ir(weights: str, folder: str | None = None) -> Path:
     Weights stay f32 in the .bin (no fp16 compression): the features must equal TensorFlow's."""
     import openvino as ov
 
-    folder_path = Path(folder or tempfile.mkdtemp(prefix="imagefeatures-ir-"))
+    if folder is None:  # workers fetch the files while the job runs: remove them at exit
+        folder = tempfile.mkdtemp(prefix="imagefeatures-ir-")
+        atexit.register(shutil.rmtree, folder, True)
+    folder_path = Path(folder)
     model = build_feature_model(weights)
     with warnings.catch_warnings():  # Keras notes that the tracer passes a tuple of inputs
         warnings.filterwarnings("ignore", "The structure of `inputs`", UserWarning)
@@ -39,28 +47,19 @@ def export_ir(weights: str, folder: str | None = None) -> Path:
     return xml
 
 
-def supports_bf16() -> bool:
-    """Whether this CPU runs bf16 natively (AVX-512 BF16 or AMX), as OpenVINO reports it."""
-    import openvino as ov
-
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-
-
-def get_feature_fn(
-    xml_path: str, threads: int | None = None, precision: str = "f32"
-) -> Callable[[np.ndarray], np.ndarray]:
+def get_feature_fn(xml_path: str, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """Features of a batch (N, 224, 224, 3) -> (N, 1280), compiled on first use and kept for
-    the life of the process, as the TensorFlow path does."""
-    key = (xml_path, precision)
-    if key not in _COMPILED:
+    the life of the process, as the TensorFlow path does. f32 inference: the features must
+    equal TensorFlow's."""
+    if xml_path not in _COMPILED:
         import openvino as ov
 
-        threads = int(os.environ.get("IMAGEFEATURES_TF_THREADS") or threads or 0)
+        threads = worker_threads(threads)
         # No pinning: Spark runs one worker per task slot, and each one pinning its threads
         # from the first core on would put them all on the same cores.
         config = {
             "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": precision,
+            "INFERENCE_PRECISION_HINT": "f32",
             "ENABLE_CPU_PINNING": False,
         }
         if threads > 0:
@@ -74,5 +73,5 @@ def get_feature_fn(
 
         run(np.zeros((1, *INPUT_SHAPE), np.float32))
         freeze_garbage_collector()
-        _COMPILED[key] = run
-    return _COMPILED[key]
+        _COMPILED[xml_path] = run
+    return _COMPILED[xml_path]
