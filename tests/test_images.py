@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import struct
 import warnings
@@ -19,7 +20,9 @@ from imagefeatures.images import (
     ImageDecodeError,
     decode_rgb,
     preprocess_image,
+    scale_to_unit_range,
 )
+from localdev.local_spark import JOBS_DIR
 from tests.image_cases import (
     EPS_HEADER,
     apng_bytes,
@@ -339,3 +342,30 @@ def test_cmyk_jpeg_is_converted_by_pillow():
     assert image.mode == "RGB"
     difference = np.abs(np.asarray(image, dtype=int) - np.asarray(base, dtype=int))
     assert difference.mean() < 4  # JPEG's loss only: no channel swapped or inverted
+
+
+def test_scaling_equals_keras_preprocess_input_for_every_pixel_value():
+    from keras.applications.mobilenet_v2 import preprocess_input
+
+    levels = np.arange(256, dtype=np.float32).reshape(1, 16, 16, 1).repeat(3, axis=3)
+    np.testing.assert_array_equal(scale_to_unit_range(levels.copy()), preprocess_input(levels))
+
+
+def test_preprocessing_does_not_import_tensorflow():
+    """Workers of the OpenVINO runtime decode images without paying TensorFlow's import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from imagefeatures.images import preprocess_image; "
+        f"preprocess_image({jpeg_bytes(picture(3))!r}); "
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(JOBS_DIR)},
+    )
+    assert result.stdout.strip() == "[]"

@@ -190,13 +190,20 @@ def decode_rgb(content: bytes) -> Image.Image:
 def to_model_input(image: Image.Image) -> np.ndarray:
     """Resize an RGB image to 224x224 with Pillow's default filter and scale it for
     MobileNetV2: float32 (224, 224, 3) in [-1, 1], as the notebook's preprocessing does."""
-    from keras.applications.mobilenet_v2 import preprocess_input
-
     # No JPEG draft() here: decoding at 1/2..1/8 scale changes the resized pixels (by up to 48
     # levels on a 500x500 photo), so features would leave the notebook's. Larger images are
     # rejected instead.
     resized = image.resize(IMAGE_SIZE)
-    return preprocess_input(np.asarray(resized, dtype=np.float32))
+    return scale_to_unit_range(np.asarray(resized, dtype=np.float32))
+
+
+def scale_to_unit_range(pixels: np.ndarray) -> np.ndarray:
+    """[0, 255] -> [-1, 1] in place, with the same two float32 operations as Keras'
+    mobilenet_v2.preprocess_input (mode "tf"), so the result is bit for bit the same; without
+    importing Keras, whose import loads TensorFlow into every Python worker (seconds each)."""
+    pixels /= 127.5
+    pixels -= 1.0
+    return pixels
 
 
 def preprocess_image(content: bytes) -> np.ndarray:
