@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
             a.partitions,
             a.files_per_task,
             a.runtime,
+            a.precision,
         ),
         argv,
     )

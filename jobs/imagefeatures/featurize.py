@@ -31,7 +31,8 @@ from imagefeatures.model import (
     worker_tensorflow_env,
 )
 
-RESULT_TYPE = "struct<features:array<float>,error:string>"
+# precision: what the model ran in for that image (null for a reject).
+RESULT_TYPE = "struct<features:array<float>,error:string,precision:string>"
 # 32 images per model call: 64 grew each worker's memory (MobileNetV2's activations) by
 # about 0.6 GiB without speeding the model up (BENCHMARKS.md).
 DEFAULT_BATCH_SIZE = 32
@@ -40,9 +41,13 @@ DEFAULT_BATCH_SIZE = 32
 # JVM and the Python worker; 128 cuts that 4x at the cost of a longer tail (BENCHMARKS.md).
 DEFAULT_FILES_PER_TASK = 128
 BUILTIN_WEIGHTS = ("imagenet", "random")
-# tensorflow: each worker builds the Keras model (the reference); openvino: the driver exports
-# it once and workers run it without TensorFlow (openvino_runtime).
-RUNTIMES = ("tensorflow", "openvino")
+# openvino: the driver exports the model once and workers run it without TensorFlow, about
+# twice as fast (openvino_runtime); tensorflow: each worker builds the Keras model (the reference).
+RUNTIMES = ("openvino", "tensorflow")
+DEFAULT_RUNTIME = "openvino"
+# bf16 only on OpenVINO, and only where the CPU has it (BENCHMARKS.md: features within cosine
+# 0.999 of f32, about twice as fast on AMX); f32 gives TensorFlow's features.
+PRECISIONS = ("f32", "bf16")
 _SHIPPED_WEIGHTS_PREFIX = "sparkfiles:"
 _OPENVINO_PREFIX = "openvino:"
 
@@ -96,8 +101,11 @@ def read_images(spark: SparkSession, input_uri: str) -> tuple[DataFrame, DataFra
     return with_label(files).select("path", "label", "content"), listing(files)
 
 
-def featurize_contents(feature_fn, contents: pd.Series, batch_size: int) -> pd.DataFrame:
-    """Features (or the decode error) for each image in `contents`, in order."""
+def featurize_contents(
+    feature_fn, contents: pd.Series, batch_size: int, precision: str = "f32"
+) -> pd.DataFrame:
+    """Features (or the decode error) for each image in `contents`, in order, and the
+    precision the model ran in for it."""
     inputs, errors = [], []
     for content in contents:
         try:
@@ -113,33 +121,39 @@ def featurize_contents(feature_fn, contents: pd.Series, batch_size: int) -> pd.D
         vectors = feature_fn(np.stack([inputs[i] for i in rows]))
         for row, vector in zip(rows, vectors, strict=True):
             features[row] = vector
-    return pd.DataFrame({"features": features, "error": errors})
+    ran = [None if vector is None else precision for vector in features]
+    return pd.DataFrame({"features": features, "error": errors, "precision": ran})
 
 
-def make_featurize_udf(weights_ref: str, batch_size: int):
-    """A pandas UDF content -> struct(features, error). The model is fetched from the
-    per-process cache, so each Python worker builds it once and reuses it for every task."""
+def make_featurize_udf(model_ref: str, batch_size: int, precision: str = "f32"):
+    """A pandas UDF content -> struct(features, error, precision). The model is fetched from
+    the per-process cache, so each Python worker builds it once and reuses it for every task."""
 
     @F.pandas_udf(RESULT_TYPE)
     def featurize_udf(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         task = TaskContext.get()
-        feature_fn = worker_feature_fn(weights_ref, threads=task.cpus() if task else None)
+        threads = task.cpus() if task else None
+        feature_fn, ran = worker_feature_fn(model_ref, threads, precision)
         for contents in batches:
-            yield featurize_contents(feature_fn, contents, batch_size)
+            yield featurize_contents(feature_fn, contents, batch_size, ran)
 
     return featurize_udf
 
 
 def with_features(
-    images: DataFrame, weights_ref: str, batch_size: int = DEFAULT_BATCH_SIZE
+    images: DataFrame,
+    model_ref: str,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    precision: str = "f32",
 ) -> DataFrame:
-    """(path, label, content) -> (path, label, features, error); one of the last two is null."""
+    """(path, label, content) -> (path, label, features, error, precision); one of features
+    and error is null."""
     # The UDF captures the context's worker environment when it is built; a value set with
     # --conf spark.executorEnv.NAME stays as given.
     environment = images.sparkSession.sparkContext.environment
     for name, value in worker_tensorflow_env().items():
         environment.setdefault(name, value)
-    result = make_featurize_udf(weights_ref, batch_size)("content").alias("result")
+    result = make_featurize_udf(model_ref, batch_size, precision)("content").alias("result")
     return images.select("path", "label", result).select("path", "label", "result.*")
 
 
@@ -213,14 +227,41 @@ def ship_model(spark: SparkSession, weights_ref: str, runtime: str) -> str:
     return _OPENVINO_PREFIX + xml.name
 
 
-def worker_feature_fn(model_ref: str, threads: int | None):
-    """The batch -> features function of a Python worker, for a ship_model reference."""
+def worker_feature_fn(model_ref: str, threads: int | None, precision: str = "f32"):
+    """(batch -> features, the precision it runs in) of a Python worker, for a ship_model
+    reference."""
     if model_ref.startswith(_OPENVINO_PREFIX):
         from imagefeatures import openvino_runtime
 
         xml = SparkFiles.get(model_ref[len(_OPENVINO_PREFIX) :])
-        return openvino_runtime.get_feature_fn(xml, threads)
-    return get_feature_fn(resolve_weights_ref(model_ref), threads=threads)
+        return openvino_runtime.get_feature_fn(xml, threads, precision)
+    return get_feature_fn(resolve_weights_ref(model_ref), threads=threads), "f32"
+
+
+def check_model_choice(runtime: str, precision: str) -> None:
+    """Refuse a runtime or precision the job does not have, before anything runs."""
+    if runtime not in RUNTIMES:
+        raise JobInputError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    if precision not in PRECISIONS:
+        raise JobInputError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" and runtime != "openvino":
+        raise JobInputError(
+            f"precision bf16 runs only on the openvino runtime, not on {runtime}: "
+            "choose runtime openvino, or precision f32"
+        )
+
+
+def precisions_that_ran(results: DataFrame) -> dict[str, int]:
+    """{precision: images featurized in it}: workers on CPUs without bf16 ran f32."""
+    rows = results.where(F.col("precision").isNotNull()).groupBy("precision").count().collect()
+    return {row["precision"]: row["count"] for row in rows}
+
+
+def summarize_precision(counts: dict[str, int]) -> str | None:
+    """The one precision that ran, "mixed" when workers differed, None when no image ran."""
+    if len(counts) > 1:
+        return "mixed"
+    return next(iter(counts), None)
 
 
 def resolve_weights_ref(weights_ref: str) -> str:
@@ -269,16 +310,18 @@ def run_featurize(
     batch_size: int = DEFAULT_BATCH_SIZE,
     partitions: int | None = None,
     files_per_task: int = DEFAULT_FILES_PER_TASK,
-    runtime: str = "tensorflow",
+    runtime: str = DEFAULT_RUNTIME,
+    precision: str = "f32",
 ) -> dict:
     """Write <output>/features, <output>/rejects and <output>/featurize_summary.json."""
     started = time.time()
+    check_model_choice(runtime, precision)
     pack_small_files(spark, files_per_task)
     images, listed = read_images(spark, input_uri)
     model_ref = ship_model(spark, ship_weights(spark, weights), runtime)
     # Arrow batches are what the UDF sees at once: keep them at the model's batch size.
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
-    results = with_features(set_partitions(images, partitions), model_ref, batch_size)
+    results = with_features(set_partitions(images, partitions), model_ref, batch_size, precision)
     # Both datasets come from one pass of the model.
     results = results.persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -291,12 +334,16 @@ def run_featurize(
             name: spark.read.parquet(uri).count()
             for name, uri in (("features", features_uri), ("rejects", rejects_uri))
         }
+        ran = precisions_that_ran(results)
     finally:
         results.unpersist()
     summary = {
         "input": input_uri,
         "weights": weights,
         "runtime": runtime,
+        "precision": summarize_precision(ran),
+        "precision_requested": precision,
+        "images_per_precision": ran,
         "batch_size": batch_size,
         "files_per_task": files_per_task,
         "listed": listed.count(),
@@ -334,7 +381,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--runtime",
         choices=RUNTIMES,
-        default="tensorflow",
-        help="what runs the model in the workers: tensorflow (the reference) or openvino",
+        default=DEFAULT_RUNTIME,
+        help="what runs the model in the workers: openvino, or tensorflow (the reference)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="f32",
+        help="bf16 (openvino only) where the CPU has it, else f32; the summary says which ran",
     )
     return parser.parse_args(argv)

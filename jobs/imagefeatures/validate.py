@@ -135,6 +135,12 @@ def run_validate(spark: SparkSession, input_uri: str, output_uri: str) -> dict:
             if key in pca_summary
         },
         "checks": [r.as_dict() for r in results],
+        # What ran the model, as featurize recorded it (precision: what ran, not what was asked).
+        "model": {
+            key: featurize_summary.get(key)
+            for key in ("weights", "runtime", "precision", "precision_requested")
+            if key in featurize_summary
+        },
     }
     if facts.pca > 0 and facts.pca_lengths:
         components, labels = plot_points(pca)

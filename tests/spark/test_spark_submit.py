@@ -25,6 +25,12 @@ def test_spark_submit_runs_the_three_jobs(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert (report["status"], report["features"], report["rejects"]) == ("passed", 6, 1)
     assert report["pca"]["k"] == 3
+    assert report["model"] == {
+        "weights": "random",
+        "runtime": "openvino",
+        "precision": "f32",
+        "precision_requested": "f32",
+    }
 
 
 def test_spark_submit_empty_input_fails_clearly(tmp_path):
@@ -38,4 +44,18 @@ def test_spark_submit_empty_input_fails_clearly(tmp_path):
     # spark-submit merges the Python driver's stderr into its stdout (PythonRunner).
     output = result.stdout + result.stderr
     assert f"input {tmp_path / 'in'} holds no .jpg, .jpeg or .png image" in output
+    assert not (tmp_path / "out").exists()
+
+
+def test_spark_submit_refuses_bf16_on_tensorflow(tmp_path):
+    write_good_images(tmp_path / "in", ["Fig"], 2)
+    result = spark_submit(
+        "featurize",
+        ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]
+        + ["--weights", "random", "--runtime", "tensorflow", "--precision", "bf16"],
+        capture_output=True,
+    )
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "precision bf16 runs only on the openvino runtime, not on tensorflow" in output
     assert not (tmp_path / "out").exists()
