@@ -57,6 +57,8 @@ def print_summary(result, report: dict, out: Path) -> None:
         f"rejects: {report['rejects']}"
     )
     print(f"labels:    {labels}")
+    if model := report.get("model"):  # what ran the model, and in which precision
+        print(f"model:     {model.get('runtime')}, {model.get('precision')}")
     print(f"PCA k={report['pca']['k']}, explained variance: {explained}")
     for row in report["rejected_files"]:
         print(f"rejected:  {Path(row['path']).name} ({row['label']}): {row['error']}")

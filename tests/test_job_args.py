@@ -11,7 +11,8 @@ def test_featurize_defaults():
     args = featurize.parse_args(["--input", "s3://in/", "--output", "s3://out/run1"])
     assert (args.weights, args.batch_size, args.partitions) == ("imagenet", 32, None)
     assert args.files_per_task == featurize.DEFAULT_FILES_PER_TASK == 128
-    assert args.runtime == "tensorflow"  # the reference; openvino is chosen explicitly
+    # OpenVINO by default, in f32: TensorFlow's features (the reference, chosen explicitly).
+    assert (args.runtime, args.precision) == ("openvino", "f32")
 
 
 def test_dag_defaults_are_the_jobs_defaults():
@@ -22,15 +23,16 @@ def test_dag_defaults_are_the_jobs_defaults():
     params = build_params(ParseTimeSettings.from_env({}))
     assert RunOptions.batch_size == featurize.DEFAULT_BATCH_SIZE
     assert params["batch_size"].value == featurize.DEFAULT_BATCH_SIZE
+    assert RunOptions.runtime == params["runtime"].value == featurize.DEFAULT_RUNTIME
 
 
 def test_featurize_options():
     args = featurize.parse_args(
         ["--input", "in", "--output", "out", "--weights", "random", "--batch-size", "8"]
-        + ["--partitions", "3", "--files-per-task", "16", "--runtime", "openvino"]
+        + ["--partitions", "3", "--files-per-task", "16", "--runtime", "tensorflow"]
     )
     assert (args.weights, args.batch_size, args.partitions) == ("random", 8, 3)
-    assert args.runtime == "openvino"
+    assert args.runtime == "tensorflow"
     assert args.files_per_task == 16
 
 
@@ -44,6 +46,7 @@ def test_featurize_options():
         ["--input", "in", "--output", "out", "--files-per-task", "0"],
         ["--input", "in", "--output", "out", "--batch-size", "many"],
         ["--input", "in", "--output", "out", "--runtime", "onnx"],
+        ["--input", "in", "--output", "out", "--precision", "fp16"],
     ],
 )
 def test_featurize_rejects_bad_arguments(argv, capsys):

@@ -20,6 +20,9 @@ from emr_pipeline.uris import normalize_s3_uri, overlaps, split_s3_uri
 
 BUILTIN_WEIGHTS = ("imagenet", "random")
 WEIGHTS_SUFFIXES = (".weights.h5", ".h5")  # what jobs/featurize.py accepts as a weights file
+# featurize's --runtime and --precision choices (the default first); the form's enums too.
+RUNTIMES = ("openvino", "tensorflow")
+PRECISIONS = ("f32", "bf16")
 MIN_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT = 60, 7 * 24 * 3600  # AutoTerminationPolicy's limits
 # A poke interval under a second becomes a zero-second waiter delay in deferrable mode (the
 # provider's triggers take whole seconds): a tight loop of EMR API calls.
@@ -123,6 +126,8 @@ class RunOptions:
     pca_k: int | None = 2
     pca_variance: float | None = None
     batch_size: int = 32
+    runtime: str = "openvino"
+    precision: str = "f32"
     partitions: int | None = None
     release_label: str = DEFAULT_RELEASE_LABEL
     master_instance_type: str = "m5.xlarge"
@@ -169,6 +174,17 @@ class RunOptions:
             raise InvalidRunOptionsError(
                 f"weights: expected imagenet, random or an s3:// URI of a Keras "
                 f".weights.h5 file, got {self.weights!r}"
+            )
+        for name, allowed in (("runtime", RUNTIMES), ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise InvalidRunOptionsError(
+                    f"{name}: expected one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
+        if self.precision == "bf16" and self.runtime == "tensorflow":
+            # featurize would refuse it on the cluster, after paying for the nodes.
+            raise InvalidRunOptionsError(
+                "precision: bf16 runs only with runtime openvino (the TensorFlow runtime is "
+                "f32 only); choose runtime openvino, or precision f32"
             )
         uris = self._normalized_uris()  # the cluster cannot see the Airflow worker's disk
         check_prefixes_apart({name: uris[name] for name in _URI_FIELDS})

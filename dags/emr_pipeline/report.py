@@ -24,6 +24,7 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
     """The small dict returned as XCom and attached to the asset event."""
     pca = report.get("pca") or {}
     cumulative = pca.get("cumulative_variance") or []
+    model = report.get("model") or {}
     return {
         "status": report.get("status"),
         "images": report.get("images"),
@@ -34,11 +35,14 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
         "explained_variance": pca.get("explained_variance"),
         "cumulative_variance": cumulative[-1] if cumulative else None,
         "output": report.get("output"),
+        "runtime": model.get("runtime"),
+        # What ran: bf16 asked for on a CPU without it ran f32; "mixed" if workers differed.
+        "precision": model.get("precision"),
     }
 
 
 def format_summary(report: dict[str, Any]) -> str:
-    """Human-readable lines: totals, per-label counts, explained variance."""
+    """Human-readable lines: totals, per-label counts, the model, explained variance."""
     s = summarize(report)
     lines = [
         f"{s['images']} images: {s['features']} featurized, {s['rejects']} rejected, "
@@ -47,6 +51,9 @@ def format_summary(report: dict[str, Any]) -> str:
     for label, counts in sorted((report.get("labels") or {}).items()):
         lines.append(f"  {label}: {counts.get('features', 0)} features, "
                      f"{counts.get('rejects', 0)} rejects")  # fmt: skip
+    model = report.get("model")
+    if model:  # reports from before the runtime choice have none
+        lines.append(f"model: {s['runtime']}, {s['precision']} (weights {model.get('weights')})")
     if s["explained_variance"] is not None:
         variance = ", ".join(f"{v:.4f}" for v in s["explained_variance"])
         lines.append(f"PCA k={s['pca_k']}: explained variance [{variance}]")

@@ -72,6 +72,8 @@ def build_steps(
         "--output", run_output_uri,
         "--weights", weights or options.weights,
         "--batch-size", str(options.batch_size),
+        "--runtime", options.runtime,
+        "--precision", options.precision,
     ]  # fmt: skip
     if options.partitions:
         featurize_args += ["--partitions", str(options.partitions)]

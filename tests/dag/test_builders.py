@@ -106,11 +106,25 @@ def test_split_and_join_uris():
         ({"pca_variance": 0.0}, "pca_variance"),
         ({"idle_timeout_seconds": 30}, "idle_timeout_seconds"),
         ({"core_spot": True, "core_instance_count": 0}, "core_spot"),
+        ({"runtime": "onnx"}, "runtime: expected one of openvino, tensorflow, got 'onnx'"),
+        ({"runtime": "OpenVINO"}, "runtime: expected one of"),
+        ({"precision": "fp16"}, "precision: expected one of f32, bf16, got 'fp16'"),
+        (
+            {"runtime": "tensorflow", "precision": "bf16"},
+            "precision: bf16 runs only with runtime openvino.*"
+            "choose runtime openvino, or precision f32",
+        ),
     ],
 )
 def test_invalid_options_name_the_parameter(overrides, message):
     with pytest.raises(InvalidRunOptionsError, match=message):
         options(**overrides)
+
+
+def test_runtime_and_precision_default_to_openvino_f32_and_bf16_runs_on_openvino():
+    assert (options().runtime, options().precision) == ("openvino", "f32")
+    assert options(precision="bf16").precision == "bf16"
+    assert options(runtime="tensorflow", precision="f32").runtime == "tensorflow"
 
 
 def test_variance_wins_over_k():
@@ -318,6 +332,26 @@ def test_steps_submit_the_uploaded_jobs_with_run_scoped_outputs():
     assert validate[-4:] == ["--input", "s3://in-bucket/fruits", "--output", out]
 
 
+def _option(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, ("openvino", "f32")),
+        ({"precision": "bf16"}, ("openvino", "bf16")),
+        ({"runtime": "tensorflow"}, ("tensorflow", "f32")),
+    ],
+)
+def test_featurize_step_passes_the_runtime_and_precision(overrides, expected):
+    steps = plan(options(**overrides)).steps
+    featurize = _args(steps["featurize"][0])
+    assert (_option(featurize, "--runtime"), _option(featurize, "--precision")) == expected
+    for name in ("pca", "validate"):  # only featurize runs the model
+        assert "--runtime" not in _args(steps[name][0])
+
+
 def test_job_cli_accepts_the_step_arguments():
     """The entrypoints' own argument parsers accept what the steps pass."""
     pytest.importorskip("pyspark")
@@ -325,7 +359,7 @@ def test_job_cli_accepts_the_step_arguments():
     from imagefeatures.pca import parse_args as pca_args
     from imagefeatures.validate import parse_args as validate_args
 
-    p = plan(options(partitions=4, pca_k=3, batch_size=16))
+    p = plan(options(partitions=4, pca_k=3, batch_size=16, precision="bf16"))
     parsed = {}
     for name, parse in (
         ("featurize", featurize_args),
@@ -338,6 +372,7 @@ def test_job_cli_accepts_the_step_arguments():
     featurize = parsed["featurize"]
     assert (featurize.input.rstrip("/"), featurize.output.rstrip("/")) == (input_uri, out)
     assert (featurize.weights, featurize.batch_size, featurize.partitions) == ("imagenet", 16, 4)
+    assert (featurize.runtime, featurize.precision) == ("openvino", "bf16")
     pca = parsed["pca"]
     assert (pca.input, pca.output.rstrip("/"), pca.k, pca.variance) == (
         f"{out}/features",
@@ -347,6 +382,22 @@ def test_job_cli_accepts_the_step_arguments():
     )
     validate = parsed["validate"]
     assert (validate.input.rstrip("/"), validate.output.rstrip("/")) == (input_uri, out)
+
+
+def test_runtime_and_precision_choices_and_defaults_are_the_jobs():
+    """The form offers what featurize accepts, and a run with the form's defaults runs what
+    featurize would run by itself."""
+    pytest.importorskip("pyspark")
+    from emr_pipeline.options import PRECISIONS, RUNTIMES
+    from imagefeatures import featurize
+
+    assert set(RUNTIMES) == set(featurize.RUNTIMES)
+    assert set(PRECISIONS) == set(featurize.PRECISIONS)
+    job_defaults = featurize.parse_args(["--input", "s3://in/", "--output", "s3://out/run"])
+    assert (job_defaults.runtime, job_defaults.precision) == (
+        RunOptions.runtime,
+        RunOptions.precision,
+    )
 
 
 # --- the spend guard ------------------------------------------------------------------------

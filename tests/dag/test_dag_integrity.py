@@ -78,6 +78,7 @@ def test_default_params_validate(dag):
     assert params["release_label"] == "emr-7.13.0"
     assert params["deferrable"] is True  # waits free their worker slot by default
     assert params["overwrite"] is False
+    assert (params["runtime"], params["precision"]) == ("openvino", "f32")
 
 
 @pytest.mark.parametrize(
@@ -88,6 +89,8 @@ def test_default_params_validate(dag):
         {"pca_variance": 1.5},
         {"idle_timeout_seconds": 10},
         {"poke_interval_seconds": 0},
+        {"runtime": "onnx"},
+        {"precision": "fp16"},
     ],
 )
 def test_params_reject_bad_values(dag, conf):
@@ -112,3 +115,15 @@ def test_every_param_is_explained_in_the_trigger_form(dag):
         assert schema.get("section"), f"{name}: no section"
         assert schema.get("title"), f"{name}: no title"
         assert (param.description or "").strip(), f"{name}: no description"
+
+
+def test_runtime_and_precision_are_choices_in_the_form(dag):
+    """The form shows them as drop-downs of featurize's choices (RunOptions' own tuples)."""
+    from emr_pipeline.options import PRECISIONS, RUNTIMES
+
+    for name, choices in (("runtime", RUNTIMES), ("precision", PRECISIONS)):
+        schema = dag.params.get_param(name).schema
+        assert schema["type"] == "string" and schema["enum"] == list(choices), name
+        assert schema["section"] == "Model and PCA", name
+    assert "tensorflow" in dag.params.get_param("runtime").description
+    assert "falls back to f32" in dag.params.get_param("precision").description

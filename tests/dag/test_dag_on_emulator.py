@@ -69,6 +69,9 @@ def test_success_with_a_bad_image_among_good_ones(emulated_aws, emulator, tmp_pa
     report = read_json(s3, out + "report.json")
     assert report["status"] == "passed" and all(c["passed"] for c in report["checks"])
     assert (report["features"], report["rejects"]) == (8, 1)
+    # The defaults: OpenVINO in f32 (TensorFlow's features), as the summary says too.
+    assert (report["model"]["runtime"], report["model"]["precision"]) == ("openvino", "f32")
+    assert (result.summary["runtime"], result.summary["precision"]) == ("openvino", "f32")
     (rejected,) = report["rejected_files"]
     assert rejected == {**rejected, "path": f"{INPUT}Kiwi/broken.jpg", "label": "Kiwi"}
     keys = keys_under(s3, out)

@@ -38,6 +38,8 @@ GOOD = {"input_uri": "s3://example-fruit-images/in/", "output_uri": "s3://exampl
         ("task_cpus", 0),
         ("sensor_timeout_seconds", -5),
         ("poke_interval_seconds", 0),
+        ("runtime", "onnx"),
+        ("precision", "int8"),
     ],
 )
 def test_bad_parameters_are_rejected_with_a_message_naming_them(param, value):

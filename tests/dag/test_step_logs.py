@@ -98,6 +98,16 @@ def test_report_summary():
     check_report(REPORT, expected_images=5)
 
 
+def test_report_summary_names_the_model_that_ran():
+    model = {"weights": "random", "runtime": "openvino", "precision": "bf16"}
+    summary = summarize({**REPORT, "model": model})
+    assert (summary["runtime"], summary["precision"]) == ("openvino", "bf16")
+    assert "model: openvino, bf16 (weights random)" in format_summary({**REPORT, "model": model})
+    # A report from before the runtime choice has no model block: no line, None in the summary.
+    assert (summarize(REPORT)["runtime"], summarize(REPORT)["precision"]) == (None, None)
+    assert "model:" not in format_summary(REPORT)
+
+
 def test_report_checks():
     failed = {**REPORT, "status": "failed",
               "checks": [{"name": "counts", "passed": False, "detail": "5 != 4"}]}  # fmt: skip

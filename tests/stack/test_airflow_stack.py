@@ -173,6 +173,7 @@ def expected_form(stack) -> dict[str, list[tuple[str, dict[str, Any]]]]:
             "description": param.description,
             "default": param.value,
             "boolean": schema.get("type") == "boolean",
+            "choices": "enum" in schema,
         }
         sections.setdefault(schema["section"], []).append((name, field))
     return sections
@@ -219,7 +220,14 @@ def test_a_person_triggers_a_run_from_the_ui_form(airflow_stack):
                 dialog.get_by_role("button", name=section, exact=True).click()
                 for name, field in fields:
                     control = dialog.locator(f'[name="element_{name}"]')
-                    expect(control).to_be_visible()
+                    if field["choices"]:
+                        # A drop-down (react-select): its box shows the choice, and a hidden
+                        # input named like the other fields holds it.
+                        box = dialog.locator(f'[id="element_{name}"]')
+                        expect(box).to_be_visible()
+                        expect(box).to_contain_text(str(field["default"]))
+                    else:
+                        expect(control).to_be_visible()
                     if field["boolean"]:
                         assert control.is_checked() == field["default"], name
                     else:

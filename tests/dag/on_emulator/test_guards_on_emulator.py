@@ -157,6 +157,12 @@ PARAMETER_REFUSALS = {
         {},
         r"poke_interval_seconds",
     ),
+    "an unknown runtime": ({"runtime": "onnx"}, {}, r"runtime"),
+    "bf16 on the TensorFlow runtime": (
+        {"runtime": "tensorflow", "precision": "bf16"},
+        {},
+        r"precision: bf16 runs only with runtime openvino",
+    ),
 }
 
 
@@ -310,8 +316,9 @@ def test_a_guarded_run_reads_what_preflight_counted_and_touches_only_its_own_pre
     dag, world, random_weights_file, capfd
 ):
     """Hidden names in the input (which Spark skips, and so must preflight), an s3:// weights
-    file, and the output root written as a user might (s3a://, a double slash): the run
-    passes, counts the same images as Spark, and leaves everything else as it was."""
+    file, the output root written as a user might (s3a://, a double slash) and bf16 asked
+    for: the run passes, counts the same images as Spark, says which precision ran, and
+    leaves everything else as it was."""
     endpoint = world.endpoint_url
     s3 = client(endpoint, "s3")
     earlier = write_earlier_passed_run(s3)
@@ -322,7 +329,12 @@ def test_a_guarded_run_reads_what_preflight_counted_and_touches_only_its_own_pre
     before = snapshot(s3)
 
     dag_run = dag.test(
-        run_conf=conf(weights=weights, output_uri="s3a://example-fruit-features//runs/")
+        run_conf=conf(
+            weights=weights,
+            output_uri="s3a://example-fruit-features//runs/",
+            runtime="openvino",
+            precision="bf16",
+        )
     )
 
     ran = states(dag_run)
@@ -334,6 +346,11 @@ def test_a_guarded_run_reads_what_preflight_counted_and_touches_only_its_own_pre
     report = read_json(s3, out + "report.json")
     assert report["images"] == report["features"] == 4
     assert sorted(report["labels"]) == ["Apple", "Kiwi"]
+    # bf16 where this CPU has it, else f32: the report says what featurize ran, not what was
+    # asked for.
+    precision = read_json(s3, out + "featurize_summary.json")["precision"]
+    assert precision in ("bf16", "f32")
+    assert (report["model"]["runtime"], report["model"]["precision"]) == ("openvino", precision)
     # The marker names the full run id; the output is where Hadoop resolves the root to.
     assert read_json(s3, out + RUN_MARKER)["run_id"] == dag_run.run_id
     assert out.startswith("s3://example-fruit-features/runs/")
@@ -355,6 +372,8 @@ def test_a_guarded_run_reads_what_preflight_counted_and_touches_only_its_own_pre
     featurize_args = steps["featurize"]["Config"]["Args"]
     copy = featurize_args[featurize_args.index("--weights") + 1]
     assert copy == run_prefixes[1] + "weights/mobilenet_v2_random.weights.h5"
+    assert report["model"]["weights"] == copy
+    assert featurize_args[featurize_args.index("--precision") + 1] == "bf16"
     assert keys_under(s3, copy) == [copy.removeprefix(f"s3://{bucket}/")]
     # The steps went in with the cluster: the DAG never added one.
     operations = {c.operation for c in world.api_calls.by_key(DAG_ACCESS_KEY)}
