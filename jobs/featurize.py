@@ -3,7 +3,7 @@
 import sys
 
 from imagefeatures.entrypoint import run_job
-from imagefeatures.featurize import parse_args, run_featurize
+from imagefeatures.featurize import export_model_ahead, parse_args, run_featurize
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
             a.precision,
         ),
         argv,
+        before_spark=lambda a: export_model_ahead(a.weights, a.runtime),
     )
 
 

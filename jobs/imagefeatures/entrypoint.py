@@ -17,9 +17,13 @@ def run_job(
     parse_args: Callable[[list[str]], argparse.Namespace],
     job: Callable[[SparkSession, argparse.Namespace], dict],
     argv: list[str] | None = None,
+    before_spark: Callable[[argparse.Namespace], None] | None = None,
 ) -> int:
-    """Run `job`; 0 on success, 2 for bad input (nothing written), 1 for failed checks."""
+    """Run `job`; 0 on success, 2 for bad input (nothing written), 1 for failed checks.
+    `before_spark` starts work that needs no Spark, to overlap Spark's start-up."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if before_spark is not None:
+        before_spark(args)
     spark = get_spark(app_name)
     try:
         result = job(spark, args)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
@@ -50,6 +51,8 @@ DEFAULT_RUNTIME = "openvino"
 PRECISIONS = ("f32", "bf16")
 _SHIPPED_WEIGHTS_PREFIX = "sparkfiles:"
 _OPENVINO_PREFIX = "openvino:"
+# OpenVINO exports started before Spark, by weights spec (export_model_ahead).
+_EXPORTS_AHEAD: dict[str, Future] = {}
 
 
 def image_files(spark: SparkSession, input_uri: str) -> DataFrame:
@@ -212,16 +215,36 @@ def ship_weights(spark: SparkSession, weights: str) -> str:
     return _SHIPPED_WEIGHTS_PREFIX + name
 
 
-def ship_model(spark: SparkSession, weights_ref: str, runtime: str) -> str:
+def export_model_ahead(weights: str, runtime: str) -> None:
+    """Start the OpenVINO export in a thread before Spark starts, so that its seconds of
+    TensorFlow import and conversion overlap Spark's start-up and the input's listing; for
+    weights the driver reads without Spark (a builtin name or a local path). run_featurize
+    uses the result, and reports its errors as it reports its own."""
+    if runtime != "openvino" or not (weights in BUILTIN_WEIGHTS or not urlsplit(weights).scheme):
+        return
+    from imagefeatures.openvino_runtime import export_ir
+
+    executor = ThreadPoolExecutor(1, thread_name_prefix="model-export")
+    _EXPORTS_AHEAD[weights] = executor.submit(export_ir, weights)
+    executor.shutdown(wait=False)
+
+
+def ship_model(
+    spark: SparkSession, weights_ref: str, runtime: str, exported: Future | None = None
+) -> str:
     """What the workers load: the weights reference itself for TensorFlow; for OpenVINO, the
-    model exported here once (an unusable weights spec fails here, before any task)."""
+    model exported here once, or by `exported` (an unusable weights spec fails here, before
+    any task)."""
     if runtime == "tensorflow":
         check_weights_load(weights_ref)
         return weights_ref
     from imagefeatures.openvino_runtime import export_ir
 
     with unusable_weights_fail_the_job(weights_ref):
-        xml = export_ir(resolve_weights_ref(weights_ref))
+        if exported is not None:
+            xml = exported.result()
+        else:
+            xml = export_ir(resolve_weights_ref(weights_ref))
     spark.sparkContext.addFile(str(xml))
     spark.sparkContext.addFile(str(xml.with_suffix(".bin")))  # found beside the .xml
     return _OPENVINO_PREFIX + xml.name
@@ -318,7 +341,8 @@ def run_featurize(
     check_model_choice(runtime, precision)
     pack_small_files(spark, files_per_task)
     images, listed = read_images(spark, input_uri)
-    model_ref = ship_model(spark, ship_weights(spark, weights), runtime)
+    exported = _EXPORTS_AHEAD.pop(weights, None) if runtime == "openvino" else None
+    model_ref = ship_model(spark, ship_weights(spark, weights), runtime, exported)
     # Arrow batches are what the UDF sees at once: keep them at the model's batch size.
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
     results = with_features(set_partitions(images, partitions), model_ref, batch_size, precision)

@@ -64,7 +64,8 @@ def get_feature_fn(
 
         core = ov.Core()
         threads = worker_threads(threads)
-        if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        if precision == "bf16" and "BF16" not in capabilities:
             precision = "f32"
         # No pinning: Spark runs one worker per task slot, and each one pinning its threads
         # from the first core on would put them all on the same cores.

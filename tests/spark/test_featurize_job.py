@@ -165,6 +165,24 @@ def test_unreadable_weights_fail_before_any_output(spark, pipeline_run, tmp_path
     assert not out.exists()
 
 
+@pytest.mark.parametrize("runtime", ["openvino", "tensorflow"])
+def test_a_corrupt_weights_file_fails_the_job_with_one_line(
+    spark, pipeline_run, tmp_path, capsys, runtime
+):
+    # OpenVINO's export starts before Spark does (export_model_ahead): its failure must still
+    # be the job's one clear error, before any output.
+    weights = tmp_path / "corrupt.weights.h5"
+    weights.write_bytes(b"not an HDF5 file")
+    out = tmp_path / "out"
+    code = load_entrypoint("featurize").main(
+        ["--input", str(pipeline_run.images / "Kiwi"), "--output", str(out)]
+        + ["--weights", str(weights), "--runtime", runtime]
+    )
+    assert code == 2
+    assert "cannot be loaded" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_weights_file_matches_random_weights(spark, pipeline_run, random_weights_file, tmp_path):
     out = tmp_path / "from_file"
     run_featurize(spark, str(pipeline_run.images / "Banana"), str(out), str(random_weights_file), 4)
