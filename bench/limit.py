@@ -1,6 +1,7 @@
 """The limit: one plain Python process decoding and running the same model, no Spark.
 
-Prints one JSON line: images, model build seconds, decode + inference seconds.
+Prints one JSON line: images, runtime, precision that ran, model build seconds (for OpenVINO,
+the export too), decode + inference seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ def main() -> int:
     parser.add_argument("--input", required=True, type=Path)
     parser.add_argument("--weights", required=True)
     parser.add_argument("--batch-size", type=int, default=None, help="default: our job's")
+    parser.add_argument("--runtime", choices=("tensorflow", "openvino"), default="tensorflow")
+    parser.add_argument("--precision", choices=("f32", "bf16"), default="f32")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from imagefeatures.featurize import DEFAULT_BATCH_SIZE
@@ -32,7 +35,14 @@ def main() -> int:
 
     paths = sorted(p for p in args.input.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
     started = time.time()
-    feature_fn = get_feature_fn(args.weights)
+    precision = "f32"
+    if args.runtime == "openvino":  # the job's export, then every core for one model call
+        from imagefeatures import openvino_runtime
+
+        xml = openvino_runtime.export_ir(args.weights)
+        feature_fn, precision = openvino_runtime.get_feature_fn(str(xml), None, args.precision)
+    else:
+        feature_fn = get_feature_fn(args.weights)
     feature_fn(np.zeros((1, 224, 224, 3), np.float32))  # trace the graph once
     built = time.time()
     batch_size = args.batch_size or DEFAULT_BATCH_SIZE  # the same model calls as our job's
@@ -42,7 +52,13 @@ def main() -> int:
     finished = time.time()
     print(
         json.dumps(
-            {"images": rows, "build_seconds": built - started, "work_seconds": finished - built}
+            {
+                "images": rows,
+                "runtime": args.runtime,
+                "precision": precision,  # what ran: bf16 falls back where the CPU lacks it
+                "build_seconds": built - started,
+                "work_seconds": finished - built,
+            }
         ),
         flush=True,
     )

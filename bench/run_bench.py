@@ -35,6 +35,11 @@ SMALL_N = 200  # the small run that measures our fixed start-up cost
 # The notebook's stages run on Spark's default JVM (C1 and C2), as the notebook did; our jobs
 # on the local default (C1 only), which would slow its pure-Java SVD.
 NOTEBOOK_JAVA_OPTIONS = QUIET_LOGGING_JAVA_OPTIONS
+# /proc/cpuinfo flags that choose TensorFlow's and OpenVINO's kernels, written with each run.
+KERNEL_FLAGS = (
+    "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",
+    "amx_tile", "amx_bf16", "amx_int8",
+)  # fmt: skip
 
 
 def notebook_env(onednn: str | None = None) -> dict[str, str]:
@@ -114,6 +119,19 @@ def ensure_images(root: Path, count: int) -> Path:
     return folder
 
 
+def cpu_description() -> dict:
+    """The CPU's model and the flags that decide the kernels (oneDNN, OpenVINO, bf16)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    return {"model": model, "flags": sorted(flags & set(KERNEL_FLAGS))}
+
+
 def run(count: int, memory_count: int, work: Path) -> dict:
     from imagefeatures.model import save_random_weights
 
@@ -134,6 +152,20 @@ def run(count: int, memory_count: int, work: Path) -> dict:
             NOTEBOOK_JAVA_OPTIONS,
         )
 
+    def ours_featurize(name: str, folder: Path, output: str, *model: str) -> dict:
+        return timed(
+            name,
+            spark_submit_command(
+                jobs / "featurize.py",
+                ["--input", str(folder), "--output", str(out / output)]
+                + ["--weights", str(weights), *model],
+            ),
+        )
+
+    def limit(name: str, *model: str) -> dict:
+        command = [sys.executable, str(BENCH_DIR / "limit.py"), "--input", str(images)]
+        return timed(name, [*command, "--weights", str(weights), *model])
+
     stages = {
         "notebook featurize": timed(
             "notebook featurize", notebook_featurize("nb_features"), notebook_env()
@@ -153,13 +185,8 @@ def run(count: int, memory_count: int, work: Path) -> dict:
             ),
             notebook_env(),
         ),
-        "ours featurize": timed(
-            "ours featurize",
-            spark_submit_command(
-                jobs / "featurize.py",
-                ["--input", str(images), "--output", str(out / "ours"), "--weights", str(weights)],
-            ),
-        ),
+        # Our defaults: OpenVINO in f32.
+        "ours featurize": ours_featurize("ours featurize", images, "ours"),
         "ours pca": timed(
             "ours pca",
             spark_submit_command(
@@ -167,64 +194,79 @@ def run(count: int, memory_count: int, work: Path) -> dict:
                 ["--input", str(out / "ours" / "features"), "--output", str(out / "ours")],
             ),
         ),
-        "ours featurize (small)": timed(
-            "ours featurize, small",
-            spark_submit_command(
-                jobs / "featurize.py",
-                [
-                    "--input",
-                    str(small),
-                    "--output",
-                    str(out / "ours_small"),
-                    "--weights",
-                    str(weights),
-                ],
-            ),
+        "ours featurize (small)": ours_featurize("ours featurize, small", small, "ours_small"),
+        "ours featurize bf16": ours_featurize(
+            "ours featurize, bf16", images, "ours_bf16", "--precision", "bf16"
         ),
-        "limit": timed(
-            "limit",
-            [
-                sys.executable,
-                str(BENCH_DIR / "limit.py"),
-                "--input",
-                str(images),
-                "--weights",
-                str(weights),
-            ],
+        "ours featurize bf16 (small)": ours_featurize(
+            "ours featurize, bf16, small", small, "ours_bf16_small", "--precision", "bf16"
+        ),
+        "ours featurize tensorflow": ours_featurize(
+            "ours featurize, tensorflow", images, "ours_tf", "--runtime", "tensorflow"
+        ),
+        "ours featurize tensorflow (small)": ours_featurize(
+            "ours featurize, tensorflow, small", small, "ours_tf_small", "--runtime", "tensorflow"
+        ),
+        "limit": limit("limit, tensorflow", "--runtime", "tensorflow"),
+        "limit openvino": limit("limit, openvino f32", "--runtime", "openvino"),
+        "limit openvino bf16": limit(
+            "limit, openvino bf16", "--runtime", "openvino", "--precision", "bf16"
         ),
     }
+    for name, output in (("ours featurize", "ours"), ("ours featurize bf16", "ours_bf16")):
+        # The precision that ran, as the job recorded it (bf16 falls back where the CPU lacks it).
+        summary = json.loads((out / output / "featurize_summary.json").read_text())
+        stages[name]["precision"] = summary["precision"]
     if memory_count:
         big = ensure_images(work, memory_count)
-        stages[f"ours featurize ({memory_count})"] = timed(
-            f"ours featurize, {memory_count} images",
-            spark_submit_command(
-                jobs / "featurize.py",
-                ["--input", str(big), "--output", str(out / "ours_big"), "--weights", str(weights)],
-            ),
+        stages[f"ours featurize ({memory_count})"] = ours_featurize(
+            f"ours featurize, {memory_count} images", big, "ours_big"
         )
     return stages
+
+
+def steady_rate(stages: dict, name: str, count: int) -> float:
+    """Images/s once started: the marginal rate between `name`'s small and full runs."""
+    full, small = stages[name]["seconds"], stages[f"{name} (small)"]["seconds"]
+    return (count - SMALL_N) / (full - small)
 
 
 def summarize(stages: dict, count: int, memory_count: int) -> dict:
     nb_f, nb_p = stages["notebook featurize"], stages["notebook pca"]
     ours_f, ours_p = stages["ours featurize"], stages["ours pca"]
-    small, limit = stages["ours featurize (small)"], stages["limit"]
-    limit_rate = count / limit["detail"]["work_seconds"]
-    # Steady state: the marginal rate between the small and the full run.
-    ours_rate = (count - SMALL_N) / (ours_f["seconds"] - small["seconds"])
+    small = stages["ours featurize (small)"]
+
+    def limit_rate(name: str) -> float:
+        return count / stages[name]["detail"]["work_seconds"]
+
+    tf_limit = limit_rate("limit")
+    ours_rate = steady_rate(stages, "ours featurize", count)
+    bf16_rate = steady_rate(stages, "ours featurize bf16", count)
+    # What ran, not what was asked: a CPU without bf16 runs the bf16 stages in f32.
+    bf16_ran = stages["ours featurize bf16"].get("precision")
     summary = {
         "images": count,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{round(psutil.virtual_memory().total / 2**30)} GiB",
+        "machine": f"{os.cpu_count()} cores, {round(psutil.virtual_memory().total / 2**30)} GiB",
+        "cpu": cpu_description(),
         "stages": stages,
+        "bf16_ran_as": bf16_ran,
         "ratios": {
-            "featurize ours/notebook (target <= 0.65)": round(
+            "featurize ours/notebook (target <= 0.35)": round(
                 ours_f["seconds"] / nb_f["seconds"], 3
             ),
-            "featurize steady-state images/s ours/limit (target >= 0.9)": round(
-                ours_rate / limit_rate, 3
+            "featurize steady-state images/s ours f32/tensorflow limit (target >= 1.8)": round(
+                ours_rate / tf_limit, 3
             ),
+            "featurize steady-state images/s ours bf16/tensorflow limit (target >= 3.5 "
+            "where bf16 ran)": round(bf16_rate / tf_limit, 3),
+            "featurize fixed cost: seconds for 200 images (target <= 12)": small["seconds"],
             "pca ours/notebook (target <= 0.5)": round(ours_p["seconds"] / nb_p["seconds"], 3),
+            "featurize steady-state ours f32/openvino f32 limit (reference)": round(
+                ours_rate / limit_rate("limit openvino"), 3
+            ),
+            "featurize steady-state ours tensorflow/tensorflow limit (reference)": round(
+                steady_rate(stages, "ours featurize tensorflow", count) / tf_limit, 3
+            ),
             "featurize ours/notebook with oneDNN on (reference, no target)": round(
                 ours_f["seconds"] / stages["notebook featurize (oneDNN on)"]["seconds"], 3
             ),
@@ -232,8 +274,11 @@ def summarize(stages: dict, count: int, memory_count: int) -> dict:
         "rates_images_per_s": {
             "notebook featurize (whole process)": round(count / nb_f["seconds"], 1),
             "ours featurize (whole process)": round(count / ours_f["seconds"], 1),
-            "ours featurize (steady state)": round(ours_rate, 1),
-            "limit (decode + inference)": round(limit_rate, 1),
+            "ours featurize f32 (steady state)": round(ours_rate, 1),
+            "ours featurize bf16 (steady state)": round(bf16_rate, 1),
+            "limit tensorflow (decode + inference)": round(tf_limit, 1),
+            "limit openvino f32 (decode + inference)": round(limit_rate("limit openvino"), 1),
+            "limit openvino bf16 (decode + inference)": round(limit_rate("limit openvino bf16"), 1),
         },
     }
     if memory_count:
@@ -246,7 +291,10 @@ def summarize(stages: dict, count: int, memory_count: int) -> dict:
 
 def print_table(summary: dict) -> None:
     print(f"\n{summary['images']} images on {summary['machine']}\n")
-    print(f"{'stage':<32}{'wall s':>9}{'images/s':>10}{'peak MiB':>10}")
+    cpu = summary["cpu"]
+    print(f"CPU: {cpu['model']}; flags: {' '.join(cpu['flags'])}")
+    print(f"bf16 stages ran as: {summary['bf16_ran_as']}\n")
+    print(f"{'stage':<40}{'wall s':>9}{'images/s':>10}{'peak MiB':>10}")
     for name, stage in summary["stages"].items():
         count = summary["images"]
         if "small" in name:
@@ -254,13 +302,14 @@ def print_table(summary: dict) -> None:
         elif "(" in name and name.split("(")[1].rstrip(")").isdigit():
             count = int(name.split("(")[1].rstrip(")"))
         rate = f"{count / stage['seconds']:.1f}" if "pca" not in name else ""
-        print(f"{name:<32}{stage['seconds']:>9.1f}{rate:>10}{stage['peak_mib']:>10}")
-    detail = summary["stages"]["limit"]["detail"]
-    print(f"{'  limit: model build':<32}{detail['build_seconds']:>9.1f}")
-    print(f"{'  limit: decode + inference':<32}{detail['work_seconds']:>9.1f}")
+        print(f"{name:<40}{stage['seconds']:>9.1f}{rate:>10}{stage['peak_mib']:>10}")
+        if name.startswith("limit"):
+            detail = stage["detail"]
+            print(f"{'  model build':<40}{detail['build_seconds']:>9.1f}")
+            print(f"{'  decode + inference':<40}{detail['work_seconds']:>9.1f}")
     print()
     for name, value in {**summary["rates_images_per_s"], **summary["ratios"]}.items():
-        print(f"{name:<62}{value:>8}")
+        print(f"{name:<84}{value:>8}")
 
 
 def main(argv: list[str] | None = None) -> int:

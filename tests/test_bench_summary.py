@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.run_bench import SMALL_N, notebook_env, summarize
+from bench.run_bench import KERNEL_FLAGS, SMALL_N, cpu_description, notebook_env, summarize
 from imagefeatures.model import ONEDNN_SWITCH
 
 
@@ -13,23 +13,45 @@ def stage(seconds: float, peak_mib: int = 1000, **detail) -> dict:
 
 
 def test_ratios_are_taken_within_one_run():
+    per_image = (4000 - SMALL_N) / 1000  # seconds per 1000 images, below
     stages = {
         "notebook featurize": stage(200.0),
         "notebook featurize (oneDNN on)": stage(125.0),
         "notebook pca": stage(40.0),
-        "ours featurize": stage(100.0, peak_mib=2000),
+        "ours featurize": {**stage(100.0, peak_mib=2000), "precision": "f32"},
         "ours pca": stage(18.0),
-        "ours featurize (small)": stage(100.0 - (4000 - SMALL_N) / 50.0),
-        "limit": stage(60.0, build_seconds=6.0, work_seconds=50.0),
+        "ours featurize (small)": stage(100.0 - per_image * 10),  # 100 images/s
+        "ours featurize bf16": {**stage(60.0), "precision": "bf16"},
+        "ours featurize bf16 (small)": stage(60.0 - per_image * 5),  # 200 images/s
+        "ours featurize tensorflow": stage(150.0),
+        "ours featurize tensorflow (small)": stage(150.0 - per_image * 20),  # 50 images/s
+        "limit": stage(60.0, build_seconds=6.0, work_seconds=80.0),  # 50 images/s
+        "limit openvino": stage(40.0, build_seconds=9.0, work_seconds=32.0),  # 125 images/s
+        "limit openvino bf16": stage(30.0, build_seconds=9.0, work_seconds=16.0),
         "ours featurize (20000)": stage(420.0, peak_mib=2200),
     }
-    ratios = summarize(stages, 4000, 20000)["ratios"]
-    assert ratios["featurize ours/notebook (target <= 0.65)"] == 0.5
-    # ours: 50 images/s once started; the limit: 4000 / 50 s = 80 images/s
-    assert ratios["featurize steady-state images/s ours/limit (target >= 0.9)"] == 0.625
+    summary = summarize(stages, 4000, 20000)
+    ratios = summary["ratios"]
+    assert summary["bf16_ran_as"] == "bf16"
+    assert ratios["featurize ours/notebook (target <= 0.35)"] == 0.5
+    assert ratios["featurize steady-state images/s ours f32/tensorflow limit (target >= 1.8)"] == 2
+    bf16 = (
+        "featurize steady-state images/s ours bf16/tensorflow limit (target >= 3.5 where bf16 ran)"
+    )
+    assert ratios[bf16] == 4
+    assert ratios["featurize fixed cost: seconds for 200 images (target <= 12)"] == 62.0
     assert ratios["pca ours/notebook (target <= 0.5)"] == 0.45
+    assert ratios["featurize steady-state ours f32/openvino f32 limit (reference)"] == 0.8
+    assert ratios["featurize steady-state ours tensorflow/tensorflow limit (reference)"] == 1
     assert ratios["featurize ours/notebook with oneDNN on (reference, no target)"] == 0.8
     assert ratios["featurize peak memory 20000/4000 (target ~1)"] == 1.1
+    assert summary["rates_images_per_s"]["limit openvino bf16 (decode + inference)"] == 250
+
+
+def test_the_cpu_and_its_kernel_flags_are_recorded():
+    cpu = cpu_description()
+    assert cpu["model"]
+    assert set(cpu["flags"]) <= set(KERNEL_FLAGS)
 
 
 @pytest.mark.parametrize("user_value", [None, "0", "1"])
