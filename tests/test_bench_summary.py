@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench import emr_cost
 from bench.run_bench import KERNEL_FLAGS, SMALL_N, cpu_description, notebook_env, summarize
 from imagefeatures.model import ONEDNN_SWITCH
 
@@ -12,9 +13,9 @@ def stage(seconds: float, peak_mib: int = 1000, **detail) -> dict:
     return {"seconds": seconds, "peak_mib": peak_mib, **({"detail": detail} if detail else {})}
 
 
-def test_ratios_are_taken_within_one_run():
+def sample_stages() -> dict:
     per_image = (4000 - SMALL_N) / 1000  # seconds per 1000 images, below
-    stages = {
+    return {
         "notebook featurize": stage(200.0),
         "notebook featurize (oneDNN on)": stage(125.0),
         "notebook pca": stage(40.0),
@@ -30,6 +31,10 @@ def test_ratios_are_taken_within_one_run():
         "limit openvino bf16": stage(30.0, build_seconds=9.0, work_seconds=16.0),
         "ours featurize (20000)": stage(420.0, peak_mib=2200),
     }
+
+
+def test_ratios_are_taken_within_one_run():
+    stages = sample_stages()
     summary = summarize(stages, 4000, 20000)
     ratios = summary["ratios"]
     assert summary["bf16_ran_as"] == "bf16"
@@ -46,6 +51,18 @@ def test_ratios_are_taken_within_one_run():
     assert ratios["featurize ours/notebook with oneDNN on (reference, no target)"] == 0.8
     assert ratios["featurize peak memory 20000/4000 (target ~1)"] == 1.1
     assert summary["rates_images_per_s"]["limit openvino bf16 (decode + inference)"] == 250
+
+
+def test_emr_cost_prices_the_steady_rates_per_vcpu():
+    summary = summarize(sample_stages(), 4000, 20000)
+    rows = {
+        label: (per_vcpu, cost) for label, per_vcpu, cost in emr_cost.rows(summary, "m7i.xlarge", 2)
+    }
+    # 100 images/s on 2 vCPUs = 50 per vCPU; an m7i.xlarge's 4 make 200/s: 10,000 in 50 s,
+    # at 0.2016 + 0.0504 USD an hour.
+    assert rows["openvino f32"][0] == 50
+    assert rows["openvino f32"][1] == pytest.approx(50 / 3600 * 0.252)
+    assert rows["openvino bf16"][0] == 100 and rows["tensorflow f32"][0] == 25
 
 
 def test_the_cpu_and_its_kernel_flags_are_recorded():

@@ -91,6 +91,10 @@ def result_of(log: Path) -> dict:
     return json.loads(lines[-1].removeprefix(RESULT_MARKER))
 
 
+# One run on each runtime: the DAG's runtime param reaches the job on the emulator.
+RUNTIMES = {"a": "openvino", "b": "tensorflow"}
+
+
 def test_two_runs_at_once_have_their_own_clusters_and_outputs(single_core_emulator, tmp_path):
     endpoint = single_core_emulator.endpoint_url
     reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
@@ -110,7 +114,9 @@ def test_two_runs_at_once_have_their_own_clusters_and_outputs(single_core_emulat
         for name, (prefix, _) in INPUTS.items():
             # One core per cluster here: the cluster's spark.task.cpus (task_cpus) must fit in
             # it, as on a node, or Spark cannot schedule a task.
-            conf = run_conf({"input_uri": prefix, "output_uri": OUTPUT}, task_cpus=1)
+            conf = run_conf(
+                {"input_uri": prefix, "output_uri": OUTPUT}, task_cpus=1, runtime=RUNTIMES[name]
+            )
             processes[name] = start_run(conf, tmp_path / f"airflow-{name}", endpoint, logs[name])
         deadline = time.monotonic() + RUN_TIMEOUT
         while any(p.poll() is None for p in processes.values()):
@@ -159,6 +165,8 @@ def test_two_runs_at_once_have_their_own_clusters_and_outputs(single_core_emulat
         assert all(check["passed"] for check in report["checks"]), name
         assert (report["images"], report["features"], report["rejects"]) == (count, count, 0)
         assert list(report["labels"]) == [f"Fruit {name}"], name
+        assert report["model"]["runtime"] == RUNTIMES[name], name
+        assert report["model"]["precision"] == "f32", name
         assert results[name]["summary"]["images"] == count, name
         keys = keys_under(s3, outputs[name])
         for dataset in ("features", "pca", "pca_model"):
