@@ -6,9 +6,10 @@ Every listed file ends in exactly one of the two datasets, so features + rejects
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
@@ -216,16 +217,23 @@ def ship_weights(spark: SparkSession, weights: str) -> str:
 
 
 def export_model_ahead(weights: str, runtime: str) -> None:
-    """Start the OpenVINO export in a thread before Spark starts, so that its seconds of
-    TensorFlow import and conversion overlap Spark's start-up and the input's listing; for
+    """Start the OpenVINO export in another process before Spark starts, so that its seconds
+    of TensorFlow import and conversion overlap Spark's start-up and the input's listing; for
     weights the driver reads without Spark (a builtin name or a local path). run_featurize
-    uses the result, and reports its errors as it reports its own."""
+    uses the result, and reports its errors as it reports its own.
+
+    A process, not a thread: the import and the conversion hold the GIL for seconds, which
+    slowed the driver's own start-up beside them, and the driver then never holds
+    TensorFlow's memory.
+    """
     if runtime != "openvino" or not (weights in BUILTIN_WEIGHTS or not urlsplit(weights).scheme):
         return
-    from imagefeatures.openvino_runtime import export_ir
+    from imagefeatures.openvino_runtime import export_ir, new_export_folder
 
-    executor = ThreadPoolExecutor(1, thread_name_prefix="model-export")
-    _EXPORTS_AHEAD[weights] = executor.submit(export_ir, weights)
+    folder = new_export_folder()  # this process removes it at exit, after the workers' fetch
+    # fork: the child starts with the job's modules already imported (no Spark yet to share).
+    executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    _EXPORTS_AHEAD[weights] = executor.submit(export_ir, weights, folder)
     executor.shutdown(wait=False)
 
 

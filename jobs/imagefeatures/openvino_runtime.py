@@ -29,15 +29,20 @@ MODEL_NAME = "feature_model"
 _COMPILED: dict[tuple[str, str], tuple[Callable[[np.ndarray], np.ndarray], str]] = {}
 
 
+def new_export_folder() -> str:
+    """A temporary folder for an export, removed when this process exits (workers fetch the
+    files while the job runs)."""
+    folder = tempfile.mkdtemp(prefix="imagefeatures-ir-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def export_ir(weights: str, folder: str | None = None) -> Path:
     """Build the Keras feature model for `weights` and save it as OpenVINO IR; the .xml path.
     Weights stay f32 in the .bin (no fp16 compression): the features must equal TensorFlow's."""
     import openvino as ov
 
-    if folder is None:  # workers fetch the files while the job runs: remove them at exit
-        folder = tempfile.mkdtemp(prefix="imagefeatures-ir-")
-        atexit.register(shutil.rmtree, folder, True)
-    folder_path = Path(folder)
+    folder_path = Path(folder or new_export_folder())
     model = build_feature_model(weights)
     with warnings.catch_warnings():  # Keras notes that the tracer passes a tuple of inputs
         warnings.filterwarnings("ignore", "The structure of `inputs`", UserWarning)
