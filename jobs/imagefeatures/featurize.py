@@ -48,7 +48,7 @@ BUILTIN_WEIGHTS = ("imagenet", "random")
 RUNTIMES = ("openvino", "tensorflow")
 DEFAULT_RUNTIME = "openvino"
 # bf16 only on OpenVINO, and only where the CPU has it (BENCHMARKS.md: features within cosine
-# 0.999 of f32, about twice as fast on AMX); f32 gives TensorFlow's features.
+# 0.999 of f32; on AMX 1.4x f32's rate in Spark, 2x in one process); f32 gives TensorFlow's.
 PRECISIONS = ("f32", "bf16")
 _SHIPPED_WEIGHTS_PREFIX = "sparkfiles:"
 _OPENVINO_PREFIX = "openvino:"
