@@ -13,7 +13,7 @@ import pytest
 from tests_dag_paths import BOOTSTRAP_DIR, REPO
 
 SCRIPT = BOOTSTRAP_DIR / "install-python-deps.sh"
-SHARED_PINS = ("tensorflow-cpu", "keras", "numpy", "pillow", "h5py")
+SHARED_PINS = ("tensorflow-cpu", "keras", "openvino", "numpy", "pillow", "h5py")
 
 
 def pins(path: Path) -> dict[str, str]:
