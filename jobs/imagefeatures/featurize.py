@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
@@ -222,17 +223,23 @@ def export_model_ahead(weights: str, runtime: str) -> None:
     weights the driver reads without Spark (a builtin name or a local path). run_featurize
     uses the result, and reports its errors as it reports its own.
 
-    A process, not a thread: the import and the conversion hold the GIL for seconds, which
-    slowed the driver's own start-up beside them, and the driver then never holds
-    TensorFlow's memory.
+    A process where it is safe to fork one (spark-submit's driver before Spark starts): the
+    import and the conversion hold the GIL for seconds, which slowed the driver's own start-up
+    beside a thread, and the driver then never holds TensorFlow's memory.
     """
     if runtime != "openvino" or not (weights in BUILTIN_WEIGHTS or not urlsplit(weights).scheme):
         return
     from imagefeatures.openvino_runtime import export_ir, new_export_folder
 
     folder = new_export_folder()  # this process removes it at exit, after the workers' fetch
-    # fork: the child starts with the job's modules already imported (no Spark yet to share).
-    executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    executor: Executor
+    if threading.active_count() == 1:  # spark-submit's driver, before its SparkSession
+        # fork: the child starts with the job's modules imported (spawn cost 6 s more).
+        executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    else:
+        # A fork of a process that runs other threads (a caller's SparkSession, py4j) can
+        # inherit a lock one of them holds, and hang: it hung a test run.
+        executor = ThreadPoolExecutor(1, thread_name_prefix="model-export")
     _EXPORTS_AHEAD[weights] = executor.submit(export_ir, weights, folder)
     executor.shutdown(wait=False)
 

@@ -59,3 +59,21 @@ def test_spark_submit_refuses_bf16_on_tensorflow(tmp_path):
     output = result.stdout + result.stderr
     assert "precision bf16 runs only on the openvino runtime, not on tensorflow" in output
     assert not (tmp_path / "out").exists()
+
+
+def test_spark_submit_fails_clearly_on_a_corrupt_weights_file(tmp_path):
+    # spark-submit's driver exports the OpenVINO model in a forked process (no thread runs
+    # before its SparkSession): the child's failure must still be the job's one clear line.
+    write_good_images(tmp_path / "in", ["Fig"], 2)
+    weights = tmp_path / "corrupt.weights.h5"
+    weights.write_bytes(b"not an HDF5 file")
+    result = spark_submit(
+        "featurize",
+        ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]
+        + ["--weights", str(weights)],
+        capture_output=True,
+    )
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert f"weights 'sparkfiles:{weights.name}' cannot be loaded" in output
+    assert not (tmp_path / "out").exists()
