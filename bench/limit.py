@@ -23,11 +23,12 @@ def main() -> int:
     parser.add_argument("--input", required=True, type=Path)
     parser.add_argument("--weights", required=True)
     parser.add_argument("--batch-size", type=int, default=None, help="default: our job's")
-    parser.add_argument("--runtime", choices=("tensorflow", "openvino"), default="tensorflow")
-    parser.add_argument("--precision", choices=("f32", "bf16"), default="f32")
-    args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from imagefeatures.featurize import DEFAULT_BATCH_SIZE
+    from imagefeatures.featurize import DEFAULT_BATCH_SIZE, PRECISIONS, RUNTIMES
+
+    parser.add_argument("--runtime", choices=RUNTIMES, default="tensorflow")
+    parser.add_argument("--precision", choices=PRECISIONS, default="f32")
+    args = parser.parse_args()
     from imagefeatures.images import preprocess_image
     from imagefeatures.model import get_feature_fn, model_batches, worker_tensorflow_env
 
