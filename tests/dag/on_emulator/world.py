@@ -9,6 +9,7 @@ import time
 import boto3
 
 from tests.dag.dag_shapes import run_conf
+from tests.emulator.helpers import wait_for_cluster
 from tests.fault_keys import ENDED_CLUSTER_STATES, REGION, SETUP_ACCESS_KEY
 
 INPUT = "s3://example-fruit-images/fruits-360/Training/"
@@ -58,14 +59,16 @@ def foreign_clusters(endpoint: str) -> list[dict]:
 
 
 def start_foreign_clusters(endpoint: str) -> list[str]:
-    """Start FOREIGN_CLUSTERS (kept alive without steps) on the set-up keys; their ids."""
+    """Start FOREIGN_CLUSTERS (kept alive without steps) on the set-up keys and wait until each
+    is WAITING, as other teams' long-lived clusters are when a run starts; their ids. (Without
+    the wait, a run refused before any AWS call can end while they are still STARTING.)"""
     emr = client(endpoint, "emr")
     instances = {
         "MasterInstanceType": "m5.xlarge",
         "InstanceCount": 1,
         "KeepJobFlowAliveWhenNoSteps": True,
     }
-    return [
+    ids = [
         emr.run_job_flow(
             Name=name,
             ReleaseLabel="emr-7.1.0",
@@ -76,9 +79,12 @@ def start_foreign_clusters(endpoint: str) -> list[str]:
         )["JobFlowId"]
         for name, tags in FOREIGN_CLUSTERS
     ]
+    for cluster_id in ids:
+        wait_for_cluster(emr, cluster_id, {"WAITING"}, timeout=120)
+    return ids
 
 
-def wait_until_ended(endpoint: str, timeout: float = 20) -> list[dict]:
+def wait_until_ended(endpoint: str, timeout: float = 60) -> list[dict]:
     deadline = time.monotonic() + timeout
     while True:
         clusters = all_clusters(endpoint)
