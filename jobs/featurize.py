@@ -20,9 +20,10 @@ def main(argv: list[str] | None = None) -> int:
             a.files_per_task,
             a.runtime,
             a.precision,
+            a.model_cache,
         ),
         argv,
-        before_spark=lambda a: export_model_ahead(a.weights, a.runtime),
+        before_spark=lambda a: export_model_ahead(a.weights, a.runtime, a.model_cache),
     )
 
 

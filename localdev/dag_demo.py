@@ -48,6 +48,8 @@ def make_images(folder: Path, count: int) -> None:
 
 
 def print_summary(result, report: dict, out: Path) -> None:
+    from emr_pipeline.report import describe_model  # dags/ is importable once the DAG loaded
+
     explained = ", ".join(f"{v:.3f}" for v in report["pca"]["explained_variance"])
     labels = ", ".join(f"{name} ({n['features']})" for name, n in report["labels"].items())
     print("\n=== summary")
@@ -57,8 +59,8 @@ def print_summary(result, report: dict, out: Path) -> None:
         f"rejects: {report['rejects']}"
     )
     print(f"labels:    {labels}")
-    if model := report.get("model"):  # what ran the model, and in which precision
-        print(f"model:     {model.get('runtime')}, {model.get('precision')}")
+    if model := describe_model(report):  # what ran the model, in which precision
+        print(f"model:     {model}")
     print(f"PCA k={report['pca']['k']}, explained variance: {explained}")
     for row in report["rejected_files"]:
         print(f"rejected:  {Path(row['path']).name} ({row['label']}): {row['error']}")

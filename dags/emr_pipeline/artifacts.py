@@ -7,6 +7,9 @@ executes the code that was deployed when the run started):
     bootstrap/install-python-deps.sh  bootstrap/requirements-emr.txt  [bootstrap/constraints.txt]
     [weights/<name>.weights.h5]: a server-side copy of the run's weights file, where the nodes'
     instance role reads it as it reads the job code (and pinned for the run)
+
+and one folder shared by the DAG's runs, s3://<artifacts>/<dag_id>/model-cache/: featurize's
+exported OpenVINO models, one entry per weights and package versions (written by the nodes).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ PACKAGE_NAME = "imagefeatures"
 BOOTSTRAP_SCRIPT = "install-python-deps.sh"
 REQUIREMENTS_FILE = "requirements-emr.txt"
 CONSTRAINTS_FILE = "constraints.txt"
+MODEL_CACHE_FOLDER = "model-cache"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from emr_pipeline.artifacts import ArtifactUris
+from emr_pipeline.artifacts import MODEL_CACHE_FOLDER, ArtifactUris
 from emr_pipeline.cluster import ClusterContext, build_job_flow_overrides
 from emr_pipeline.options import (
     BUILTIN_WEIGHTS,
@@ -152,7 +152,13 @@ def make_plan(
         constraints_uri=artifacts.constraints if with_constraints else None,
     )
     steps = build_steps(
-        options, artifacts, output.rstrip("/"), weights=weights_copy, max_file_bytes=image_limit
+        options,
+        artifacts,
+        output.rstrip("/"),
+        weights=weights_copy,
+        max_file_bytes=image_limit,
+        # Beside every run's artifacts, not in one: exported models serve the runs after it.
+        model_cache=join_uri(artifacts_root, dag_id, MODEL_CACHE_FOLDER),
     )
     overrides = build_job_flow_overrides(options, deployment, ctx)
     # Every step goes in with the cluster: EMR queues them, so the cluster is never idle

@@ -41,6 +41,23 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def describe_model(report: dict[str, Any]) -> str | None:
+    """What ran the model, for a summary line: `openvino, f32 (weights random; model from the
+    cache)`; None for a report from before the runtime choice (no model block)."""
+    model = report.get("model")
+    if not model:
+        return None
+    details = [f"weights {model.get('weights')}"]
+    cache = model.get("model_cache")
+    if cache:  # openvino with a cache: did this run pay the export?
+        if cache.get("hit"):
+            details.append("model from the cache")
+        else:
+            stored = "cached" if cache.get("stored") else "NOT cached (see the step's log)"
+            details.append(f"model exported and {stored}")
+    return f"{model.get('runtime')}, {model.get('precision')} ({'; '.join(details)})"
+
+
 def format_summary(report: dict[str, Any]) -> str:
     """Human-readable lines: totals, per-label counts, the model, explained variance."""
     s = summarize(report)
@@ -51,9 +68,9 @@ def format_summary(report: dict[str, Any]) -> str:
     for label, counts in sorted((report.get("labels") or {}).items()):
         lines.append(f"  {label}: {counts.get('features', 0)} features, "
                      f"{counts.get('rejects', 0)} rejects")  # fmt: skip
-    model = report.get("model")
-    if model:  # reports from before the runtime choice have none
-        lines.append(f"model: {s['runtime']}, {s['precision']} (weights {model.get('weights')})")
+    model = describe_model(report)
+    if model:
+        lines.append(f"model: {model}")
     if s["explained_variance"] is not None:
         variance = ", ".join(f"{v:.4f}" for v in s["explained_variance"])
         lines.append(f"PCA k={s['pca_k']}: explained variance [{variance}]")

@@ -52,11 +52,13 @@ def build_steps(
     run_output_uri: str,
     weights: str | None = None,
     max_file_bytes: int | None = None,
+    model_cache: str | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """{"featurize": [step], "pca": [step], "validate": [step]} for this run.
 
     `weights` replaces options.weights (the run's copy of a weights file); `max_file_bytes`
-    is Spark's binaryFile limit, the same one preflight applied to the input listing.
+    is Spark's binaryFile limit, the same one preflight applied to the input listing;
+    `model_cache` is where featurize keeps exported models between runs.
     """
 
     def step(name: str, args: list[str], conf: dict[str, str] | None = None) -> list[dict]:
@@ -77,6 +79,8 @@ def build_steps(
     ]  # fmt: skip
     if options.partitions:
         featurize_args += ["--partitions", str(options.partitions)]
+    if model_cache:
+        featurize_args += ["--model-cache", model_cache]
     return {
         "featurize": step("featurize", featurize_args, featurize_conf),
         "pca": step(

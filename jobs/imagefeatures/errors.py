@@ -11,3 +11,9 @@ class CheckFailedError(Exception):
     """Output was written but failed validation. Exit code 1."""
 
     exit_code = 1
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line for the user (py4j's are whole Java stack traces)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:500]

@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 
 from imagefeatures import storage
 from imagefeatures.cli_types import positive_int
-from imagefeatures.errors import JobInputError
+from imagefeatures.errors import JobInputError, first_line
 from imagefeatures.images import EMPTY_FILE_ERROR, IMAGE_GLOB, ImageDecodeError, preprocess_image
 from imagefeatures.model import (
     WEIGHTS_SUFFIX,
@@ -71,7 +71,7 @@ def image_files(spark: SparkSession, input_uri: str) -> DataFrame:
             .load(input_uri)
         )
     except AnalysisException as exc:
-        raise JobInputError(f"input {input_uri} cannot be read: {_first_line(exc)}") from exc
+        raise JobInputError(f"input {input_uri} cannot be read: {first_line(exc)}") from exc
     if not files.inputFiles():
         raise JobInputError(f"input {input_uri} holds no .jpg, .jpeg or .png image")
     return files
@@ -213,21 +213,26 @@ def ship_weights(spark: SparkSession, weights: str) -> str:
     try:
         spark.sparkContext.addFile(weights)
     except Exception as exc:  # py4j wraps FileNotFoundException and friends
-        raise JobInputError(f"--weights {weights} cannot be read: {_first_line(exc)}") from exc
+        raise JobInputError(f"--weights {weights} cannot be read: {first_line(exc)}") from exc
     return _SHIPPED_WEIGHTS_PREFIX + name
 
 
-def export_model_ahead(weights: str, runtime: str) -> None:
+def export_model_ahead(weights: str, runtime: str, model_cache: str | None = None) -> None:
     """Start the OpenVINO export in another process before Spark starts, so that its seconds
     of TensorFlow import and conversion overlap Spark's start-up and the input's listing; for
     weights the driver reads without Spark (a builtin name or a local path). run_featurize
-    uses the result, and reports its errors as it reports its own.
+    uses the result, and reports its errors as it reports its own. With a model cache, only
+    when the cache is a local folder without the model: a cache in S3 can be read only once
+    Spark runs, and an export started on speculation would take CPU from a run that then
+    finds the model there (the usual case: a miss happens once per model and versions).
 
     A process where it is safe to fork one (spark-submit's driver before Spark starts): the
     import and the conversion hold the GIL for seconds, which slowed the driver's own start-up
     beside a thread, and the driver then never holds TensorFlow's memory.
     """
     if runtime != "openvino" or not (weights in BUILTIN_WEIGHTS or not urlsplit(weights).scheme):
+        return
+    if model_cache and not _missing_from_local_cache(model_cache, weights):
         return
     from imagefeatures.openvino_runtime import export_ir, new_export_folder
 
@@ -244,25 +249,48 @@ def export_model_ahead(weights: str, runtime: str) -> None:
     executor.shutdown(wait=False)
 
 
+def _missing_from_local_cache(model_cache: str, weights: str) -> bool:
+    from imagefeatures import model_cache as cache
+
+    if not cache.is_local(model_cache):
+        return False
+    try:
+        key = cache.cache_key(cache.weights_identity(weights))
+    except OSError:
+        return True  # an unreadable weights file: the export reports it
+    return not cache.has_local_entry(model_cache, key)
+
+
 def ship_model(
-    spark: SparkSession, weights_ref: str, runtime: str, exported: Future | None = None
-) -> str:
-    """What the workers load: the weights reference itself for TensorFlow; for OpenVINO, the
-    model exported here once, or by `exported` (an unusable weights spec fails here, before
-    any task)."""
+    spark: SparkSession,
+    weights_ref: str,
+    runtime: str,
+    exported: Future | None = None,
+    model_cache: str | None = None,
+) -> tuple[str, dict | None]:
+    """(What the workers load, what the model cache did): the weights reference itself for
+    TensorFlow; for OpenVINO, the model found in `model_cache`, else exported here once or by
+    `exported` (an unusable weights spec fails here, before any task) and stored there."""
     if runtime == "tensorflow":
         check_weights_load(weights_ref)
-        return weights_ref
-    from imagefeatures.openvino_runtime import export_ir
+        return weights_ref, None
+    from imagefeatures import model_cache as cache
+    from imagefeatures.openvino_runtime import export_ir, new_export_folder
 
+    cached = None
     with unusable_weights_fail_the_job(weights_ref):
-        if exported is not None:
-            xml = exported.result()
-        else:
-            xml = export_ir(resolve_weights_ref(weights_ref))
+        weights = resolve_weights_ref(weights_ref)
+        if model_cache:
+            key = cache.cache_key(cache.weights_identity(weights))
+            xml = cache.fetch(spark, model_cache, key, new_export_folder())
+            cached = {"uri": model_cache, "key": key, "hit": xml is not None}
+        if not cached or not cached["hit"]:
+            xml = exported.result() if exported is not None else export_ir(weights)
+    if cached and not cached["hit"]:
+        cached["stored"] = cache.store(spark, model_cache, cached["key"], xml)
     spark.sparkContext.addFile(str(xml))
     spark.sparkContext.addFile(str(xml.with_suffix(".bin")))  # found beside the .xml
-    return _OPENVINO_PREFIX + xml.name
+    return _OPENVINO_PREFIX + xml.name, cached
 
 
 def worker_feature_fn(model_ref: str, threads: int | None, precision: str = "f32"):
@@ -330,14 +358,7 @@ def unusable_weights_fail_the_job(weights_ref: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        raise JobInputError(
-            f"weights {weights_ref!r} cannot be loaded: {_first_line(exc)}"
-        ) from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:500]
+        raise JobInputError(f"weights {weights_ref!r} cannot be loaded: {first_line(exc)}") from exc
 
 
 def run_featurize(
@@ -350,14 +371,18 @@ def run_featurize(
     files_per_task: int = DEFAULT_FILES_PER_TASK,
     runtime: str = DEFAULT_RUNTIME,
     precision: str = "f32",
+    model_cache: str | None = None,
 ) -> dict:
-    """Write <output>/features, <output>/rejects and <output>/featurize_summary.json."""
+    """Write <output>/features, <output>/rejects and <output>/featurize_summary.json.
+    `model_cache`: a folder or URI where exported OpenVINO models are kept between runs."""
     started = time.time()
     check_model_choice(runtime, precision)
     pack_small_files(spark, files_per_task)
     images, listed = read_images(spark, input_uri)
     exported = _EXPORTS_AHEAD.pop(weights, None) if runtime == "openvino" else None
-    model_ref = ship_model(spark, ship_weights(spark, weights), runtime, exported)
+    model_ref, cached = ship_model(
+        spark, ship_weights(spark, weights), runtime, exported, model_cache
+    )
     # Arrow batches are what the UDF sees at once: keep them at the model's batch size.
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
     results = with_features(set_partitions(images, partitions), model_ref, batch_size, precision)
@@ -383,6 +408,7 @@ def run_featurize(
         "precision": summarize_precision(ran),
         "precision_requested": precision,
         "images_per_precision": ran,
+        "model_cache": cached,
         "batch_size": batch_size,
         "files_per_task": files_per_task,
         "listed": listed.count(),
@@ -428,5 +454,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         choices=PRECISIONS,
         default="f32",
         help="bf16 (openvino only) where the CPU has it, else f32; the summary says which ran",
+    )
+    parser.add_argument(
+        "--model-cache",
+        default=None,
+        help="folder or URI (s3:// on EMR) where the exported OpenVINO model is kept between "
+        "runs, keyed by the weights and package versions (default: no cache)",
     )
     return parser.parse_args(argv)

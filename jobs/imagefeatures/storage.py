@@ -4,6 +4,7 @@ Spark's Hadoop file system, so one code path serves local paths, file:// and s3:
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -41,6 +42,20 @@ def read_bytes(spark: SparkSession, uri: str) -> bytes:
         return bytes(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
     finally:
         stream.close()
+
+
+def copy_to_local(spark: SparkSession, uri: str, local: str | Path) -> None:
+    """Copy the file at `uri` to the local path `local` (its folder must exist)."""
+    fs, path = _file_system(spark, uri)
+    target = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(Path(local).resolve().as_uri())
+    fs.copyToLocalFile(False, path, target, True)  # raw local: no .crc file beside it
+
+
+def copy_from_local(spark: SparkSession, local: str | Path, uri: str) -> None:
+    """Copy the local file `local` to `uri`, replacing what is there."""
+    fs, path = _file_system(spark, uri)
+    source = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(Path(local).resolve().as_uri())
+    fs.copyFromLocalFile(False, True, source, path)
 
 
 def write_json(spark: SparkSession, uri: str, payload: dict[str, Any]) -> None:

@@ -138,7 +138,7 @@ def run_validate(spark: SparkSession, input_uri: str, output_uri: str) -> dict:
         # What ran the model, as featurize recorded it (precision: what ran, not what was asked).
         "model": {
             key: featurize_summary.get(key)
-            for key in ("weights", "runtime", "precision", "precision_requested")
+            for key in ("weights", "runtime", "precision", "precision_requested", "model_cache")
             if key in featurize_summary
         },
     }

@@ -325,6 +325,10 @@ def test_steps_submit_the_uploaded_jobs_with_run_scoped_outputs():
     limit = f"spark.sql.sources.binaryFile.maxLength={p.max_image_bytes}"
     assert featurize[featurize.index("--conf") + 1] == limit
     assert featurize[featurize.index("--partitions") + 1] == "8"
+    # Exported models are kept for the runs after this one: beside the runs' folders, not in one.
+    cache = featurize[featurize.index("--model-cache") + 1]
+    assert cache == p.artifacts_uri.rstrip("/").rsplit("/", 1)[0] + "/model-cache"
+    assert not cache.startswith(p.artifacts_uri)
     pca = _args(p.steps["pca"][0])
     assert pca[pca.index("--input") + 1] == f"{out}/features"
     assert pca[-2:] == ["--variance", "0.95"]

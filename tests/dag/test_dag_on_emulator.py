@@ -52,7 +52,22 @@ def conf(**overrides):
     return run_conf({"input_uri": INPUT, "output_uri": OUTPUT}, **overrides)
 
 
-def test_success_with_a_bad_image_among_good_ones(emulated_aws, emulator, tmp_path):
+def features_by_path(s3, out: str) -> dict[str, list[float]]:
+    keys = [k for k in keys_under(s3, out) if "/features/" in k and k.endswith(".parquet")]
+    return {
+        path: vector
+        for key in keys
+        for path, vector in zip(
+            parquet_column(s3, "fruit-out", key, "path"),
+            parquet_column(s3, "fruit-out", key, "features"),
+            strict=True,
+        )
+    }
+
+
+def test_success_with_a_bad_image_among_good_ones_then_a_rerun_from_the_model_cache(
+    emulated_aws, emulator, tmp_path
+):
     images = tmp_path / "images"
     write_good_images(images, ["Apple Red 1", "Kiwi"], 4)
     relative, content, _ = bad_input_cases()["truncated_jpeg"]
@@ -91,6 +106,22 @@ def test_success_with_a_bad_image_among_good_ones(emulated_aws, emulator, tmp_pa
         assert any(f"/{dataset}/" in k for k in keys), dataset
     assert any(k.endswith("pca.png") for k in keys)
     assert list(cluster_states(emulated_aws).values()) == ["TERMINATED"]
+
+    # The model this run exported is kept for the next runs, beside the runs' artifacts.
+    cache = report["model"]["model_cache"]
+    assert cache == {**cache, "hit": False, "stored": True}
+    entry = f"s3://fruit-out/emr-artifacts/fruit_features_emr/model-cache/{cache['key']}/"
+    assert sorted(keys_under(s3, entry)) == sorted(
+        entry.removeprefix("s3://fruit-out/") + name
+        for name in ("manifest.json", "model.xml", "model.bin")
+    )
+    # A second run of the same model finds it there: no export, the same features bit for bit.
+    again = run_dag(conf())
+    assert again.state == "success", again.task_states
+    rerun = read_json(s3, run_output_uri(OUTPUT, again.run_id) + "report.json")
+    assert rerun["model"]["model_cache"] == {"uri": cache["uri"], "key": cache["key"], "hit": True}
+    first = features_by_path(s3, out)
+    assert len(first) == 8 and features_by_path(s3, run_output_uri(OUTPUT, again.run_id)) == first
 
 
 def test_failing_featurize_step_fails_the_run_and_terminates(emulated_aws, tmp_path, capfd):

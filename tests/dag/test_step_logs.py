@@ -106,6 +106,19 @@ def test_report_summary_names_the_model_that_ran():
     # A report from before the runtime choice has no model block: no line, None in the summary.
     assert (summarize(REPORT)["runtime"], summarize(REPORT)["precision"]) == (None, None)
     assert "model:" not in format_summary(REPORT)
+    # Whether this run paid the model's export, or found it in the cache.
+    cache = {"uri": "s3://b/cache", "key": "k"}
+    lines = [
+        format_summary({**REPORT, "model": {**model, "model_cache": {**cache, **extra}}})
+        for extra in (
+            {"hit": True},
+            {"hit": False, "stored": True},
+            {"hit": False, "stored": False},
+        )
+    ]
+    assert "model: openvino, bf16 (weights random; model from the cache)" in lines[0]
+    assert "(weights random; model exported and cached)" in lines[1]
+    assert "(weights random; model exported and NOT cached (see the step's log))" in lines[2]
 
 
 def test_report_checks():

@@ -75,3 +75,59 @@ def test_bf16_runs_where_the_cpu_has_it_and_keeps_each_vectors_direction(
         for p in f32
     ]
     assert min(cosines) >= BF16_MIN_COSINE, min(cosines)
+
+
+def test_a_model_cache_serves_later_runs_and_a_damaged_entry_is_exported_again(
+    spark, pipeline_run, random_weights_file, tmp_path, capfd
+):
+    from imagefeatures import model_cache
+
+    cache = tmp_path / "cache"
+    images = str(pipeline_run.images / "Kiwi")
+
+    def run(name: str, weights) -> tuple[dict, dict[str, np.ndarray]]:
+        summary = run_featurize(
+            spark, images, str(tmp_path / name), str(weights), batch_size=4, model_cache=str(cache)
+        )
+        return summary["model_cache"], by_path(spark, tmp_path / name / "features")
+
+    first, exported = run("first", random_weights_file)
+    key = model_cache.cache_key(model_cache.weights_identity(str(random_weights_file)))
+    assert first == {"uri": str(cache), "key": key, "hit": False, "stored": True}
+    entry = cache / key
+    assert (entry / model_cache.MANIFEST).is_file()
+
+    # A copy of the same weights under another name is the same model: served from the cache,
+    # with the exported model's features bit for bit.
+    renamed = tmp_path / "copy.weights.h5"
+    renamed.write_bytes(random_weights_file.read_bytes())
+    second, cached = run("second", renamed)
+    assert second == {"uri": str(cache), "key": key, "hit": True}
+    assert sorted(cached) == sorted(exported) and len(cached) == 8
+    assert all(np.array_equal(cached[path], exported[path]) for path in exported)
+    # The same weights as the `random` run: its features, within round-off.
+    default = by_path(spark, pipeline_run.output / "features")
+    assert max(float(np.abs(cached[p] - default[p]).max()) for p in cached) <= FEATURE_ROUND_OFF
+
+    # A damaged entry (here a truncated .bin) is never used: exported again and rewritten.
+    (weights_bin,) = entry.glob("*.bin")
+    weights_bin.write_bytes(weights_bin.read_bytes()[:1000])
+    capfd.readouterr()
+    third, again = run("third", random_weights_file)
+    assert third == {"uri": str(cache), "key": key, "hit": False, "stored": True}
+    assert f"model cache entry {cache}/{key} unusable, exporting again" in capfd.readouterr().err
+    assert all(np.array_equal(again[path], exported[path]) for path in exported)
+    assert run("fourth", random_weights_file)[0]["hit"] is True
+
+    # Other weights are another model: another entry.
+    assert model_cache.cache_key(model_cache.weights_identity("random")) != key
+    # A cache that cannot be written costs the next run an export, never this run.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the cache folder would be\n")
+    capfd.readouterr()
+    unwritable = run_featurize(
+        spark, images, str(tmp_path / "unwritable"), "random", 4, model_cache=str(blocker / "c")
+    )
+    assert unwritable["model_cache"] == {**unwritable["model_cache"], "hit": False, "stored": False}
+    assert f"model cache entry {blocker}/c/" in capfd.readouterr().err
+    assert unwritable["features"] == 8
