@@ -96,8 +96,23 @@ def listing(files: DataFrame) -> DataFrame:
     A scan silently skips zero-byte files (Spark makes no split for them); the index does not,
     so this is the listing that features + rejects must add up to.
     """
-    paths = [(spark_path(uri),) for uri in files.inputFiles()]
-    return with_label(files.sparkSession.createDataFrame(paths, "path string"))
+    paths = [spark_path(uri) for uri in files.inputFiles()]
+    return with_label(local_strings(files.sparkSession, "path", paths))
+
+
+def local_strings(spark: SparkSession, column: str, values: list[str]) -> DataFrame:
+    """A one-column DataFrame held in the query plan, made through Arrow: a parallelized
+    Python list would start Python workers to read it back (a second worker boot in every
+    run, about 1 s, measured)."""
+    arrow = "spark.sql.execution.arrow.pyspark.enabled"
+    previous = spark.conf.get(arrow)
+    spark.conf.set(arrow, "true")
+    try:
+        return spark.createDataFrame(
+            pd.DataFrame({column: values}, dtype=object), f"{column} string"
+        )
+    finally:
+        spark.conf.set(arrow, previous)
 
 
 def read_images(spark: SparkSession, input_uri: str) -> tuple[DataFrame, DataFrame]:

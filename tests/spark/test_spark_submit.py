@@ -13,8 +13,13 @@ def test_spark_submit_runs_the_three_jobs(tmp_path):
     write_good_images(images, ["Lime", "Plum 3"], 3)
     relative, content, _ = bad_input_cases()["truncated_jpeg"]
     write(images / relative, content)
+    cache = tmp_path / "model-cache"
     commands = [
-        ("featurize", ["--input", str(images), "--output", str(out), "--weights", "random"]),
+        (
+            "featurize",
+            ["--input", str(images), "--output", str(out), "--weights", "random"]
+            + ["--model-cache", str(cache)],
+        ),
         ("pca", ["--input", str(out / "features"), "--output", str(out), "--k", "3"]),
         ("validate", ["--input", str(images), "--output", str(out)]),
     ]
@@ -30,7 +35,15 @@ def test_spark_submit_runs_the_three_jobs(tmp_path):
         "runtime": "openvino",
         "precision": "f32",
         "precision_requested": "f32",
+        # Exported by the forked process, then kept for the next run.
+        "model_cache": {**report["model"]["model_cache"], "hit": False, "stored": True},
     }
+    key = report["model"]["model_cache"]["key"]
+    assert sorted(p.name for p in (cache / key).iterdir() if not p.name.endswith(".crc")) == [
+        "manifest.json",
+        "model.bin",
+        "model.xml",
+    ]
 
 
 def test_spark_submit_empty_input_fails_clearly(tmp_path):
