@@ -358,12 +358,23 @@ def test_a_guarded_run_reads_what_preflight_counted_and_touches_only_its_own_pre
     after = snapshot(s3)
     assert {k: v for k, v in after.items() if k in before} == before
     assert read_json(s3, earlier + "report.json")["status"] == "passed"
-    # What the run added lies under its own output and artifacts prefixes only.
+    # What the run added lies under its own output and artifacts prefixes only, plus the one
+    # entry of the DAG's model cache for the model it exported.
     bucket = "example-fruit-features"
     added = sorted(key for (b, key) in after if (b, key) not in before)
     run_prefixes = (out, run_output_uri(f"s3://{bucket}/emr-artifacts/{DAG_ID}/", dag_run.run_id))
     logs = f"s3://{bucket}/emr-artifacts/emr-logs/"
-    strays = [k for k in added if not f"s3://{bucket}/{k}".startswith((*run_prefixes, logs))]
+    cache = report["model"]["model_cache"]
+    assert cache == {**cache, "hit": False, "stored": True}
+    entry = f"emr-artifacts/{DAG_ID}/model-cache/{cache['key']}/"
+    assert [k for k in added if k.startswith(entry)] == [
+        entry + name for name in ("manifest.json", "model.bin", "model.xml")
+    ]
+    strays = [
+        k
+        for k in added
+        if not f"s3://{bucket}/{k}".startswith((*run_prefixes, logs)) and not k.startswith(entry)
+    ]
     assert strays == []
     # The nodes read the run's own copy of the weights, next to its job code.
     (cluster,) = wait_until_ended(endpoint)
