@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
             a.runtime,
             a.precision,
             a.model_cache,
+            a.base,
         ),
         argv,
         before_spark=lambda a: export_model_ahead(a.weights, a.runtime, a.model_cache),

@@ -14,6 +14,8 @@ class CheckFailedError(Exception):
 
 
 def first_line(exc: BaseException) -> str:
-    """An exception's message as one line for the user (py4j's are whole Java stack traces)."""
-    text = str(exc).strip() or type(exc).__name__
+    """An exception's message as one line for the user (py4j's are whole Java stack traces,
+    whose first line only names the Java method called: the Java exception says what failed)."""
+    java = getattr(exc, "java_exception", None)
+    text = (str(java) if java is not None else str(exc)).strip() or type(exc).__name__
     return text.splitlines()[0][:500]

@@ -1,6 +1,7 @@
 """Featurize job: image files -> MobileNetV2 vectors (features) and undecodable files (rejects).
 
-Every listed file ends in exactly one of the two datasets, so features + rejects = input.
+Every listed file ends in exactly one of the two datasets, so features + rejects = input. With
+`--base` (an earlier run's output), unchanged images keep that run's vectors (incremental).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import reduce
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
@@ -26,6 +28,13 @@ from imagefeatures import storage
 from imagefeatures.cli_types import positive_int
 from imagefeatures.errors import JobInputError, first_line
 from imagefeatures.images import EMPTY_FILE_ERROR, IMAGE_GLOB, ImageDecodeError, preprocess_image
+from imagefeatures.incremental import (
+    FILE_IDENTITY,
+    Increment,
+    featurizer_key,
+    plan_increment,
+    read_listed,
+)
 from imagefeatures.model import (
     WEIGHTS_SUFFIX,
     check_weights_file,
@@ -90,13 +99,18 @@ def spark_path(uri: str) -> str:
     return f"{parts.scheme}:{authority}{unquote(parts.path)}" if parts.scheme else unquote(uri)
 
 
-def listing(files: DataFrame) -> DataFrame:
-    """(path, label) of every listed file, from Spark's file index rather than a scan.
+def listed_paths(files: DataFrame) -> list[str]:
+    """The `path` of every listed file, from Spark's file index rather than a scan.
 
     A scan silently skips zero-byte files (Spark makes no split for them); the index does not,
     so this is the listing that features + rejects must add up to.
     """
-    paths = [spark_path(uri) for uri in files.inputFiles()]
+    return [spark_path(uri) for uri in files.inputFiles()]
+
+
+def listing(files: DataFrame, paths: list[str] | None = None) -> DataFrame:
+    """(path, label) of every listed file (listed_paths, when not given)."""
+    paths = listed_paths(files) if paths is None else paths
     return with_label(local_strings(files.sparkSession, "path", paths))
 
 
@@ -116,9 +130,15 @@ def local_strings(spark: SparkSession, column: str, values: list[str]) -> DataFr
 
 
 def read_images(spark: SparkSession, input_uri: str) -> tuple[DataFrame, DataFrame]:
-    """(images, listing): (path, label, content) as scanned, and (path, label) as listed."""
+    """(images, listing): (path, label, content, length, modificationTime) as scanned, and
+    (path, label) as listed."""
     files = image_files(spark, input_uri)
-    return with_label(files).select("path", "label", "content"), listing(files)
+    return as_images(files), listing(files)
+
+
+def as_images(files: DataFrame) -> DataFrame:
+    """binaryFile rows -> (path, label, content, length, modificationTime)."""
+    return with_label(files).select("path", "label", "content", *FILE_IDENTITY[1:])
 
 
 def featurize_contents(
@@ -166,19 +186,34 @@ def with_features(
     batch_size: int = DEFAULT_BATCH_SIZE,
     precision: str = "f32",
 ) -> DataFrame:
-    """(path, label, content) -> (path, label, features, error, precision); one of features
-    and error is null."""
+    """(path, label, content, ...) -> (path, label, ..., features, error, precision): the
+    columns but content kept; one of features and error is null."""
     # The UDF captures the context's worker environment when it is built; a value set with
     # --conf spark.executorEnv.NAME stays as given.
     environment = images.sparkSession.sparkContext.environment
     for name, value in worker_tensorflow_env().items():
         environment.setdefault(name, value)
     result = make_featurize_udf(model_ref, batch_size, precision)("content").alias("result")
-    return images.select("path", "label", result).select("path", "label", "result.*")
+    kept = [name for name in images.columns if name != "content"]
+    return images.select(*kept, result).select(*kept, "result.*")
+
+
+def with_reused(increment: Increment) -> DataFrame:
+    """The base run's vectors of unchanged images, as results rows (no error; the precision
+    of a run before this one is not known per image)."""
+    none = F.lit(None).cast("string")
+    return with_label(increment.reused).select(
+        "path", "label", *FILE_IDENTITY[1:], "features", none.alias("error"),
+        none.alias("precision"),
+    )  # fmt: skip
 
 
 def accepted(results: DataFrame) -> DataFrame:
-    return results.where(F.col("error").isNull()).select("path", "label", "features")
+    """Features, with the file's size and modification time: what tells the next run
+    whether the image changed."""
+    return results.where(F.col("error").isNull()).select(
+        "path", "label", "features", *FILE_IDENTITY[1:]
+    )
 
 
 def rejected(results: DataFrame, listed: DataFrame) -> DataFrame:
@@ -282,10 +317,12 @@ def ship_model(
     runtime: str,
     exported: Future | None = None,
     model_cache: str | None = None,
+    model_key: str | None = None,
 ) -> tuple[str, dict | None]:
     """(What the workers load, what the model cache did): the weights reference itself for
     TensorFlow; for OpenVINO, the model found in `model_cache`, else exported here once or by
-    `exported` (an unusable weights spec fails here, before any task) and stored there."""
+    `exported` (an unusable weights spec fails here, before any task) and stored there.
+    `model_key`: model_key_of(weights_ref), when the caller has it already."""
     if runtime == "tensorflow":
         check_weights_load(weights_ref)
         return weights_ref, None
@@ -296,7 +333,7 @@ def ship_model(
     with unusable_weights_fail_the_job(weights_ref):
         weights = resolve_weights_ref(weights_ref)
         if model_cache:
-            key = cache.cache_key(cache.weights_identity(weights))
+            key = model_key or cache.cache_key(cache.weights_identity(weights))
             xml = cache.fetch(spark, model_cache, key, new_export_folder())
             cached = {"uri": model_cache, "key": key, "hit": xml is not None}
         if not cached or not cached["hit"]:
@@ -306,6 +343,15 @@ def ship_model(
     spark.sparkContext.addFile(str(xml))
     spark.sparkContext.addFile(str(xml.with_suffix(".bin")))  # found beside the .xml
     return _OPENVINO_PREFIX + xml.name, cached
+
+
+def model_key_of(weights_ref: str) -> str:
+    """The digest of the weights and of the packages that build the model (a model cache
+    entry's key); an unreadable weights file fails the job."""
+    from imagefeatures import model_cache as cache
+
+    with unusable_weights_fail_the_job(weights_ref):
+        return cache.cache_key(cache.weights_identity(resolve_weights_ref(weights_ref)))
 
 
 def worker_feature_fn(model_ref: str, threads: int | None, precision: str = "f32"):
@@ -387,22 +433,38 @@ def run_featurize(
     runtime: str = DEFAULT_RUNTIME,
     precision: str = "f32",
     model_cache: str | None = None,
+    base: str | None = None,
 ) -> dict:
     """Write <output>/features, <output>/rejects and <output>/featurize_summary.json.
-    `model_cache`: a folder or URI where exported OpenVINO models are kept between runs."""
+    `model_cache`: a folder or URI where exported OpenVINO models are kept between runs.
+    `base`: an earlier run's output folder whose vectors of unchanged images are reused."""
     started = time.time()
     check_model_choice(runtime, precision)
     pack_small_files(spark, files_per_task)
-    images, listed = read_images(spark, input_uri)
+    files = image_files(spark, input_uri)
+    paths = listed_paths(files)
+    listed = listing(files, paths)
     exported = _EXPORTS_AHEAD.pop(weights, None) if runtime == "openvino" else None
-    model_ref, cached = ship_model(
-        spark, ship_weights(spark, weights), runtime, exported, model_cache
-    )
-    # Arrow batches are what the UDF sees at once: keep them at the model's batch size.
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
-    results = with_features(set_partitions(images, partitions), model_ref, batch_size, precision)
+    weights_ref = ship_weights(spark, weights)
+    model_key = model_key_of(weights_ref)
+    featurizer = featurizer_key(model_key, runtime, precision)
+    increment = plan_increment(spark, files, paths, base, featurizer)
+    if increment.reason:
+        print(f"featurize: full run: {increment.reason}", flush=True)
+    parts, cached = [], None
+    if increment.todo:  # an unchanged input needs no model at all
+        model_ref, cached = ship_model(
+            spark, weights_ref, runtime, exported, model_cache, model_key
+        )
+        # Arrow batches are what the UDF sees at once: keep them at the model's batch size.
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
+        images = files if increment.base is None else read_listed(spark, increment.todo)
+        images = set_partitions(as_images(images), partitions)
+        parts.append(with_features(images, model_ref, batch_size, precision))
+    if increment.reused is not None:
+        parts.append(with_reused(increment))
     # Both datasets come from one pass of the model.
-    results = results.persist(StorageLevel.MEMORY_AND_DISK)
+    results = reduce(DataFrame.unionByName, parts).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         features_uri = storage.join_uri(output_uri, "features")
         rejects_uri = storage.join_uri(output_uri, "rejects")
@@ -424,9 +486,12 @@ def run_featurize(
         "precision_requested": precision,
         "images_per_precision": ran,
         "model_cache": cached,
+        # What made the vectors: a later run reuses them only if its own key is the same.
+        "featurizer": featurizer,
+        "incremental": increment.summary(),
         "batch_size": batch_size,
         "files_per_task": files_per_task,
-        "listed": listed.count(),
+        "listed": len(paths),
         **written,
         "seconds": round(time.time() - started, 2),
     }
@@ -475,5 +540,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="folder or URI (s3:// on EMR) where the exported OpenVINO model is kept between "
         "runs, keyed by the weights and package versions (default: no cache)",
+    )
+    parser.add_argument(
+        "--base",
+        default=None,
+        help="an earlier run's output folder: its vectors of images unchanged since (same "
+        "path, size and modification time, same model) are reused, the rest featurized",
     )
     return parser.parse_args(argv)

@@ -141,6 +141,9 @@ def run_validate(spark: SparkSession, input_uri: str, output_uri: str) -> dict:
             for key in ("weights", "runtime", "precision", "precision_requested", "model_cache")
             if key in featurize_summary
         },
+        # Which earlier run's vectors this run reused, and how many images were new, changed,
+        # retried (rejects of that run), reused and removed.
+        "incremental": featurize_summary.get("incremental"),
     }
     if facts.pca > 0 and facts.pca_lengths:
         components, labels = plot_points(pca)

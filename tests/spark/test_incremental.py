@@ -1,0 +1,147 @@
+"""Incremental featurize (--base): unchanged images keep the base run's vectors bit for bit, the
+rest are featurized as a full run would, and a base that cannot be trusted makes a full run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imagefeatures.featurize import run_featurize
+from tests.image_cases import bad_input_cases, jpeg_bytes, picture, write, write_good_images
+from tests.spark.conftest import FEATURE_ROUND_OFF
+
+LABELS = ["Apple Red 1", "Kiwi"]
+
+
+def vectors(spark, out: Path) -> dict[str, np.ndarray]:
+    rows = spark.read.parquet(str(out / "features")).select("path", "features").collect()
+    return {row.path: np.asarray(row.features, dtype=np.float32) for row in rows}
+
+
+def rejects(spark, out: Path) -> set[tuple[str, str]]:
+    rows = spark.read.parquet(str(out / "rejects")).select("path", "error").collect()
+    return {(row.path, row.error) for row in rows}
+
+
+def featurize(spark, images: Path, out: Path, cache: Path, **kwargs) -> dict:
+    return run_featurize(
+        spark, str(images), str(out), weights="random", batch_size=4, model_cache=str(cache),
+        **kwargs,
+    )  # fmt: skip
+
+
+def uri(path: Path) -> str:
+    return f"file:{path}"
+
+
+@pytest.fixture(scope="module")
+def runs(spark, tmp_path_factory):
+    """A full run; then the input changes (one image added with glob characters in its name,
+    one rewritten, one removed, the truncated reject fixed, the empty file left) and an
+    incremental run and a full run follow."""
+    root = tmp_path_factory.mktemp("incremental")
+    images, cache = root / "images", root / "model-cache"
+    write_good_images(images, LABELS, 4)
+    truncated, content, _ = bad_input_cases()["truncated_jpeg"]
+    write(images / "Kiwi" / "broken.jpg", content)
+    write(images / "Kiwi" / "empty.jpg", b"")
+    first = featurize(spark, images, root / "first", cache)
+
+    kiwis = sorted((images / "Kiwi").glob("*.jpg"))
+    apples = sorted((images / "Apple Red 1").glob("*.jpg"))
+    write(images / "Kiwi" / "new [1] {a}.jpg", jpeg_bytes(picture(500)))
+    changed = write(apples[0], jpeg_bytes(picture(501)))
+    later = changed.stat().st_mtime + 5  # a rewrite within the same second still moves it
+    os.utime(changed, (later, later))
+    apples[1].unlink()
+    write(images / "Kiwi" / "broken.jpg", jpeg_bytes(picture(502)))  # fixed
+    assert len(kiwis) == 6
+    second = featurize(spark, images, root / "second", cache, base=uri(root / "first"))
+    full = featurize(spark, images, root / "full", cache)
+    return root, images, cache, first, second, full, uri(changed)
+
+
+def test_a_first_run_records_what_tells_a_changed_image(spark, runs):
+    root, _, _, first, _, _, _ = runs
+    assert first["incremental"] == {"base_run": None, "reason": None}
+    assert (first["features"], first["rejects"]) == (8, 2)
+    columns = spark.read.parquet(str(root / "first" / "features")).columns
+    assert columns == ["path", "label", "features", "length", "modificationTime"]
+
+
+def test_an_incremental_run_reuses_unchanged_vectors_and_featurizes_the_rest(spark, runs):
+    root, _, _, _, second, _, changed = runs
+    assert second["incremental"] == {
+        "base_run": uri(root / "first"),
+        "new": 1, "changed": 1, "retried": 2, "reused": 6, "removed": 1,
+    }  # fmt: skip
+    assert (second["listed"], second["features"], second["rejects"]) == (10, 9, 1)
+    # Only the new, the changed and the fixed image went through the model.
+    assert second["images_per_precision"] == {"f32": 3}
+    first_vectors, ours, reference = (
+        vectors(spark, root / name) for name in ("first", "second", "full")
+    )
+    assert sorted(ours) == sorted(reference)
+    reused = [p for p in ours if p in first_vectors and p != changed]
+    assert len(reused) == 6
+    for path in reused:  # bit for bit: copied, never computed again
+        assert ours[path].tobytes() == first_vectors[path].tobytes(), path
+    worst = max(float(np.abs(ours[p] - reference[p]).max()) for p in reference)
+    assert worst <= FEATURE_ROUND_OFF, worst
+    assert any(p.endswith("Kiwi/new [1] {a}.jpg") for p in ours)
+    assert rejects(spark, root / "second") == rejects(spark, root / "full")
+
+
+def test_an_unchanged_input_needs_no_model(spark, runs, tmp_path):
+    root, images, cache, _, _, _, _ = runs
+    again = featurize(spark, images, tmp_path / "again", cache, base=uri(root / "second"))
+    assert again["incremental"] == {
+        "base_run": uri(root / "second"),
+        "new": 0, "changed": 0, "retried": 1, "reused": 9, "removed": 0,
+    }  # fmt: skip
+    assert again["model_cache"] is None or again["images_per_precision"] == {}
+    ours, before = vectors(spark, tmp_path / "again"), vectors(spark, root / "second")
+    assert {p: v.tobytes() for p, v in ours.items()} == {p: v.tobytes() for p, v in before.items()}
+
+
+def tampered(root: Path, tmp_path: Path, change) -> Path:
+    copy = tmp_path / "base"
+    shutil.copytree(root / "second", copy)
+    change(copy)
+    return copy
+
+
+def _other_featurizer(base: Path) -> None:
+    summary = base / "featurize_summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "featurizer": "x"}))
+    (base / ".featurize_summary.json.crc").unlink()  # Hadoop's local checksum of the old bytes
+
+
+def _lost_features(base: Path) -> None:
+    shutil.rmtree(base / "features")
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_other_featurizer, "not used: its features were made by other weights"),
+        (_lost_features, "unreadable: [PATH_NOT_FOUND]"),
+    ],
+    ids=["another model", "features gone"],
+)
+def test_a_base_that_cannot_be_trusted_makes_a_full_run(
+    spark, runs, tmp_path, capfd, change, reason
+):
+    root, images, cache, _, _, _, _ = runs
+    base = tampered(root, tmp_path, change)
+    summary = featurize(spark, images, tmp_path / "out", cache, base=uri(base))
+    assert summary["incremental"]["base_run"] is None
+    assert reason in summary["incremental"]["reason"]
+    assert (summary["features"], summary["rejects"]) == (9, 1)
+    assert summary["images_per_precision"] == {"f32": 9}
+    assert f"featurize: full run: base run {uri(base)}" in capfd.readouterr().out
