@@ -18,6 +18,11 @@ FailureDetails or a state change reason's Code. The patches, installed once per 
   the runner.
 - CancelSteps (moto has none): a PENDING step is CANCELLED at once, a RUNNING one is marked
   for the runner, which stops its process.
+- Instance groups (and so their instances, which moto gives their group's timeline) are
+  PROVISIONING until the bootstrap finished (`mark_ready`: RUNNING, with a ReadyDateTime) and
+  end with the cluster (`finish_termination`: TERMINATED, with an EndDateTime); moto never ends
+  them. The terminated cluster's NormalizedInstanceHours are counted as EMR counts them (moto
+  leaves them at 0).
 
 The behaviour changes apply only while an emulator is active (`activate()`), so plain `mock_aws`
 tests in the same process keep moto's own behaviour; the status additions only show attributes
@@ -27,6 +32,8 @@ that the runner sets.
 from __future__ import annotations
 
 import json
+import math
+import re
 import threading
 import time
 from typing import Any
@@ -89,9 +96,53 @@ def end_cluster(cluster: Cluster, state: str, code: str, message: str) -> None:
 
 
 def finish_termination(cluster: Cluster, state: str = "TERMINATED") -> None:
-    """TERMINATING -> `state`, with the end time (the runner calls it once steps stopped)."""
-    cluster.end_datetime = utcnow()
+    """TERMINATING -> `state`, with the end time (the runner calls it once steps stopped);
+    every instance group ends with it, and the cluster's normalized instance hours are set."""
+    now = utcnow()
+    for group in cluster.instance_groups:
+        if group.end_date_time is None:
+            group.end_date_time = now
+        group.state = "TERMINATED"
+    cluster.normalized_instance_hours = normalized_instance_hours(cluster)
+    cluster.end_datetime = now
     cluster.state = state
+
+
+def mark_ready(cluster: Cluster) -> None:
+    """The bootstrap is done: the cluster and its instance groups are ready (RUNNING)."""
+    now = utcnow()
+    for group in cluster.instance_groups:
+        group.ready_date_time = now
+        group.state = "RUNNING"
+    cluster.ready_datetime = now
+
+
+# EMR's normalization factor per instance size (Amazon EMR Management Guide, "normalized
+# instance hours"): small is 1 and each size up doubles it; an Nxlarge is N xlarges.
+_SIZE_FACTORS = {"nano": 0.25, "micro": 0.5, "small": 1, "medium": 2, "large": 4, "xlarge": 8}
+_MULTIPLE_XLARGE = re.compile(r"([0-9]+)xlarge")
+
+
+def normalization_factor(instance_type: str) -> float:
+    """8 for m5.xlarge, 16 for m5.2xlarge; 0 for a size the emulator has no factor for
+    (metal), which then adds nothing."""
+    size = instance_type.rpartition(".")[2]
+    if size in _SIZE_FACTORS:
+        return _SIZE_FACTORS[size]
+    multiple = _MULTIPLE_XLARGE.fullmatch(size)
+    return 8 * int(multiple.group(1)) if multiple else 0
+
+
+def normalized_instance_hours(cluster: Cluster) -> int:
+    """As EMR counts them: per instance, its size's factor times its hours rounded up to the
+    next whole hour (an instance that ran a minute counts an hour)."""
+    total = 0.0
+    for instance in cluster.ec2_instances:
+        group = instance.instance_group
+        end = group.end_date_time or utcnow()
+        hours = max(1, math.ceil((end - group.creation_date_time).total_seconds() / 3600))
+        total += normalization_factor(instance.instance_type) * hours
+    return math.ceil(total)
 
 
 def _install() -> None:
@@ -162,8 +213,12 @@ def _install() -> None:
         cluster = self.backend.clusters[result.result["JobFlowId"]]
         policy = request.get("AutoTerminationPolicy") or {}
         cluster.emulator_idle_timeout = policy.get("IdleTimeout")
+        for group in cluster.instance_groups:  # ready once the bootstrap ran (mark_ready)
+            group.state = "PROVISIONING"
+            group.ready_date_time = None
         # As sent: moto keeps Configurations in dicts that snake_case their keys when read
-        # whole (spark.executor.memoryOverheadFactor would become ..._overhead_factor).
+        # whole (spark.executor.memoryOverheadFactor would become ..._overhead_factor). Set
+        # last: it tells the runner that RunJobFlow is done (job_flow_recorded).
         cluster.emulator_configurations = request.get("Configurations") or []
         return result
 

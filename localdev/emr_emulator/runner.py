@@ -218,7 +218,7 @@ class ClusterWorker:
             self._cancel_pending()
             self.say(f"TERMINATED_WITH_ERRORS: {failure.message}")
             return False
-        cluster.ready_datetime = utcnow()
+        moto_patches.mark_ready(cluster)
         self._set_state("WAITING")
         self.say("WAITING")
         return True

@@ -263,3 +263,51 @@ def test_a_terminated_cluster_is_terminating_before_it_is_terminated(emr, bucket
     status = wait_for_cluster(emr, cluster_id, {"TERMINATED"})
     assert status["StateChangeReason"]["Code"] == "USER_REQUEST"
     assert "EndDateTime" in status["Timeline"]
+
+
+def test_a_terminated_clusters_instances_have_launch_and_end_times_and_normalized_hours(
+    emr, bucket
+):
+    groups = [
+        {"Name": "Primary", "InstanceRole": "MASTER", "InstanceType": "m5.xlarge",
+         "InstanceCount": 1},
+        {"Name": "Core", "InstanceRole": "CORE", "InstanceType": "m5.2xlarge",
+         "InstanceCount": 2, "Market": "SPOT"},
+    ]  # fmt: skip
+    cluster_id = create_cluster(
+        emr, bucket, Instances={"InstanceGroups": groups, "KeepJobFlowAliveWhenNoSteps": True}
+    )
+    starting = emr.list_instances(ClusterId=cluster_id)["Instances"]
+    if cluster_status(emr, cluster_id)["State"] == "STARTING":  # not yet bootstrapped
+        assert {i["Status"]["State"] for i in starting} == {"PROVISIONING"}
+        assert all("ReadyDateTime" not in i["Status"]["Timeline"] for i in starting)
+    wait_for_cluster(emr, cluster_id, {"WAITING"})
+    emr.terminate_job_flows(JobFlowIds=[cluster_id])
+    cluster = wait_for_cluster(emr, cluster_id, {"TERMINATED"})
+
+    instances = emr.list_instances(ClusterId=cluster_id)["Instances"]
+    assert sorted(i["InstanceType"] for i in instances) == ["m5.2xlarge"] * 2 + ["m5.xlarge"]
+    for instance in instances:
+        timeline = instance["Status"]["Timeline"]
+        assert instance["Status"]["State"] == "TERMINATED"
+        assert timeline["CreationDateTime"] <= timeline["ReadyDateTime"]
+        assert timeline["ReadyDateTime"] <= timeline["EndDateTime"]
+        assert timeline["EndDateTime"] <= cluster["Timeline"]["EndDateTime"]
+    groups = emr.list_instance_groups(ClusterId=cluster_id)["InstanceGroups"]
+    assert {g["Status"]["State"] for g in groups} == {"TERMINATED"}
+    assert {g["Market"] for g in groups} == {"ON_DEMAND", "SPOT"}
+    # EMR's count: each instance's hours rounded up to a whole hour (here 1), times its size's
+    # factor: xlarge 8, 2xlarge 16.
+    described = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    assert described["NormalizedInstanceHours"] == 8 + 2 * 16
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "factor"),
+    [("m5.large", 4), ("m5.xlarge", 8), ("m5.2xlarge", 16), ("c7g.16xlarge", 128),
+     ("t3.micro", 0.5), ("m5.metal", 0)],
+)  # fmt: skip
+def test_normalization_factors_follow_emrs_table(instance_type, factor):
+    from localdev.emr_emulator.moto_patches import normalization_factor
+
+    assert normalization_factor(instance_type) == factor
