@@ -137,6 +137,8 @@ class RunOptions:
     task_cpus: int = 2
     idle_timeout_seconds: int = 3600
     overwrite: bool = False
+    incremental: bool = True
+    full_refresh: bool = False
     poke_interval_seconds: float = 60
     sensor_timeout_seconds: int = 6 * 3600
     deferrable: bool = True

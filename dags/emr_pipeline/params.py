@@ -44,6 +44,24 @@ def build_params(s: ParseTimeSettings) -> dict[str, Param]:
             "holding its marker) is deleted first. Never deletes another run's output or "
             "anything this DAG did not write; a new run id always gets a fresh prefix.",
         ),
+        "incremental": Param(
+            True,
+            type="boolean",
+            section=data,
+            title="Reuse unchanged images' features",
+            description="Reuse the vectors of the latest earlier run of this DAG that passed, "
+            "for the same input and model, for every image unchanged since (same key, size and "
+            "modification time); featurize only new, changed and rejected images. The output "
+            "still holds every image's vector, and PCA is fitted on all of them.",
+        ),
+        "full_refresh": Param(
+            False,
+            type="boolean",
+            section=data,
+            title="Full refresh",
+            description="Featurize every image again, whatever incremental says: when an "
+            "earlier run's features are in doubt, or to start a new line of runs.",
+        ),
         "weights": Param(
             s.weights,
             type="string",

@@ -7,7 +7,7 @@ decided by one pure function of (params, deployment settings, dag_id, run_id).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from emr_pipeline.artifacts import MODEL_CACHE_FOLDER, ArtifactUris
@@ -44,6 +44,10 @@ class RunPlan:
     weights_uri: str | None = None
     weights_copy_uri: str | None = None
     max_image_bytes: int = SPARK_MAX_FILE_BYTES
+    # What the run's vectors are made of, as the DAG knows it (kept in its marker, so that a
+    # later incremental run knows whether they are its to reuse: emr_pipeline.base_run).
+    features_of: dict[str, str] = field(default_factory=dict)
+    base_run_uri: str | None = None  # the earlier run whose unchanged vectors featurize reuses
 
     def as_xcom(self) -> dict[str, Any]:
         """Flat, JSON-serialisable; each key is pushed as its own XCom (multiple_outputs)."""
@@ -58,6 +62,7 @@ class RunPlan:
             "weights_uri": self.weights_uri,
             "weights_copy_uri": self.weights_copy_uri,
             "max_image_bytes": self.max_image_bytes,
+            "base_run_uri": self.base_run_uri,
             **{f"{name}_steps": steps for name, steps in self.steps.items()},
         }
 
@@ -115,6 +120,7 @@ def make_plan(
     run_id: str,
     owner: str,
     with_constraints: bool = True,
+    base_run_uri: str | None = None,
 ) -> RunPlan:
     check_run_id(run_id)
     check_spend(options, SpendLimits.from_deployment(deployment))
@@ -159,6 +165,7 @@ def make_plan(
         max_file_bytes=image_limit,
         # Beside every run's artifacts, not in one: exported models serve the runs after it.
         model_cache=join_uri(artifacts_root, dag_id, MODEL_CACHE_FOLDER),
+        base_run=base_run_uri,
     )
     overrides = build_job_flow_overrides(options, deployment, ctx)
     # Every step goes in with the cluster: EMR queues them, so the cluster is never idle
@@ -177,4 +184,11 @@ def make_plan(
         weights_uri=None if weights_copy is None else options.weights,
         weights_copy_uri=weights_copy,
         max_image_bytes=image_limit,
+        features_of={
+            "input_uri": options.input_uri,
+            "weights": options.weights,
+            "runtime": options.runtime,
+            "precision": options.precision,
+        },
+        base_run_uri=base_run_uri,
     )

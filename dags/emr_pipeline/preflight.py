@@ -166,7 +166,7 @@ def list_images(s3: Any, input_uri: str, max_image_bytes: int | None = None) -> 
     )
 
 
-def _read_json(s3: Any, bucket: str, key: str) -> dict | None:
+def read_json(s3: Any, bucket: str, key: str) -> dict | None:
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except s3.exceptions.NoSuchKey:
@@ -247,7 +247,7 @@ def check_run_prefix(s3: Any, plan: RunPlan, dag_id: str, run_id: str, overwrite
     if not keys:
         return f"{plan.output_uri} is empty: free"
     marker_key = prefix + RUN_MARKER
-    marker = _read_json(s3, bucket, marker_key) if marker_key in keys else None
+    marker = read_json(s3, bucket, marker_key) if marker_key in keys else None
     if not _is_this_runs(marker, dag_id, run_id):
         owner = (
             f"a marker of another run ({marker})"
@@ -260,7 +260,7 @@ def check_run_prefix(s3: Any, plan: RunPlan, dag_id: str, run_id: str, overwrite
             "whatever overwrite says; nothing was deleted. Choose another output_uri or "
             "remove those objects yourself"
         )
-    report = _read_json(s3, bucket, split_s3_uri(plan.report_uri)[1])
+    report = read_json(s3, bucket, split_s3_uri(plan.report_uri)[1])
     if report is not None and report.get("status") == "passed" and not overwrite:
         raise PreflightError(
             f"{plan.output_uri} already holds this run's finished output ({plan.report_uri}); "
@@ -291,10 +291,14 @@ def claim_run_prefix(
     prefix = as_prefix(key)
     marker_key = prefix + RUN_MARKER
     keys = [obj["Key"] for obj in _objects(s3, bucket, prefix, "output_uri", plan.output_uri)]
-    marker = _read_json(s3, bucket, marker_key) if marker_key in keys else None
+    marker = read_json(s3, bucket, marker_key) if marker_key in keys else None
     if marker is None and not keys:
         body = json.dumps(
-            {**marker_body(dag_id, run_id), "claimed_at": datetime.now(UTC).isoformat()}
+            {
+                **marker_body(dag_id, run_id),
+                "features_of": plan.features_of,
+                "claimed_at": datetime.now(UTC).isoformat(),
+            }
         )
         s3.put_object(Bucket=bucket, Key=marker_key, Body=body.encode(), **(encryption or {}))
         return 0

@@ -49,8 +49,11 @@ def test_features_plus_rejects_is_every_input_file(spark, pipeline_run):
 def test_output_schemas(spark, pipeline_run):
     features = spark.read.parquet(str(pipeline_run.output / "features"))
     rejects = spark.read.parquet(str(pipeline_run.output / "rejects"))
+    # length and modificationTime: as binaryFile read them (what tells a later run whether
+    # the image changed).
     assert features.schema.simpleString() == (
-        "struct<path:string,label:string,features:array<float>>"
+        "struct<path:string,label:string,features:array<float>,length:bigint,"
+        "modificationTime:timestamp>"
     )
     assert rejects.schema.simpleString() == "struct<path:string,label:string,error:string>"
     lengths = {r[0] for r in features.selectExpr("size(features)").distinct().collect()}

@@ -1,0 +1,108 @@
+"""Which earlier run an incremental run reuses, against moto S3: only the latest run of this DAG,
+input and model whose report passed. The same choice through the real DAG on the emulator:
+test_dag_on_emulator.py."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from emr_pipeline.base_run import base_for_run, choose_base_run
+from emr_pipeline.options import RunOptions
+from emr_pipeline.plan import RunPlan
+from emr_pipeline.preflight import RUN_MARKER
+from tests.dag.dag_shapes import put
+
+ROOT = "s3://out-bucket/runs/"
+THIS_RUN = ROOT + "manual__9/"
+WANTED = {
+    "input_uri": "s3://in-bucket/fruits",
+    "weights": "imagenet",
+    "runtime": "openvino",
+    "precision": "f32",
+}
+
+
+@pytest.fixture
+def bucket(s3):
+    s3.create_bucket(Bucket="out-bucket")
+    return s3
+
+
+def earlier_run(
+    s3, name: str, claimed: str, status: str | None = "passed", dag_id: str = "dag", **changes
+) -> str:
+    folder = f"{ROOT}{name}/"
+    marker = {"dag_id": dag_id, "run_id": name, "claimed_at": claimed}
+    if changes.get("features_of", True):
+        marker["features_of"] = {**WANTED, **changes}
+    put(s3, folder + RUN_MARKER, json.dumps(marker))
+    put(s3, folder + "features/part-0.parquet", b"PAR1")
+    if status is not None:
+        put(s3, folder + "report.json", json.dumps({"status": status}))
+    return folder
+
+
+def choose(s3):
+    return choose_base_run(s3, ROOT, THIS_RUN, "dag", WANTED)
+
+
+def test_no_earlier_run_means_a_full_run(bucket):
+    choice = choose(bucket)
+    assert choice.uri is None and "no earlier run" in choice.reason
+    assert choice.describe().startswith("full run: ")
+
+
+def test_the_latest_passed_run_of_this_dag_input_and_model_is_the_base(bucket):
+    oldest = earlier_run(bucket, "a", "2026-01-01T00:00:00+00:00")
+    base = earlier_run(bucket, "b", "2026-01-08T00:00:00+00:00")
+    # Newer, and each unusable for its own reason:
+    earlier_run(bucket, "c", "2026-01-09T00:00:00+00:00", status="failed")
+    earlier_run(bucket, "d", "2026-01-10T00:00:00+00:00", status=None)  # partial: no report
+    earlier_run(bucket, "e", "2026-01-11T00:00:00+00:00", dag_id="other_dag")
+    earlier_run(bucket, "f", "2026-01-12T00:00:00+00:00", input_uri="s3://in-bucket/veg")
+    earlier_run(bucket, "g", "2026-01-13T00:00:00+00:00", weights="random", precision="bf16")
+    earlier_run(bucket, "h", "2026-01-14T00:00:00+00:00", features_of=False)  # an older run
+    earlier_run(bucket, "manual__9", "2026-02-01T00:00:00+00:00")  # this run's own prefix
+
+    choice = choose(bucket)
+
+    assert choice.uri == base != oldest
+    reasons = "\n".join(choice.skipped)
+    for expected in (
+        "runs/c/: its report did not pass (status 'failed')",
+        "runs/d/: it has no report (it failed, or is still running)",
+        "runs/e/: another DAG's run ('other_dag')",
+        "runs/f/: its input_uri differ",
+        "runs/g/: its precision, weights differ",
+        "runs/h/: its marker does not say what its features were made of",
+    ):
+        assert expected in reasons, expected
+    assert "manual__9" not in reasons
+    assert choice.describe().startswith(f"incremental: base run {base}: the latest earlier")
+
+
+def test_a_run_without_a_readable_marker_is_never_the_base(bucket):
+    put(bucket, ROOT + "i/" + RUN_MARKER, "not json")
+    put(bucket, ROOT + "i/report.json", json.dumps({"status": "passed"}))
+    put(bucket, ROOT + "j/report.json", json.dumps({"status": "passed"}))  # no marker at all
+    choice = choose(bucket)
+    assert choice.uri is None
+    assert choice.skipped == [f"{ROOT}i/: its marker {RUN_MARKER} is unreadable"]
+
+
+def test_full_refresh_and_incremental_off_look_for_no_base(bucket):
+    earlier_run(bucket, "a", "2026-01-01T00:00:00+00:00")
+    options = RunOptions(input_uri=WANTED["input_uri"], output_uri=ROOT)
+    plan = RunPlan(
+        run_key="k", output_uri=THIS_RUN, report_uri=THIS_RUN + "report.json",
+        artifacts_uri="s3://out-bucket/arts/", log_uri="s3://out-bucket/logs/",
+        job_flow_overrides={}, steps={}, features_of=WANTED,
+    )  # fmt: skip
+    assert base_for_run(bucket, options, plan, "dag").uri == ROOT + "a/"
+    refresh = base_for_run(bucket, replace(options, full_refresh=True), plan, "dag")
+    assert refresh.uri is None and refresh.reason.startswith("full_refresh=true")
+    off = base_for_run(bucket, replace(options, incremental=False), plan, "dag")
+    assert off.uri is None and off.reason.startswith("incremental=false")
