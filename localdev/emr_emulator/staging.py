@@ -3,7 +3,8 @@
 Local Spark here cannot read s3:// (no hadoop-aws jars offline), so the emulator does what EMRFS
 would: before the step, every s3:// (or s3n://, s3a://) URI found in its arguments, including
 comma-separated lists (`--py-files a.zip,b.zip`) and `key=s3://...` values, is copied to
-`<stage>/<bucket>/<key>`, each object once per step.
+`<stage>/<bucket>/<key>`, each object once per step, with its LastModified as the local file's
+modification time (the time binaryFile reports, as EMRFS does).
 
 The job still sees s3:// URIs: `hadoop_confs()` mounts each staged bucket's top-level folders
 on the local copies with Hadoop's ViewFileSystemOverloadScheme (in Spark's own Hadoop jars), so
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -183,23 +185,30 @@ class S3Stager:
         if under:
             for item in under:
                 target = local / item["Key"][len(prefix) :]
-                self._download_file(bucket, item["Key"], target, staged)
+                self._download_file(bucket, item, target, staged)
             return
-        if key and any(o["Key"] == key for o in self._list(bucket, key)):
-            self._download_file(bucket, key, local, staged)
+        found = [o for o in self._list(bucket, key) if o["Key"] == key] if key else []
+        if found:
+            self._download_file(bucket, found[0], local, staged)
             return
         local.parent.mkdir(parents=True, exist_ok=True)  # an output the step may create
 
-    def _download_file(self, bucket: str, key: str, target: Path, staged: StagedStep) -> None:
+    def _download_file(
+        self, bucket: str, item: dict[str, Any], target: Path, staged: StagedStep
+    ) -> None:
+        """Download one listed object; the local file's modification time is the object's
+        LastModified, which is what EMRFS reports for it (an incremental run compares it)."""
         if target in staged.downloaded:
             return  # under two staged URIs (a folder and a file in it): one download
         target.parent.mkdir(parents=True, exist_ok=True)
         # One GetObject per object: boto3's download_file adds a HeadObject and a thread pool,
         # which doubled staging's cost for the many small files of an image folder.
         with target.open("wb") as handle:
-            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+            body = self.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"]
             for chunk in iter(lambda: body.read(1 << 20), b""):
                 handle.write(chunk)
+        modified = item["LastModified"].timestamp()
+        os.utime(target, (modified, modified))
         staged.downloaded[target] = _md5(target)
 
     def sync_back(self, staged: StagedStep) -> SyncReport:

@@ -152,3 +152,28 @@ def test_a_bucket_root_uri_mounts_each_top_level_entry(tmp_path):
         "root.link./Apple": (tmp_path / "root" / "Apple").as_uri(),
         "root.link./top.jpg": (tmp_path / "root" / "top.jpg").as_uri(),
     }
+
+
+def test_staged_files_keep_their_objects_last_modified(tmp_path, monkeypatch):
+    """binaryFile's modificationTime of a staged image is its S3 LastModified, as through EMRFS:
+    an incremental run tells an unchanged image by it, so a fresh download must not look new."""
+    import boto3
+    from moto import mock_aws
+
+    from localdev.emr_emulator.staging import S3Stager
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="in-bucket")
+        s3.put_object(Bucket="in-bucket", Key="fruits/Apple/a.jpg", Body=b"a")
+        s3.put_object(Bucket="in-bucket", Key="weights.h5", Body=b"w")
+        modified = {
+            o["Key"]: o["LastModified"].timestamp()
+            for o in s3.list_objects_v2(Bucket="in-bucket")["Contents"]
+        }
+        staged = S3Stager(s3).stage(["s3://in-bucket/fruits/", "s3://in-bucket/weights.h5"], tmp_path)
+    for key, when in modified.items():
+        local = staged.local_path("in-bucket", key)
+        assert local.stat().st_mtime == when, key
