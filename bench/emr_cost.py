@@ -13,20 +13,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from bench.run_bench import steady_rate
 from localdev.local_spark import REPO_ROOT
 
-# USD per hour, us-east-1, Linux on-demand: (vCPUs, EC2, EMR uplift, CPU). Taken from AWS's
-# public pages (aws.amazon.com/ec2/pricing/on-demand/, aws.amazon.com/emr/pricing/) as they
-# stood in 2025; this machine cannot reach them, so check them there before relying on a figure.
-PRICES = {
-    "m5.xlarge": (4, 0.192, 0.048, "Intel Xeon Skylake/Cascade Lake: AVX-512, no BF16"),
-    "m7i.xlarge": (4, 0.2016, 0.0504, "Intel Xeon Sapphire Rapids: AVX-512 BF16, AMX"),
-    "m7a.xlarge": (4, 0.23184, 0.05796, "AMD EPYC Genoa (Zen 4): AVX-512 BF16, no AMX"),
+sys.path.insert(0, str(REPO_ROOT / "dags"))
+from emr_pipeline.cost import load_price_table  # noqa: E402 - dags/ is not a package root
+
+# The instance types the bench machine can stand in for: (vCPUs, CPU). Their prices are the
+# DAG's price table (dags/emr_pipeline/emr_prices.json: dated, sourced, Linux on-demand).
+INSTANCES = {
+    "m5.xlarge": (4, "Intel Xeon Skylake/Cascade Lake: AVX-512, no BF16"),
+    "m7i.xlarge": (4, "Intel Xeon Sapphire Rapids: AVX-512 BF16, AMX"),
+    "m7a.xlarge": (4, "AMD EPYC Genoa (Zen 4): AVX-512 BF16, no AMX"),
 }
-PRICES_AS_OF = "2025, us-east-1, on-demand"
+REGION = "us-east-1"
+
+
+def price(instance: str) -> tuple[float, float]:
+    """(EC2, EMR uplift) USD per hour of `instance` in REGION, from the price table."""
+    entry = load_price_table()["regions"][REGION][instance]
+    return entry["ec2"], entry["emr"]
+
+
 STEADY_RATES = {  # bench summary key -> what ran
     "ours featurize f32 (steady state)": "openvino f32",
     "ours featurize bf16 (steady state)": "openvino bf16",
@@ -34,7 +45,8 @@ STEADY_RATES = {  # bench summary key -> what ran
 
 
 def cost_per_10k(images_per_s_per_vcpu: float, instance: str) -> float:
-    vcpus, ec2, emr, _ = PRICES[instance]
+    vcpus, _ = INSTANCES[instance]
+    ec2, emr = price(instance)
     hours = 10_000 / (images_per_s_per_vcpu * vcpus) / 3600
     return hours * (ec2 + emr)
 
@@ -57,15 +69,17 @@ def rows(summary: dict, instance: str, cores: int) -> list[tuple[str, float, flo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--like", choices=sorted(PRICES), required=True)
+    parser.add_argument("--like", choices=sorted(INSTANCES), required=True)
     parser.add_argument(
         "--results", type=Path, default=REPO_ROOT / "bench" / "results" / "bench_4000.json"
     )
     parser.add_argument("--cores", type=int, default=os.cpu_count(), help="the bench's vCPUs")
     args = parser.parse_args(argv)
     summary = json.loads(args.results.read_text())
-    vcpus, ec2, emr, cpu = PRICES[args.like]
-    print(f"{args.like} ({cpu}; {vcpus} vCPUs, ${ec2} + ${emr} EMR per hour, {PRICES_AS_OF})")
+    vcpus, cpu = INSTANCES[args.like]
+    ec2, emr = price(args.like)
+    as_of = f"{load_price_table()['date']}, {REGION}, on-demand"
+    print(f"{args.like} ({cpu}; {vcpus} vCPUs, ${ec2} + ${emr} EMR per hour, {as_of})")
     print("| runtime | images/s per vCPU | USD per 10,000 images (core node time) |")
     print("|---|---:|---:|")
     for label, per_vcpu, cost in rows(summary, args.like, args.cores):

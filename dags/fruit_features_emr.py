@@ -3,13 +3,15 @@
 preflight -> upload_artifacts -> create_cluster (with the featurize, pca and validate steps)
 -> wait for featurize -> pca -> validate -> wait_for_report -> read_report;
 terminate_cluster tears the cluster down
-whatever happened once it exists. The run's state is the pipeline's: the teardown never
-turns a failed run green. Deployment and triggering: docs/DEPLOY.md.
+whatever happened once it exists, then record_cost records what it used and cost (before
+read_report). The run's state is the pipeline's: the teardown never turns a failed run green.
+Deployment and triggering: docs/DEPLOY.md.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import DAG, Asset, TaskGroup, Variable, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from emr_pipeline import artifacts, idempotency, preflight, report
+from emr_pipeline import artifacts, cost, idempotency, preflight, report
 from emr_pipeline.operators import (
     RunScopedEmrCreateJobFlowOperator,
     RunScopedEmrTerminateJobFlowOperator,
@@ -31,7 +33,7 @@ from emr_pipeline.plan import make_plan
 from emr_pipeline.sensors import ExplainedEmrStepSensor, RunTimedS3KeySensor
 from emr_pipeline.settings import DAG_ID, DeploymentSettings, ParseTimeSettings
 from emr_pipeline.steps import STEP_NAMES
-from emr_pipeline.uris import split_s3_uri
+from emr_pipeline.uris import join_uri, split_s3_uri
 
 SETTINGS = ParseTimeSettings.from_env()
 CONN_ID = SETTINGS.aws_conn_id
@@ -199,6 +201,42 @@ with DAG(
         task_id="terminate_cluster", aws_conn_id=CONN_ID, job_flow_id=cluster_id
     ).as_teardown(setups=create_cluster, on_failure_fail_dagrun=True)
 
+    @task
+    def record_cost(
+        cluster: str, output_uri: str, report_uri: str, encryption: dict[str, str]
+    ) -> dict[str, Any]:
+        """What the run's cluster used and an estimate of its cost, after the teardown and
+        whatever happened: in this log, in <run>/cost.json, and in report.json when a report
+        exists (read_report then carries it to the Asset event). Never fails the run: a cost
+        that cannot be computed is a warning and a block with the error."""
+        try:
+            deployment = DeploymentSettings.resolve(lambda name: Variable.get(name, default=None))
+            poke = get_current_context()["params"]["poke_interval_seconds"]
+            return cost.record_run_cost(
+                EmrHook(aws_conn_id=CONN_ID).conn,
+                _s3_client(),
+                cluster,
+                cost_uri=join_uri(output_uri, cost.COST_NAME),
+                report_uri=report_uri,
+                encryption=encryption,
+                price_table_uri=deployment.price_table_uri,
+                poll_seconds=min(float(poke), 10.0),
+            )
+        except Exception as exc:  # the run's outcome is the pipeline's, not its bookkeeping's
+            logging.getLogger(__name__).warning(
+                "the cost of cluster %s could not be recorded: %r", cluster, exc
+            )
+            return cost.error_block(cluster, repr(exc))
+
     plan >> uploaded >> create_cluster >> featurize >> pca >> validate
-    validate >> wait_for_report >> read_report(plan["report_uri"], plan["images"])
-    validate >> terminate_cluster
+    report_read = read_report(plan["report_uri"], plan["images"])
+    validate >> wait_for_report >> report_read
+    # A second teardown of the cluster, after the first: it runs whatever happened once the
+    # cluster exists, and its own state never decides the run's. (Downstream of the first, a
+    # plain task would hide terminate_cluster from the run's state: Airflow then no longer
+    # counts a teardown as a leaf.) read_report waits for it, so the report it reads and the
+    # Asset event carry the cost.
+    cost_recorded = record_cost(
+        cluster_id, plan["output_uri"], plan["report_uri"], plan["s3_encryption"]
+    ).as_teardown(setups=create_cluster)
+    validate >> terminate_cluster >> cost_recorded >> report_read

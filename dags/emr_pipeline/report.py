@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from emr_pipeline import cost
+
 
 class ReportError(RuntimeError):
     """The report says the run's output is not valid."""
@@ -38,6 +40,8 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
         "runtime": model.get("runtime"),
         # What ran: bf16 asked for on a CPU without it ran f32; "mixed" if workers differed.
         "precision": model.get("precision"),
+        # What the cluster used and cost (added by record_cost after the teardown).
+        **cost.summary_fields(report.get("cost")),
     }
 
 
@@ -78,4 +82,6 @@ def format_summary(report: dict[str, Any]) -> str:
             lines.append(f"  cumulative: {s['cumulative_variance']:.4f}")
     for reject in (report.get("rejected_files") or [])[:10]:
         lines.append(f"  rejected {reject.get('path')}: {reject.get('error')}")
+    if report.get("cost"):
+        lines.append(cost.format_cost(report["cost"]))
     return "\n".join(lines)

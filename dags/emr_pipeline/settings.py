@@ -110,6 +110,9 @@ class DeploymentSettings:
     # Spark's binaryFile reader refuses larger files (and fails the whole job on one):
     # preflight refuses them first, and featurize is told the same limit.
     max_image_bytes: str = "2147483647"
+    # The prices a run's cost estimate uses (emr_pipeline.cost): a local path on the workers or
+    # an s3:// URI the connection may read; "" = the table shipped beside the DAG.
+    price_table_uri: str = ""
 
     @classmethod
     def resolve(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-# Task ids in pipeline order (terminate_cluster is the teardown, outside the chain).
+# Task ids in pipeline order (terminate_cluster is the teardown, outside the chain, and
+# record_cost a second teardown after it, before read_report).
 PIPELINE = [
     "preflight",
     "upload_artifacts",
@@ -16,7 +17,7 @@ PIPELINE = [
     "wait_for_report",
     "read_report",
 ]
-ALL_TASKS = {*PIPELINE, "terminate_cluster"}
+ALL_TASKS = {*PIPELINE, "terminate_cluster", "record_cost"}
 
 
 def run_conf(defaults: dict[str, Any], **overrides: Any) -> dict[str, Any]:

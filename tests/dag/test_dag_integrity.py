@@ -47,12 +47,46 @@ def test_terminate_is_the_teardown_of_create(dag):
     assert create.is_setup and terminate.is_teardown
     assert terminate.trigger_rule == TriggerRule.ALL_DONE_SETUP_SUCCESS
     assert terminate.on_failure_fail_dagrun
-    # It waits for the last task that uses the cluster, and nothing else waits for it.
+    # It waits for the last task that uses the cluster; only the cost record waits for it.
     assert {"create_cluster", "validate.wait_for_step"} <= terminate.upstream_task_ids
-    assert not terminate.downstream_task_ids
+    assert terminate.downstream_task_ids == {"record_cost"}
     assert create.terminate_job_flow_on_failure
-    others = {t.task_id: t.trigger_rule for t in dag.tasks if t.task_id != "terminate_cluster"}
+    others = {
+        t.task_id: t.trigger_rule
+        for t in dag.tasks
+        if t.task_id not in ("terminate_cluster", "record_cost")
+    }
     assert set(others.values()) == {TriggerRule.ALL_SUCCESS}
+
+
+def test_the_cost_is_recorded_after_the_teardown_and_before_the_report_is_read(dag):
+    from airflow.sdk import TriggerRule
+
+    record = dag.get_task("record_cost")
+    # Whatever happened once the cluster exists (a failed step's cluster cost money too),
+    # after the teardown: a teardown too, whose own state never decides the run's.
+    assert record.is_teardown and not record.on_failure_fail_dagrun
+    assert record.trigger_rule == TriggerRule.ALL_DONE_SETUP_SUCCESS
+    assert record.upstream_task_ids == {"preflight", "create_cluster", "terminate_cluster"}
+    # read_report reads the report with the cost in it, and still needs the report sensor.
+    assert dag.get_task("read_report").upstream_task_ids >= {"record_cost", "wait_for_report"}
+
+
+def test_the_runs_state_is_decided_by_read_report_and_the_failing_teardown(dag):
+    """Airflow's rule (DagRun._tis_for_dagrun_state): the leaves, where a teardown counts
+    only with on_failure_fail_dagrun and a task followed by an ignorable teardown is a leaf.
+    A plain task after terminate_cluster would drop it from this set."""
+    from airflow.models.dagrun import DagRun
+
+    counted = DagRun._tis_for_dagrun_state(None, dag=dag, tis=_fake_tis(dag))
+    assert {ti.task_id for ti in counted} == {"read_report", "terminate_cluster"}
+
+
+def _fake_tis(dag):
+    from collections import namedtuple
+
+    task_instance = namedtuple("task_instance", "task_id state")
+    return [task_instance(task_id, None) for task_id in dag.task_ids]
 
 
 def test_every_task_is_retried_and_repeating_is_safe(dag):

@@ -1,0 +1,385 @@
+"""What a run's EMR cluster used, and an estimate of what that cost.
+
+Usage comes from EMR itself: each instance's timeline (ListInstances) gives its hours, per
+instance group, and DescribeCluster gives EMR's NormalizedInstanceHours. The estimate prices
+those hours with a dated price table (EC2 on-demand plus EMR's uplift, per region): the one
+shipped beside this module, or a deployment's own (`price_table_uri`). A price that the table
+lacks gives no estimate (`estimate_usd: null`, with the reason in `notes`), never an error.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from emr_pipeline.uris import split_s3_uri
+
+COST_NAME = "cost.json"  # beside report.json in the run's output prefix
+SHIPPED_PRICE_TABLE = Path(__file__).with_name("emr_prices.json")
+# EC2 (Linux) and EMR both bill per second with a one-minute minimum per instance: an
+# instance that lived 20 s costs a minute. (Hours are counted from the instance's
+# CreationDateTime; EC2 starts billing when the instance runs, a little later, so this errs
+# on the high side by the instance's provisioning time.)
+MIN_BILLED_SECONDS = 60
+SPOT_LABEL = "spot, priced at on-demand: an upper bound"
+TERMINATED_STATES = frozenset({"TERMINATED", "TERMINATED_WITH_ERRORS"})
+
+
+class PriceTableError(ValueError):
+    """The price table cannot be read or does not have the expected shape."""
+
+
+def parse_price_table(text: str, uri: str) -> dict[str, Any]:
+    """The table in `text` (JSON), checked: date, sources and, per region and instance type,
+    non-negative `ec2` and `emr` USD per hour. `uri` is where it came from (for messages)."""
+    try:
+        table = json.loads(text)
+    except ValueError as exc:
+        raise PriceTableError(f"price table {uri} is not JSON: {exc}") from exc
+    if not isinstance(table, dict) or not isinstance(table.get("regions"), dict):
+        raise PriceTableError(f"price table {uri} has no 'regions' object")
+    for name in ("date", "sources"):
+        if not table.get(name):
+            raise PriceTableError(f"price table {uri} has no '{name}'")
+    if table.get("currency", "USD") != "USD":
+        raise PriceTableError(f"price table {uri}: currency must be USD")
+    for region, prices in table["regions"].items():
+        if not isinstance(prices, dict):
+            raise PriceTableError(f"price table {uri}: region {region} is not an object")
+        for instance_type, price in prices.items():
+            ok = isinstance(price, dict) and all(
+                isinstance(price.get(part), int | float) and price[part] >= 0
+                for part in ("ec2", "emr")
+            )
+            if not ok:
+                raise PriceTableError(
+                    f"price table {uri}: {region} {instance_type} needs non-negative numbers "
+                    f"'ec2' and 'emr' (USD per hour), got {price!r}"
+                )
+    return {**table, "uri": uri}
+
+
+def load_price_table(uri: str = "", s3_client: Any = None) -> dict[str, Any]:
+    """The shipped table when `uri` is empty, else a local path or an s3:// URI (read with
+    `s3_client`). Raises PriceTableError with the reason when it cannot be used."""
+    if not uri:
+        return parse_price_table(SHIPPED_PRICE_TABLE.read_text(), str(SHIPPED_PRICE_TABLE))
+    try:
+        if uri.startswith("s3://"):
+            if s3_client is None:
+                raise PriceTableError(f"price table {uri}: no S3 client to read it")
+            bucket, key = split_s3_uri(uri)
+            text = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+        else:
+            text = Path(uri).read_text()
+    except PriceTableError:
+        raise
+    except Exception as exc:  # missing file, AccessDenied, bad URI: all mean "no table"
+        raise PriceTableError(f"price table {uri} cannot be read: {exc}") from exc
+    return parse_price_table(text, uri)
+
+
+def billed_hours(start: datetime, end: datetime) -> float:
+    """Hours from `start` to `end`, at least the one-minute minimum."""
+    return max((end - start).total_seconds(), MIN_BILLED_SECONDS) / 3600
+
+
+def instance_usage(instance: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """One instance of ListInstances: its ids, launch and end time, and billed hours (an
+    instance still running counts until `now`)."""
+    timeline = instance.get("Status", {}).get("Timeline", {})
+    launched, ended = timeline.get("CreationDateTime"), timeline.get("EndDateTime")
+    return {
+        "id": instance.get("Id"),
+        "ec2_instance_id": instance.get("Ec2InstanceId"),
+        "launched": launched.isoformat() if launched else None,
+        "ended": ended.isoformat() if ended else None,
+        "hours": billed_hours(launched, ended or now) if launched else 0.0,
+    }
+
+
+def group_usage(
+    groups: list[dict[str, Any]], instances: list[dict[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
+    """Per instance group (ListInstanceGroups): role, type, market, requested count, the
+    instances seen (ListInstances) and their hours. An instance of a group the listing did not
+    show gets a group of its own, so no hour goes uncounted."""
+    usage: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        usage[group["Id"]] = {
+            "id": group["Id"],
+            "name": group.get("Name"),
+            "role": group.get("InstanceGroupType"),
+            "instance_type": group.get("InstanceType"),
+            "market": group.get("Market", "ON_DEMAND"),
+            "requested": group.get("RequestedInstanceCount"),
+            "instances": [],
+        }
+    for instance in instances:
+        group_id = instance.get("InstanceGroupId") or instance.get("InstanceFleetId") or ""
+        entry = usage.setdefault(
+            group_id,
+            {
+                "id": group_id,
+                "name": None,
+                "role": None,
+                "instance_type": instance.get("InstanceType"),
+                "market": instance.get("Market", "ON_DEMAND"),
+                "requested": None,
+                "instances": [],
+            },
+        )
+        entry["instances"].append(instance_usage(instance, now))
+    for entry in usage.values():
+        entry["instance_count"] = len(entry["instances"])
+        entry["hours"] = sum(i["hours"] for i in entry["instances"])
+    return list(usage.values())
+
+
+def price_groups(
+    groups: list[dict[str, Any]], table: dict[str, Any] | None, region: str
+) -> tuple[float | None, list[str]]:
+    """Adds each group's price and estimate; returns the total (None when any group's price
+    is unknown: a partial sum would read as the whole cost) and notes on how it was priced."""
+    notes: list[str] = []
+    if table is None:
+        return None, ["no price table: no estimate"]
+    prices = table["regions"].get(region)
+    if prices is None:
+        notes.append(f"the price table has no prices for region {region}: no estimate")
+    total: float | None = 0.0
+    for group in groups:
+        price = (prices or {}).get(group["instance_type"])
+        group["usd_per_hour"] = price and {"ec2": price["ec2"], "emr": price["emr"]}
+        group["priced_as"] = None
+        group["estimate_usd"] = None
+        if price is None:
+            if prices is not None:
+                notes.append(
+                    f"the price table has no price for {group['instance_type']} in {region}: "
+                    f"no estimate"
+                )
+            total = None
+            continue
+        group["estimate_usd"] = group["hours"] * (price["ec2"] + price["emr"])
+        if group["market"] == "SPOT":
+            # Spot without a BidPrice (how the DAG asks) is capped at the on-demand price;
+            # EMR's uplift is the same whatever the market.
+            group["priced_as"] = SPOT_LABEL
+            note = f"{group['role'] or group['id']} ran on spot: its estimate is an upper bound"
+            notes.append(note)
+        else:
+            group["priced_as"] = "on-demand"
+        if total is not None:
+            total += group["estimate_usd"]
+    return total, notes
+
+
+def region_of(cluster: dict[str, Any], fallback: str) -> str:
+    """The region in the cluster's ARN (arn:aws:elasticmapreduce:<region>:...), else
+    `fallback` (the client's region)."""
+    parts = (cluster.get("ClusterArn") or "").split(":")
+    return parts[3] if len(parts) > 3 and parts[3] else fallback
+
+
+def _paginate(client: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
+    pages = client.get_paginator(operation).paginate(**kwargs)
+    return [item for page in pages for item in page.get(key, [])]
+
+
+def run_cost(
+    emr_client: Any,
+    cluster_id: str,
+    table: dict[str, Any] | None,
+    now: datetime | None = None,
+    table_error: str | None = None,
+) -> dict[str, Any]:
+    """The run's `cost` block (JSON-serialisable) for `cluster_id`: usage from EMR, priced
+    with `table` (None: usage only, `table_error` says why)."""
+    now = now or datetime.now(UTC)
+    cluster = emr_client.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    region = region_of(cluster, emr_client.meta.region_name)
+    groups = group_usage(
+        _paginate(emr_client, "list_instance_groups", "InstanceGroups", ClusterId=cluster_id),
+        _paginate(emr_client, "list_instances", "Instances", ClusterId=cluster_id),
+        now,
+    )
+    estimate, notes = price_groups(groups, table, region)
+    if table_error:
+        notes.insert(0, table_error)
+    state = cluster["Status"]["State"]
+    if state not in TERMINATED_STATES:
+        notes.append(f"the cluster was {state}: running instances are counted until now")
+    spot = any(g["market"] == "SPOT" for g in groups)
+    return {
+        "cluster_id": cluster_id,
+        "region": region,
+        "cluster_state": state,
+        "normalized_instance_hours": cluster.get("NormalizedInstanceHours"),
+        "instance_hours": sum(g["hours"] for g in groups),
+        "billing": f"per second, {MIN_BILLED_SECONDS} s minimum per instance",
+        "groups": groups,
+        "estimate_usd": estimate,
+        "estimate_is_upper_bound": spot and estimate is not None,
+        "currency": "USD",
+        "price_table": None
+        if table is None
+        else {
+            "date": table.get("date"),
+            "source": table.get("sources"),
+            "uri": table.get("uri"),
+        },
+        "computed_at": now.isoformat(),
+        "notes": notes,
+    }
+
+
+def wait_until_terminated(
+    emr_client: Any,
+    cluster_id: str,
+    timeout_seconds: float,
+    poll_seconds: float,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+) -> str:
+    """Poll DescribeCluster until the cluster is terminated (its instances then have end
+    times) or `timeout_seconds` pass; returns the last state seen."""
+    deadline = clock() + timeout_seconds
+    while True:
+        state = emr_client.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
+        if state in TERMINATED_STATES or clock() >= deadline:
+            return state
+        sleep(poll_seconds)
+
+
+def error_block(cluster_id: str, error: str) -> dict[str, Any]:
+    """The block when the usage itself could not be read: the run still records that."""
+    return {"cluster_id": cluster_id, "estimate_usd": None, "error": error}
+
+
+def summary_fields(block: dict[str, Any] | None) -> dict[str, Any]:
+    """The few numbers a summary (XCom, Asset event extra) carries."""
+    block = block or {}
+    return {
+        "cost_estimate_usd": _rounded(block.get("estimate_usd"), 4),
+        "cost_estimate_is_upper_bound": block.get("estimate_is_upper_bound"),
+        "instance_hours": _rounded(block.get("instance_hours"), 4),
+        "normalized_instance_hours": block.get("normalized_instance_hours"),
+    }
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def format_cost(block: dict[str, Any]) -> str:
+    """Readable lines for the task log and the run's summary."""
+    if block.get("error"):
+        return f"cost of cluster {block.get('cluster_id')}: not recorded ({block['error']})"
+    estimate = block.get("estimate_usd")
+    if estimate is None:
+        price = "no estimate"
+    else:
+        bound = " (an upper bound: spot)" if block.get("estimate_is_upper_bound") else ""
+        price = f"estimated ${estimate:.4f}{bound}"
+    lines = [
+        f"cost of cluster {block['cluster_id']} ({block['region']}): {price}; "
+        f"{block['instance_hours']:.4f} instance-hours, "
+        f"{block['normalized_instance_hours']} normalized instance-hours (EMR)"
+    ]
+    for group in block.get("groups", []):
+        each = group.get("usd_per_hour")
+        rate = f" at ${each['ec2']} + ${each['emr']} EMR/h" if each else ""
+        usd = group.get("estimate_usd")
+        lines.append(
+            f"  {group['role'] or group['id']}: {group['instance_count']} x "
+            f"{group['instance_type']} {group['market']} (requested {group['requested']}), "
+            f"{group['hours']:.4f} h{rate}"
+            + ("" if usd is None else f" = ${usd:.4f}")
+            + (f" [{group['priced_as']}]" if group.get("priced_as") == SPOT_LABEL else "")
+        )
+    table = block.get("price_table")
+    if table:
+        lines.append(f"  prices: {table['uri']} (as of {table['date']})")
+    lines += [f"  note: {note}" for note in block.get("notes", [])]
+    return "\n".join(lines)
+
+
+def record_run_cost(
+    emr_client: Any,
+    s3_client: Any,
+    cluster_id: str,
+    *,
+    cost_uri: str,
+    report_uri: str,
+    encryption: dict[str, str] | None,
+    price_table_uri: str = "",
+    say: Callable[[str], None] = print,
+    wait_seconds: float = 300,
+    poll_seconds: float = 5,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """What the DAG's record_cost task does once the teardown ran: wait (bounded) for the
+    cluster to end, build its cost block, log it, write it to `cost_uri` and add it to the
+    run's report at `report_uri` when there is one. Never raises for want of a price or a
+    usable table; an error reading EMR or S3 propagates (the task turns it into a warning)."""
+    state = wait_until_terminated(
+        emr_client, cluster_id, wait_seconds, poll_seconds, sleep=sleep, clock=clock
+    )
+    if state not in TERMINATED_STATES:
+        say(f"WARNING: cluster {cluster_id} is still {state} after {wait_seconds:.0f} s")
+    table, table_error = None, None
+    try:
+        table = load_price_table(price_table_uri, s3_client)
+    except PriceTableError as exc:
+        table_error = f"{exc}: no estimate (deployment setting price_table_uri)"
+        say(f"WARNING: {table_error}")
+    block = run_cost(emr_client, cluster_id, table, table_error=table_error)
+    say(format_cost(block))
+    extra = encryption or {}
+    bucket, key = split_s3_uri(cost_uri)
+    s3_client.put_object(
+        Bucket=bucket, Key=key, Body=_json_bytes(block), ContentType="application/json", **extra
+    )
+    say(f"wrote {cost_uri}")
+    add_to_report(s3_client, report_uri, block, extra, say)
+    return block
+
+
+def add_to_report(
+    s3_client: Any,
+    report_uri: str,
+    block: dict[str, Any],
+    encryption: dict[str, str],
+    say: Callable[[str], None] = print,
+) -> bool:
+    """Adds `"cost": block` to the report at `report_uri` (read, modify, write); False when
+    the run wrote no report (a failed step)."""
+    bucket, key = split_s3_uri(report_uri)
+    # Listed first, not read and caught: S3 answers a read of a missing key with 403, not
+    # 404, to a role that may list the bucket only under some prefixes (this connection).
+    listed = s3_client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents", [])
+    if not listed or listed[0]["Key"] != key:
+        say(f"no report at {report_uri} (no step wrote one): the cost is in the cost file only")
+        return False
+    report = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    report["cost"] = block
+    s3_client.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=_json_bytes(report),
+        ContentType="application/json",
+        **encryption,
+    )
+    say(f"added the cost to {report_uri}")
+    return True
+
+
+def _json_bytes(document: dict[str, Any]) -> bytes:
+    # As the validate job writes report.json (imagefeatures.storage), so a rewrite only adds.
+    return (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
