@@ -64,6 +64,10 @@ def print_summary(result, report: dict, out: Path) -> None:
     print(f"PCA k={report['pca']['k']}, explained variance: {explained}")
     for row in report["rejected_files"]:
         print(f"rejected:  {Path(row['path']).name} ({row['label']}): {row['error']}")
+    if report.get("cost"):  # what the cluster used, recorded after the teardown
+        from emr_pipeline.cost import format_cost
+
+        print(format_cost(report["cost"]))
     print("seconds per task:")
     for task_id, seconds in result.task_seconds.items():
         print(f"  {task_id:<26} {seconds:7.1f}  {result.task_states[task_id]}")

@@ -142,6 +142,13 @@ RUN = f"{FEATURES}/runs/manual__2026-01-01T00-00-00-0123456789abcdef"
         ("s3:DeleteObject", f"{FEATURES}/runs/report.json", {}, False),
         ("s3:DeleteObject", f"{FEATURES}/emr-artifacts/fruit_features_emr/x", {}, False),
         ("s3:PutObject", f"{FEATURES}/models/w.weights.h5", {}, False),
+        # record_cost: the run's usage from its own cluster, written beside its report.
+        ("elasticmapreduce:ListInstances", CLUSTER, OURS, True),
+        ("elasticmapreduce:ListInstanceGroups", CLUSTER, OURS, True),
+        ("elasticmapreduce:ListInstances", CLUSTER, {}, False),
+        ("s3:PutObject", f"{RUN}/cost.json", {}, True),
+        ("s3:PutObject", f"{RUN}/report.json", {}, True),
+        ("s3:PutObject", f"{RUN}/features/part-0.parquet", {}, False),
         (
             "iam:PassRole",
             "arn:aws:iam::123456789012:role/EMR_DefaultRole",

@@ -23,6 +23,7 @@ from airflow.sdk.exceptions import TaskDeferred
 
 from emr_pipeline.preflight import RUN_MARKER
 from localdev.dag_run import run_output_uri
+from tests.dag.cost_checks import check_cost_block
 from tests.dag.dag_shapes import keys_under, read_json, start_tagged_cluster, states
 from tests.dag.on_emulator.world import (
     ARTIFACTS,
@@ -77,7 +78,10 @@ def test_retried_create_and_step_lookup_leave_one_cluster_and_one_run_of_each_st
     for bucket, key in written:
         head = s3.head_object(Bucket=bucket, Key=key)
         assert head.get("ServerSideEncryption") == "AES256", key
-    assert read_json(s3, out + "report.json")["status"] == "passed"
+    report = read_json(s3, out + "report.json")
+    assert report["status"] == "passed"
+    # What the cluster used, recorded after the teardown under the policy, as EMR reports it.
+    check_cost_block(report["cost"], emr, cluster["Id"])
 
     # No credentials in the task logs (dag.test runs every task in this process).
     captured = capfd.readouterr()
@@ -90,7 +94,7 @@ def test_retried_create_and_step_lookup_leave_one_cluster_and_one_run_of_each_st
     operations = {c.operation for c in world.api_calls.by_key(DAG_ACCESS_KEY)}
     for needed in ("RunJobFlow", "ListClusters", "DescribeCluster",
                    "ListSteps", "DescribeStep", "TerminateJobFlows", "PutObject",
-                   "ListBucket", "GetObject"):  # fmt: skip
+                   "ListBucket", "GetObject", "ListInstanceGroups", "ListInstances"):  # fmt: skip
         assert needed in operations, needed
 
     # Other teams' clusters were active all along. The one named like ours was described,
