@@ -18,7 +18,7 @@ STACK_IMAGES ?= 240
 # Spark's Python workers must be the venv's interpreter (TensorFlow lives there).
 LOCAL_ENV = export PYSPARK_PYTHON="$(abspath $(PY))" TF_CPP_MIN_LOG_LEVEL=2;
 
-.PHONY: help setup setup-stack demo jobs-demo airflow test lint format clean bench
+.PHONY: help setup setup-stack demo jobs-demo airflow test lint format clean bench bench-incremental
 
 help:
 	@echo "make setup   create .venv and install requirements (skipped when up to date)"
@@ -68,5 +68,11 @@ clean:
 
 N ?= 4000
 MEMORY_N ?= 20000
+# The incremental bench: a first run of this many images, then one after adding 1%.
+INCREMENTAL_N ?= 12000
 bench: setup
 	@$(LOCAL_ENV) $(PY) -m bench.run_bench --images $(N) --memory-images $(MEMORY_N)
+	@$(MAKE) --no-print-directory bench-incremental
+
+bench-incremental: setup
+	@$(LOCAL_ENV) $(PY) -m bench.incremental --images $(INCREMENTAL_N)

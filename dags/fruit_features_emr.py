@@ -1,6 +1,7 @@
 """Fruit image features on a transient EMR cluster.
 
-preflight -> upload_artifacts -> create_cluster (with the featurize, pca and validate steps)
+preflight (which also picks the earlier run whose features an incremental run reuses)
+-> upload_artifacts -> create_cluster (with the featurize, pca and validate steps)
 -> wait for featurize -> pca -> validate -> wait_for_report -> read_report;
 terminate_cluster tears the cluster down
 whatever happened once it exists, then record_cost records what it used and cost (before
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from airflow.sdk import DAG, Asset, TaskGroup, Variable, get_current_context, ta
 from airflow.sdk.exceptions import AirflowFailException
 
 from emr_pipeline import artifacts, cost, idempotency, preflight, report
+from emr_pipeline.base_run import base_for_run
 from emr_pipeline.operators import (
     RunScopedEmrCreateJobFlowOperator,
     RunScopedEmrTerminateJobFlowOperator,
@@ -81,7 +84,8 @@ with DAG(
             options = RunOptions.from_params(context["params"])
             check_worker_support(options)
             deployment = DeploymentSettings.resolve(lambda name: Variable.get(name, default=None))
-            plan = make_plan(
+            plan_with = partial(
+                make_plan,
                 options,
                 deployment,
                 dag_id=DAG_ID,
@@ -89,10 +93,16 @@ with DAG(
                 owner=SETTINGS.owner,
                 with_constraints=CONSTRAINTS is not None,
             )
+            plan = plan_with()
             s3 = _s3_client()
             listing = preflight.check_run(
                 s3, plan, options.input_uri, DAG_ID, run_id, options.overwrite, say=print
             )
+            # Incremental: featurize reuses this earlier run's vectors of unchanged images.
+            base = base_for_run(s3, options, plan, DAG_ID)
+            print(base.describe())
+            if base.uri:
+                plan = plan_with(base_run_uri=base.uri)
         except (InvalidRunOptionsError, preflight.PreflightError) as exc:
             # A verdict on the run's inputs, not a hiccup: retrying would only repeat it.
             raise AirflowFailException(str(exc)) from exc

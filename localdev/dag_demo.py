@@ -9,26 +9,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from localdev.dag_run import (
-    airflow_env,
-    aws_connection,
     cluster_states,
     download,
+    emulated_airflow,
     ensure_bucket,
-    migrate_db,
     run_dag,
     run_output_uri,
     s3_client,
     upload_tree,
 )
 from localdev.local_demo import BAD_FILES
-from localdev.local_spark import REPO_ROOT, use_local_spark_env
+from localdev.local_spark import REPO_ROOT
 from localdev.sample_data import generate_images
 
 INPUT_URI = "s3://demo-fruit-images/fruits/"
@@ -48,7 +45,10 @@ def make_images(folder: Path, count: int) -> None:
 
 
 def print_summary(result, report: dict, out: Path) -> None:
-    from emr_pipeline.report import describe_model  # dags/ is importable once the DAG loaded
+    from emr_pipeline.report import (  # dags/ is importable once the DAG loaded
+        describe_incremental,
+        describe_model,
+    )
 
     explained = ", ".join(f"{v:.3f}" for v in report["pca"]["explained_variance"])
     labels = ", ".join(f"{name} ({n['features']})" for name, n in report["labels"].items())
@@ -61,6 +61,8 @@ def print_summary(result, report: dict, out: Path) -> None:
     print(f"labels:    {labels}")
     if model := describe_model(report):  # what ran the model, in which precision
         print(f"model:     {model}")
+    if incremental := describe_incremental(report):  # which images were featurized
+        print(f"features:  {incremental}")
     print(f"PCA k={report['pca']['k']}, explained variance: {explained}")
     for row in report["rejected_files"]:
         print(f"rejected:  {Path(row['path']).name} ({row['label']}): {row['error']}")
@@ -83,21 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     out = (REPO_ROOT / args.out).resolve()
     started = time.monotonic()
 
-    use_local_spark_env()
-    env = airflow_env(STATE_DIR / "airflow")
-    # Task logs at WARNING: the emulator's step lines and this script's lines show progress.
-    env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
-    os.environ.update(env)
-    say("preparing Airflow's metadata database (first run only takes a while)")
-    (STATE_DIR / "airflow").mkdir(parents=True, exist_ok=True)
-    migrate_db(env)
-
-    from localdev.emr_emulator import EmrEmulator
-
     images = out / "images"
     make_images(images, args.images)
-    with EmrEmulator(port=0, work_dir=STATE_DIR / "emulator") as emulator:
-        os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = aws_connection(emulator.endpoint_url)
+    with emulated_airflow(STATE_DIR, say) as emulator:
         s3 = s3_client(emulator.endpoint_url)
         uploaded = upload_tree(s3, images, INPUT_URI)
         ensure_bucket(s3, OUTPUT_URI.removeprefix("s3://").split("/")[0])

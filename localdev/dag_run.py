@@ -13,14 +13,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 
-from localdev.local_spark import REPO_ROOT
+from localdev.local_spark import REPO_ROOT, use_local_spark_env
 
 DAG_ID = "fruit_features_emr"
 REGION = "us-east-1"
@@ -68,6 +69,27 @@ def migrate_db(env: Mapping[str, str]) -> None:
     )
     if result.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-2000:]}{result.stderr}")
+
+
+@contextmanager
+def emulated_airflow(state_dir: Path, say: Any = print) -> Iterator[Any]:
+    """This process set up to run the DAG with `run_dag`: local Spark for the steps, an Airflow
+    home on SQLite under `state_dir/airflow` (migrated on first use), and a running EMR emulator
+    (work folder `state_dir/emulator`) that the `aws_default` connection points at."""
+    use_local_spark_env()
+    env = airflow_env(state_dir / "airflow")
+    # Task logs at WARNING: the emulator's step lines show progress.
+    env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    os.environ.update(env)
+    say("preparing Airflow's metadata database (first run only takes a while)")
+    (state_dir / "airflow").mkdir(parents=True, exist_ok=True)
+    migrate_db(env)
+
+    from localdev.emr_emulator import EmrEmulator
+
+    with EmrEmulator(port=0, work_dir=state_dir / "emulator") as emulator:
+        os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = aws_connection(emulator.endpoint_url)
+        yield emulator
 
 
 def s3_client(endpoint_url: str) -> Any:

@@ -40,6 +40,8 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
         "runtime": model.get("runtime"),
         # What ran: bf16 asked for on a CPU without it ran f32; "mixed" if workers differed.
         "precision": model.get("precision"),
+        # The earlier run whose vectors of unchanged images this run reused (None: a full run).
+        "base_run": (report.get("incremental") or {}).get("base_run"),
         # What the cluster used and cost (added by record_cost after the teardown).
         **cost.summary_fields(report.get("cost")),
     }
@@ -62,6 +64,23 @@ def describe_model(report: dict[str, Any]) -> str | None:
     return f"{model.get('runtime')}, {model.get('precision')} ({'; '.join(details)})"
 
 
+def describe_incremental(report: dict[str, Any]) -> str | None:
+    """Which earlier run's vectors the run reused, and what it featurized: `base run s3://…:
+    3 new, 1 changed, 0 retried, 960 reused, 2 removed`, or `full run (why)`; None for a
+    report from before incremental runs."""
+    increment = report.get("incremental")
+    if not increment:
+        return None
+    if not increment.get("base_run"):
+        reason = increment.get("reason")
+        return "full run" + (f" ({reason})" if reason else "")
+    counts = ", ".join(
+        f"{increment.get(name, 0)} {name}"
+        for name in ("new", "changed", "retried", "reused", "removed")
+    )
+    return f"base run {increment['base_run']}: {counts}"
+
+
 def format_summary(report: dict[str, Any]) -> str:
     """Human-readable lines: totals, per-label counts, the model, explained variance."""
     s = summarize(report)
@@ -75,6 +94,9 @@ def format_summary(report: dict[str, Any]) -> str:
     model = describe_model(report)
     if model:
         lines.append(f"model: {model}")
+    incremental = describe_incremental(report)
+    if incremental:
+        lines.append(f"incremental: {incremental}")
     if s["explained_variance"] is not None:
         variance = ", ".join(f"{v:.4f}" for v in s["explained_variance"])
         lines.append(f"PCA k={s['pca_k']}: explained variance [{variance}]")

@@ -328,6 +328,10 @@ class StepExecution:
         worker.say(f"{step.id} {step.name!r}: RUNNING")
         returncode, cancelled, error = None, False, None
         staged: StagedStep | None = None
+        # Where the step's time went: staging and syncing back are the emulator's own work
+        # (EMRFS reads and writes S3 directly), spark-submit is what EMR would run.
+        seconds = step.emulator_seconds = {}
+        clock = time.monotonic()
         with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
             try:
                 # One staging folder per cluster, emptied before each step: each step starts
@@ -339,6 +343,8 @@ class StepExecution:
                 defaults = spark_defaults(configurations, node_root)
                 env = spark_env(configurations, node_root)
                 staged = worker.stager.stage(list(step.args), stage_dir)
+                seconds["staging"] = time.monotonic() - clock
+                clock = time.monotonic()
                 runner = worker.runner
                 command = build_command(
                     step.jar,
@@ -352,6 +358,7 @@ class StepExecution:
                 if fault is not None:
                     command = _failing_command(fault)
                 returncode, cancelled = self._execute(command, out, err, env)
+                seconds["spark_submit"] = time.monotonic() - clock
                 if cancelled:  # which of the two, for whoever reads the step's log
                     why = (
                         "a CancelSteps request"
@@ -363,8 +370,10 @@ class StepExecution:
                 error = exc
                 err.write(f"emr-emulator: {type(exc).__name__}: {exc}\n")
             try:
+                clock = time.monotonic()
                 if staged is not None:
                     self._sync_back(staged, err)
+                    seconds["sync_back"] = time.monotonic() - clock
             except Exception as exc:  # a step whose outputs did not reach S3 has failed
                 error = error or exc
                 err.write(f"emr-emulator: writing outputs to S3 failed: {exc}\n")
@@ -389,8 +398,10 @@ class StepExecution:
             )
         step.end_date_time = utcnow()
         step.state = state
-        seconds = time.monotonic() - started
-        worker.say(f"{step.id} {step.name!r}: {state} after {seconds:.1f}s")
+        parts = ", ".join(f"{name} {value:.1f}s" for name, value in seconds.items())
+        worker.say(
+            f"{step.id} {step.name!r}: {state} after {time.monotonic() - started:.1f}s ({parts})"
+        )
 
     def _execute(
         self, command: list[str], out: Any, err: Any, node_env: dict[str, str]

@@ -19,7 +19,8 @@ from localdev.dag_run import (
     upload_tree,
 )
 from tests.dag.dag_shapes import keys_under, read_json, run_conf
-from tests.image_cases import bad_input_cases, write, write_good_images
+from tests.image_cases import bad_input_cases, jpeg_bytes, picture, write, write_good_images
+from tests.spark.conftest import FEATURE_ROUND_OFF
 
 pytestmark = pytest.mark.e2e
 
@@ -65,9 +66,16 @@ def features_by_path(s3, out: str) -> dict[str, list[float]]:
     }
 
 
-def test_success_with_a_bad_image_among_good_ones_then_a_rerun_from_the_model_cache(
+def test_a_full_run_then_incremental_runs_that_reuse_only_what_passed(
     emulated_aws, emulator, tmp_path
 ):
+    """One scenario, four DAG runs on one emulator:
+    1. a first, full run (a bad image among good ones) that exports and caches the model;
+    2. a run that fails after its featurize step wrote complete features (pca fails);
+    3. after images were added, changed, removed and fixed, an incremental run: its base is
+       run 1, never the newer failed run 2; it featurizes only what changed, from the cached
+       model, and keeps run 1's vectors of the rest bit for bit;
+    4. full_refresh=true: every image again, the same features as run 3's."""
     images = tmp_path / "images"
     write_good_images(images, ["Apple Red 1", "Kiwi"], 4)
     relative, content, _ = bad_input_cases()["truncated_jpeg"]
@@ -84,6 +92,8 @@ def test_success_with_a_bad_image_among_good_ones_then_a_rerun_from_the_model_ca
     report = read_json(s3, out + "report.json")
     assert report["status"] == "passed" and all(c["passed"] for c in report["checks"])
     assert (report["features"], report["rejects"]) == (8, 1)
+    assert report["incremental"] == {"base_run": None, "reason": None}
+    assert result.summary["base_run"] is None
     # The defaults: OpenVINO in f32 (TensorFlow's features), as the summary says too.
     assert (report["model"]["runtime"], report["model"]["precision"]) == ("openvino", "f32")
     assert (result.summary["runtime"], result.summary["precision"]) == ("openvino", "f32")
@@ -106,7 +116,6 @@ def test_success_with_a_bad_image_among_good_ones_then_a_rerun_from_the_model_ca
         assert any(f"/{dataset}/" in k for k in keys), dataset
     assert any(k.endswith("pca.png") for k in keys)
     assert list(cluster_states(emulated_aws).values()) == ["TERMINATED"]
-
     # The model this run exported is kept for the next runs, beside the runs' artifacts.
     cache = report["model"]["model_cache"]
     assert cache == {**cache, "hit": False, "stored": True}
@@ -115,13 +124,57 @@ def test_success_with_a_bad_image_among_good_ones_then_a_rerun_from_the_model_ca
         entry.removeprefix("s3://fruit-out/") + name
         for name in ("manifest.json", "model.xml", "model.bin")
     )
-    # A second run of the same model finds it there: no export, the same features bit for bit.
-    again = run_dag(conf())
-    assert again.state == "success", again.task_states
-    rerun = read_json(s3, run_output_uri(OUTPUT, again.run_id) + "report.json")
-    assert rerun["model"]["model_cache"] == {"uri": cache["uri"], "key": cache["key"], "hit": True}
     first = features_by_path(s3, out)
-    assert len(first) == 8 and features_by_path(s3, run_output_uri(OUTPUT, again.run_id)) == first
+    assert len(first) == 8
+
+    # 2. Newer than run 1, with complete features, but failed: never a base.
+    emulator.runner.step_faults["pca"] = "pca: error: injected failure"
+    try:
+        failed = run_dag(conf())
+    finally:
+        emulator.runner.step_faults.clear()
+    assert failed.state == "failed" and failed.task_states["pca.wait_for_step"] == "failed"
+    failed_out = run_output_uri(OUTPUT, failed.run_id)
+    assert any("/features/" in k for k in keys_under(s3, failed_out))
+
+    # 3. One image added, one rewritten, one removed, the broken one fixed.
+    s3.put_object(Bucket="fruit-in", Key="fruits/Kiwi/new.jpg", Body=jpeg_bytes(picture(700)))
+    s3.put_object(
+        Bucket="fruit-in", Key="fruits/Apple Red 1/r_0_100.jpg", Body=jpeg_bytes(picture(701))
+    )
+    s3.delete_object(Bucket="fruit-in", Key="fruits/Apple Red 1/r_1_100.jpg")
+    s3.put_object(Bucket="fruit-in", Key="fruits/Kiwi/broken.jpg", Body=jpeg_bytes(picture(702)))
+
+    again = run_dag(conf())
+
+    assert again.state == "success", again.task_states
+    again_out = run_output_uri(OUTPUT, again.run_id)
+    rerun = read_json(s3, again_out + "report.json")
+    assert rerun["incremental"] == {
+        "base_run": out, "new": 1, "changed": 1, "retried": 1, "reused": 6, "removed": 1,
+    }  # fmt: skip
+    assert again.summary["base_run"] == out
+    assert (rerun["images"], rerun["features"], rerun["rejects"]) == (9, 9, 0)
+    # It exported nothing: the model came from run 1's cache entry.
+    assert rerun["model"]["model_cache"] == {"uri": cache["uri"], "key": cache["key"], "hit": True}
+    ours = features_by_path(s3, again_out)
+    touched = {
+        f"{INPUT}{name}" for name in ("Kiwi/new.jpg", "Apple Red 1/r_0_100.jpg", "Kiwi/broken.jpg")
+    }
+    reused = set(ours) - touched
+    assert len(reused) == 6 and reused <= set(first)
+    assert {p: ours[p] for p in reused} == {p: first[p] for p in reused}  # bit for bit
+
+    # 4. A full refresh featurizes every image again: the same features as run 3's.
+    refresh = run_dag(conf(full_refresh=True))
+
+    assert refresh.state == "success", refresh.task_states
+    refresh_out = run_output_uri(OUTPUT, refresh.run_id)
+    assert read_json(s3, refresh_out + "report.json")["incremental"]["base_run"] is None
+    full = features_by_path(s3, refresh_out)
+    assert sorted(full) == sorted(ours)
+    worst = max(abs(a - b) for p in full for a, b in zip(full[p], ours[p], strict=True))
+    assert worst <= FEATURE_ROUND_OFF, worst
 
 
 def test_failing_featurize_step_fails_the_run_and_terminates(emulated_aws, tmp_path, capfd):

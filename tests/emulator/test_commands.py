@@ -173,7 +173,8 @@ def test_staged_files_keep_their_objects_last_modified(tmp_path, monkeypatch):
             o["Key"]: o["LastModified"].timestamp()
             for o in s3.list_objects_v2(Bucket="in-bucket")["Contents"]
         }
-        staged = S3Stager(s3).stage(["s3://in-bucket/fruits/", "s3://in-bucket/weights.h5"], tmp_path)
+        uris = ["s3://in-bucket/fruits/", "s3://in-bucket/weights.h5"]
+        staged = S3Stager(s3).stage(uris, tmp_path)
     for key, when in modified.items():
         local = staged.local_path("in-bucket", key)
         assert local.stat().st_mtime == when, key
