@@ -29,6 +29,7 @@ from emr_pipeline.base_run import base_for_run
 from emr_pipeline.operators import (
     RunScopedEmrCreateJobFlowOperator,
     RunScopedEmrTerminateJobFlowOperator,
+    run_tags_of,
 )
 from emr_pipeline.options import InvalidRunOptionsError, RunOptions, check_worker_support
 from emr_pipeline.params import build_params
@@ -221,16 +222,17 @@ with DAG(
         that cannot be computed is a warning and a block with the error."""
         try:
             deployment = DeploymentSettings.resolve(lambda name: Variable.get(name, default=None))
-            poke = get_current_context()["params"]["poke_interval_seconds"]
+            context = get_current_context()
             return cost.record_run_cost(
                 EmrHook(aws_conn_id=CONN_ID).conn,
                 _s3_client(),
                 cluster,
+                tags=run_tags_of(context),
                 cost_uri=join_uri(output_uri, cost.COST_NAME),
                 report_uri=report_uri,
                 encryption=encryption,
                 price_table_uri=deployment.price_table_uri,
-                poll_seconds=min(float(poke), 10.0),
+                poll_seconds=min(float(context["params"]["poke_interval_seconds"]), 10.0),
             )
         except Exception as exc:  # the run's outcome is the pipeline's, not its bookkeeping's
             logging.getLogger(__name__).warning(

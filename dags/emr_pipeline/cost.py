@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from emr_pipeline.idempotency import check_run_cluster
 from emr_pipeline.uris import split_s3_uri
 
 COST_NAME = "cost.json"  # beside report.json in the run's output prefix
@@ -314,6 +315,7 @@ def record_run_cost(
     s3_client: Any,
     cluster_id: str,
     *,
+    tags: Mapping[str, str],
     cost_uri: str,
     report_uri: str,
     encryption: dict[str, str] | None,
@@ -324,10 +326,13 @@ def record_run_cost(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
-    """What the DAG's record_cost task does once the teardown ran: wait (bounded) for the
-    cluster to end, build its cost block, log it, write it to `cost_uri` and add it to the
-    run's report at `report_uri` when there is one. Never raises for want of a price or a
-    usable table; an error reading EMR or S3 propagates (the task turns it into a warning)."""
+    """What the DAG's record_cost task does once the teardown ran: check that the cluster
+    carries the run's `tags` (ForeignClusterError otherwise: another's cluster is neither
+    waited for nor costed as this run's), wait (bounded) for it to end, build its cost block,
+    log it, write it to `cost_uri` and add it to the run's report at `report_uri` when there
+    is one. Never raises for want of a price or a usable table; an error reading EMR or S3
+    propagates (the task turns it into a warning)."""
+    check_run_cluster(emr_client, cluster_id, tags)
     state = wait_until_terminated(
         emr_client, cluster_id, wait_seconds, poll_seconds, sleep=sleep, clock=clock
     )

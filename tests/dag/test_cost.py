@@ -156,6 +156,7 @@ def test_a_table_is_read_from_s3_or_a_path(s3, tmp_path):
 # --- Against moto: the block, cost.json and report.json ---------------------------------------
 
 OUT = "s3://fruit-out/runs/run-1/"
+TAGS = {"dag_id": "fruit_features_emr", "run_id": "run-1"}
 ENCRYPTION = {"ServerSideEncryption": "AES256"}
 
 
@@ -171,6 +172,7 @@ def start_cluster(emr, core_market: str = "ON_DEMAND") -> str:
         Instances={"InstanceGroups": groups, "KeepJobFlowAliveWhenNoSteps": True},
         JobFlowRole="EMR_EC2_DefaultRole",
         ServiceRole="EMR_DefaultRole",
+        Tags=[{"Key": key, "Value": value} for key, value in TAGS.items()],
     )["JobFlowId"]
     emr.terminate_job_flows(JobFlowIds=[cluster_id])
     return cluster_id
@@ -181,6 +183,7 @@ def record(emr, s3, cluster_id: str, price_table_uri: str = "", lines: list | No
         emr,
         s3,
         cluster_id,
+        tags=TAGS,
         cost_uri=OUT + "cost.json",
         report_uri=OUT + "report.json",
         encryption=ENCRYPTION,
@@ -263,6 +266,17 @@ def test_the_report_summary_and_its_lines_carry_the_cost(emr, s3):
     assert "cost of cluster" in report.format_summary(body)
     # A report without a cost (an older run) still summarises.
     assert report.summarize({"status": "passed"})["cost_estimate_usd"] is None
+
+
+def test_another_runs_cluster_is_neither_waited_for_nor_costed(emr, s3):
+    from emr_pipeline.idempotency import ForeignClusterError
+
+    s3.create_bucket(Bucket="fruit-out")
+    cluster_id = start_cluster(emr)
+    emr.add_tags(ResourceId=cluster_id, Tags=[{"Key": "run_id", "Value": "someone-else"}])
+    with pytest.raises(ForeignClusterError, match="is not this run's"):
+        record(emr, s3, cluster_id)
+    assert "Contents" not in s3.list_objects_v2(Bucket="fruit-out")
 
 
 def test_an_error_block_is_summarised_as_such():
