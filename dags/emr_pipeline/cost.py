@@ -247,12 +247,13 @@ def wait_until_terminated(
     sleep: Callable[[float], None],
     clock: Callable[[], float],
 ) -> str:
-    """Poll DescribeCluster until the cluster is terminated (its instances then have end
-    times) or `timeout_seconds` pass; returns the last state seen."""
+    """Poll DescribeCluster while the cluster is TERMINATING (once terminated, its instances
+    have end times), for at most `timeout_seconds`; returns the last state seen. A cluster
+    in any other state is not waited for: one the teardown could not end may run for hours."""
     deadline = clock() + timeout_seconds
     while True:
         state = emr_client.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
-        if state in TERMINATED_STATES or clock() >= deadline:
+        if state != "TERMINATING" or clock() >= deadline:
             return state
         sleep(poll_seconds)
 
@@ -337,7 +338,7 @@ def record_run_cost(
         emr_client, cluster_id, wait_seconds, poll_seconds, sleep=sleep, clock=clock
     )
     if state not in TERMINATED_STATES:
-        say(f"WARNING: cluster {cluster_id} is still {state} after {wait_seconds:.0f} s")
+        say(f"WARNING: cluster {cluster_id} is {state}: its instances count until now")
     table, table_error = None, None
     try:
         table = load_price_table(price_table_uri, s3_client)

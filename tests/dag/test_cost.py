@@ -285,19 +285,28 @@ def test_an_error_block_is_summarised_as_such():
     assert cost.summary_fields(block)["cost_estimate_usd"] is None
 
 
-def test_the_wait_for_termination_is_bounded():
-    class Emr:
-        calls = 0
+@pytest.mark.parametrize(
+    ("states", "calls", "final"),
+    [
+        (["TERMINATING"] * 20, 10, "TERMINATING"),  # bounded
+        (["TERMINATING", "TERMINATING", "TERMINATED"], 3, "TERMINATED"),
+        (["RUNNING"], 1, "RUNNING"),  # the teardown failed: no use waiting for hours
+    ],
+)
+def test_the_wait_is_for_a_terminating_cluster_and_bounded(states, calls, final):
+    answers = iter(states)
+    asked = []
 
+    class Emr:
         def describe_cluster(self, ClusterId):  # noqa: N803 - boto3's spelling
-            Emr.calls += 1
-            return {"Cluster": {"Status": {"State": "TERMINATING"}}}
+            asked.append(ClusterId)
+            return {"Cluster": {"Status": {"State": next(answers)}}}
 
     clock = iter(range(100))
     state = cost.wait_until_terminated(
         Emr(), "j-1", 10, 5, sleep=lambda _: None, clock=lambda: next(clock)
     )
-    assert state == "TERMINATING" and Emr.calls == 10
+    assert (state, len(asked)) == (final, calls)
 
 
 # --- One real run on the emulator (keep it last: it starts the module's emulator) ------------
