@@ -1,6 +1,7 @@
 """A run's cost block (emr_pipeline.cost): the arithmetic on timelines, the one-minute minimum,
-spot as an upper bound, prices the table lacks, a bad table; the shipped table; and one real
-DAG run on the emulator whose report carries a cost consistent with EMR's own answers."""
+spot as an upper bound, prices the table lacks, a bad table; the shipped table. Real DAG runs on
+the emulator check their cost blocks against EMR's own answers (tests.dag.cost_checks) in
+test_dag_on_emulator.py and the fault suite."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from emr_pipeline import cost, report
-from tests.dag.cost_checks import check_cost_block
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 TABLE = {
@@ -307,52 +307,3 @@ def test_the_wait_is_for_a_terminating_cluster_and_bounded(states, calls, final)
         Emr(), "j-1", 10, 5, sleep=lambda _: None, clock=lambda: next(clock)
     )
     assert (state, len(asked)) == (final, calls)
-
-
-# --- One real run on the emulator (keep it last: it starts the module's emulator) ------------
-
-INPUT = "s3://fruit-in/fruits/"
-OUTPUT = "s3://fruit-out/runs/"
-
-
-@pytest.fixture
-def emulated_aws(emulator, airflow_db, aws_credentials, monkeypatch):
-    import urllib.request
-
-    from localdev.dag_run import aws_connection, s3_client
-
-    reset = urllib.request.Request(f"{emulator.endpoint_url}/moto-api/reset", method="POST")
-    urllib.request.urlopen(reset)
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection(emulator.endpoint_url))
-    s3_client(emulator.endpoint_url).create_bucket(Bucket="fruit-out")
-    return emulator.endpoint_url
-
-
-@pytest.mark.e2e
-def test_a_run_on_the_emulator_records_its_cost_consistent_with_emr(emulated_aws, tmp_path):
-    from localdev.dag_run import emr_client, run_dag, run_output_uri, s3_client, upload_tree
-    from tests.dag.dag_shapes import read_json, run_conf
-    from tests.image_cases import write_good_images
-
-    write_good_images(tmp_path / "images", ["Kiwi", "Lime"], 2)
-    s3 = s3_client(emulated_aws)
-    assert upload_tree(s3, tmp_path / "images", INPUT) == 4
-
-    result = run_dag(run_conf({"input_uri": INPUT, "output_uri": OUTPUT}))
-
-    assert result.state == "success", result.task_states
-    assert result.task_states["record_cost"] == "success"
-    out = run_output_uri(OUTPUT, result.run_id)
-    block = read_json(s3, out + "report.json")["cost"]
-    assert read_json(s3, out + "cost.json") == block
-    emr = emr_client(emulated_aws)
-    check_cost_block(block, emr, block["cluster_id"])
-    # The DAG's defaults: one m5.xlarge primary and two m5.2xlarge core nodes, on-demand,
-    # each under an hour: EMR counts 8 + 2 x 16 normalized hours.
-    groups = sorted((g["role"], g["instance_type"], g["instance_count"]) for g in block["groups"])
-    assert groups == [("CORE", "m5.2xlarge", 2), ("MASTER", "m5.xlarge", 1)]
-    assert block["normalized_instance_hours"] == 40
-    assert block["estimate_usd"] > 0 and block["estimate_is_upper_bound"] is False
-    # read_report ran after it: the summary (the Asset event's extra) carries it.
-    assert result.summary["cost_estimate_usd"] == round(block["estimate_usd"], 4)
-    assert result.summary["normalized_instance_hours"] == 40

@@ -13,11 +13,13 @@ import pytest
 from localdev.dag_run import (
     aws_connection,
     cluster_states,
+    emr_client,
     run_dag,
     run_output_uri,
     s3_client,
     upload_tree,
 )
+from tests.dag.cost_checks import check_cost_block
 from tests.dag.dag_shapes import keys_under, read_json, run_conf
 from tests.image_cases import bad_input_cases, jpeg_bytes, picture, write, write_good_images
 from tests.spark.conftest import FEATURE_ROUND_OFF
@@ -70,8 +72,10 @@ def test_a_full_run_then_incremental_runs_that_reuse_only_what_passed(
     emulated_aws, emulator, tmp_path
 ):
     """One scenario, four DAG runs on one emulator:
-    1. a first, full run (a bad image among good ones) that exports and caches the model;
-    2. a run that fails after its featurize step wrote complete features (pca fails);
+    1. a first, full run (a bad image among good ones) that exports and caches the model and
+       records its cost;
+    2. a run that fails after its featurize step wrote complete features (pca fails), whose
+       cost is recorded all the same;
     3. after images were added, changed, removed and fixed, an incremental run: its base is
        run 1, never the newer failed run 2; it featurizes only what changed, from the cached
        model, and keeps run 1's vectors of the rest bit for bit;
@@ -126,6 +130,20 @@ def test_a_full_run_then_incremental_runs_that_reuse_only_what_passed(
     )
     first = features_by_path(s3, out)
     assert len(first) == 8
+    # What the cluster used and cost, after the teardown: in report.json, cost.json and the
+    # summary (the Asset event's extra), consistent with EMR's own instance timelines.
+    assert result.task_states["record_cost"] == "success"
+    block = report["cost"]
+    assert read_json(s3, out + "cost.json") == block
+    check_cost_block(block, emr_client(emulated_aws), block["cluster_id"])
+    # The DAG's defaults: one m5.xlarge primary and two m5.2xlarge core nodes, on-demand,
+    # each under an hour: EMR counts 8 + 2 x 16 normalized hours.
+    groups = sorted((g["role"], g["instance_type"], g["instance_count"]) for g in block["groups"])
+    assert groups == [("CORE", "m5.2xlarge", 2), ("MASTER", "m5.xlarge", 1)]
+    assert block["normalized_instance_hours"] == 40
+    assert block["estimate_usd"] > 0 and block["estimate_is_upper_bound"] is False
+    assert result.summary["cost_estimate_usd"] == round(block["estimate_usd"], 4)
+    assert result.summary["normalized_instance_hours"] == 40
 
     # 2. Newer than run 1, with complete features, but failed: never a base.
     emulator.runner.step_faults["pca"] = "pca: error: injected failure"
@@ -136,6 +154,10 @@ def test_a_full_run_then_incremental_runs_that_reuse_only_what_passed(
     assert failed.state == "failed" and failed.task_states["pca.wait_for_step"] == "failed"
     failed_out = run_output_uri(OUTPUT, failed.run_id)
     assert any("/features/" in k for k in keys_under(s3, failed_out))
+    # A failed run costs money too: its cost is recorded all the same (no report to add it to).
+    assert failed.task_states["record_cost"] == "success"
+    failed_cost = read_json(s3, failed_out + "cost.json")
+    check_cost_block(failed_cost, emr_client(emulated_aws), failed_cost["cluster_id"])
 
     # 3. One image added, one rewritten, one removed, the broken one fixed.
     s3.put_object(Bucket="fruit-in", Key="fruits/Kiwi/new.jpg", Body=jpeg_bytes(picture(700)))
