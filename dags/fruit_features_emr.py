@@ -104,6 +104,8 @@ with DAG(
             print(base.describe())
             if base.uri:
                 plan = plan_with(base_run_uri=base.uri)
+            else:  # featurize keeps the reason in its summary, and so in report.json
+                plan = plan_with(full_run_reason=base.reason)
         except (InvalidRunOptionsError, preflight.PreflightError) as exc:
             # A verdict on the run's inputs, not a hiccup: retrying would only repeat it.
             raise AirflowFailException(str(exc)) from exc

@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
             a.precision,
             a.model_cache,
             a.base,
+            a.full_run_reason,
         ),
         argv,
         before_spark=lambda a: export_model_ahead(a.weights, a.runtime, a.model_cache),

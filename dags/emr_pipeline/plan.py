@@ -121,6 +121,7 @@ def make_plan(
     owner: str,
     with_constraints: bool = True,
     base_run_uri: str | None = None,
+    full_run_reason: str | None = None,
 ) -> RunPlan:
     check_run_id(run_id)
     check_spend(options, SpendLimits.from_deployment(deployment))
@@ -166,6 +167,7 @@ def make_plan(
         # Beside every run's artifacts, not in one: exported models serve the runs after it.
         model_cache=join_uri(artifacts_root, dag_id, MODEL_CACHE_FOLDER),
         base_run=base_run_uri,
+        full_run_reason=full_run_reason,
     )
     overrides = build_job_flow_overrides(options, deployment, ctx)
     # Every step goes in with the cluster: EMR queues them, so the cluster is never idle

@@ -54,13 +54,15 @@ def build_steps(
     max_file_bytes: int | None = None,
     model_cache: str | None = None,
     base_run: str | None = None,
+    full_run_reason: str | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """{"featurize": [step], "pca": [step], "validate": [step]} for this run.
 
     `weights` replaces options.weights (the run's copy of a weights file); `max_file_bytes`
     is Spark's binaryFile limit, the same one preflight applied to the input listing;
     `model_cache` is where featurize keeps exported models between runs; `base_run` the
-    earlier run whose vectors of unchanged images featurize reuses.
+    earlier run whose vectors of unchanged images featurize reuses, or `full_run_reason` why
+    there is none.
     """
 
     def step(name: str, args: list[str], conf: dict[str, str] | None = None) -> list[dict]:
@@ -85,6 +87,8 @@ def build_steps(
         featurize_args += ["--model-cache", model_cache]
     if base_run:
         featurize_args += ["--base", base_run]
+    elif full_run_reason:
+        featurize_args += ["--full-run-reason", full_run_reason]
     return {
         "featurize": step("featurize", featurize_args, featurize_conf),
         "pca": step(

@@ -434,10 +434,12 @@ def run_featurize(
     precision: str = "f32",
     model_cache: str | None = None,
     base: str | None = None,
+    full_run_reason: str | None = None,
 ) -> dict:
     """Write <output>/features, <output>/rejects and <output>/featurize_summary.json.
     `model_cache`: a folder or URI where exported OpenVINO models are kept between runs.
-    `base`: an earlier run's output folder whose vectors of unchanged images are reused."""
+    `base`: an earlier run's output folder whose vectors of unchanged images are reused;
+    `full_run_reason`: why there is none (the summary keeps it)."""
     started = time.time()
     check_model_choice(runtime, precision)
     pack_small_files(spark, files_per_task)
@@ -448,7 +450,7 @@ def run_featurize(
     weights_ref = ship_weights(spark, weights)
     model_key = model_key_of(weights_ref)
     featurizer = featurizer_key(model_key, runtime, precision)
-    increment = plan_increment(spark, files, paths, base, featurizer)
+    increment = plan_increment(spark, files, paths, base, featurizer, full_run_reason)
     if increment.reason:
         print(f"featurize: full run: {increment.reason}", flush=True)
     parts, cached = [], None
@@ -546,5 +548,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="an earlier run's output folder: its vectors of images unchanged since (same "
         "path, size and modification time, same model) are reused, the rest featurized",
+    )
+    parser.add_argument(
+        "--full-run-reason",
+        default=None,
+        help="without --base: why every image is featurized (kept in the summary)",
     )
     return parser.parse_args(argv)

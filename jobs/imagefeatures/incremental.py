@@ -72,11 +72,13 @@ def plan_increment(
     listed_paths: list[str],
     base_uri: str | None,
     key: str,
+    full_run_reason: str | None = None,
 ) -> Increment:
     """Compare the input (`files`: binaryFile's rows; `listed_paths`: its file index) with
-    the base run under `base_uri`; a full run when there is none or it cannot be used."""
+    the base run under `base_uri`; a full run when there is none (`full_run_reason` says why)
+    or it cannot be used."""
     if not base_uri:
-        return full_run(listed_paths, None)
+        return full_run(listed_paths, full_run_reason)
     try:
         base_features, base_rejects = _read_base(spark, base_uri, key)
     except BaseUnusableError as exc:

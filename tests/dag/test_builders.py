@@ -336,6 +336,21 @@ def test_steps_submit_the_uploaded_jobs_with_run_scoped_outputs():
     assert validate[-4:] == ["--input", "s3://in-bucket/fruits", "--output", out]
 
 
+def test_featurize_gets_the_base_run_or_why_there_is_none():
+    base = "s3://out-bucket/runs/scheduled__2025-06-23-0123456789abcdef/"
+    incremental = _args(plan(base_run_uri=base).steps["featurize"][0])
+    assert incremental[incremental.index("--base") + 1] == base
+    assert "--full-run-reason" not in incremental
+    full = _args(plan(full_run_reason="full_refresh=true").steps["featurize"][0])
+    assert full[full.index("--full-run-reason") + 1] == "full_refresh=true"
+    assert "--base" not in full
+    # What the marker keeps, so that a later run knows what these vectors are made of.
+    assert plan().features_of == {
+        "input_uri": "s3://in-bucket/fruits", "weights": "imagenet", "runtime": "openvino",
+        "precision": "f32",
+    }  # fmt: skip
+
+
 def _option(args: list[str], flag: str) -> str:
     return args[args.index(flag) + 1]
 

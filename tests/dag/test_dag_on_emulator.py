@@ -96,7 +96,9 @@ def test_a_full_run_then_incremental_runs_that_reuse_only_what_passed(
     report = read_json(s3, out + "report.json")
     assert report["status"] == "passed" and all(c["passed"] for c in report["checks"])
     assert (report["features"], report["rejects"]) == (8, 1)
-    assert report["incremental"] == {"base_run": None, "reason": None}
+    assert report["incremental"] == {
+        "base_run": None, "reason": "no earlier run of this input and model passed",
+    }  # fmt: skip
     assert result.summary["base_run"] is None
     # The defaults: OpenVINO in f32 (TensorFlow's features), as the summary says too.
     assert (report["model"]["runtime"], report["model"]["precision"]) == ("openvino", "f32")
@@ -192,7 +194,9 @@ def test_a_full_run_then_incremental_runs_that_reuse_only_what_passed(
 
     assert refresh.state == "success", refresh.task_states
     refresh_out = run_output_uri(OUTPUT, refresh.run_id)
-    assert read_json(s3, refresh_out + "report.json")["incremental"]["base_run"] is None
+    assert read_json(s3, refresh_out + "report.json")["incremental"] == {
+        "base_run": None, "reason": "full_refresh=true: every image is featurized",
+    }  # fmt: skip
     full = features_by_path(s3, refresh_out)
     assert sorted(full) == sorted(ours)
     worst = max(abs(a - b) for p in full for a, b in zip(full[p], ours[p], strict=True))
