@@ -68,8 +68,9 @@ clean:
 
 N ?= 4000
 MEMORY_N ?= 20000
-# The incremental bench: a first run of this many images, then one after adding 1%.
-INCREMENTAL_N ?= 12000
+# The incremental bench: a first run of this many images (the memory stage's set), then one
+# after adding 1%.
+INCREMENTAL_N ?= 20000
 bench: setup
 	@$(LOCAL_ENV) $(PY) -m bench.run_bench --images $(N) --memory-images $(MEMORY_N)
 	@$(MAKE) --no-print-directory bench-incremental

@@ -1,6 +1,6 @@
 """A weekly run after the catalogue grew by 1%: the featurize step against the first run's.
 
-    python -m bench.incremental [--images 12000] [--new-share 0.01]
+    python -m bench.incremental [--images 20000] [--new-share 0.01]
 
 The real DAG runs twice on the local EMR emulator: a first, full run over `--images` images,
 then, after `--new-share` of that many new images were added in new label folders, an
@@ -45,7 +45,7 @@ def featurize_seconds(run_id: str) -> dict[str, float]:
     for regions in emr_backends.values():
         for backend in regions.values():
             for cluster in backend.clusters.values():
-                if cluster.tags.get("run_id") != run_id:
+                if {t["Key"]: t["Value"] for t in cluster.tags}.get("run_id") != run_id:
                     continue
                 for step in cluster.steps:
                     if step.name == "featurize":
@@ -86,7 +86,7 @@ def new_images(folder: Path, count: int) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=12000)
+    parser.add_argument("--images", type=int, default=20000)
     parser.add_argument("--new-share", type=float, default=0.01)
     parser.add_argument("--work", type=Path, default=REPO_ROOT / "bench" / "work")
     args = parser.parse_args(argv)

@@ -120,10 +120,10 @@ def _read_base(spark: SparkSession, base_uri: str, key: str) -> tuple[DataFrame,
     missing = [name for name in FILE_IDENTITY if name not in features.columns]
     if missing:
         raise BaseUnusableError(f"its features have no {', '.join(missing)} column")
-    if features.count() != summary.get("features"):
-        raise BaseUnusableError(
-            f"its features hold {features.count()} rows, its summary says {summary.get('features')}"
-        )
+    rows = features.count()
+    if rows != summary.get("features"):
+        wrote = summary.get("features")
+        raise BaseUnusableError(f"its features hold {rows} rows, its summary says {wrote}")
     rejects = spark.read.parquet(storage.join_uri(base_uri, "rejects"))
     return features, rejects
 
