@@ -3,7 +3,8 @@
 A base must be a run of this DAG (its marker names the DAG), made for the same input and model
 (the marker's `features_of`: input_uri, weights, runtime, precision), whose report passed: never
 a run that failed or is still running, another DAG's output or another input's. Of those, the
-latest by its report's time. Anything unreadable is skipped and said. Featurize checks the model
+latest by the time its marker was written (when the run started). Anything unreadable is
+skipped, and the log says why. Featurize checks the model
 again by digest, so a weights file rewritten in place still gets a full run
 (jobs/imagefeatures/incremental.py).
 """
