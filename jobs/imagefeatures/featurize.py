@@ -463,7 +463,7 @@ def run_featurize(
     increment = plan_increment(spark, files, paths, base, featurizer, full_run_reason)
     if increment.reason:
         print(f"featurize: full run: {increment.reason}", flush=True)
-    parts, cached = [], None
+    computed, cached = None, None
     if increment.todo:  # an unchanged input needs no model at all
         model_ref, cached = ship_model(
             spark, weights_ref, runtime, exported, model_cache, model_key
@@ -472,11 +472,12 @@ def run_featurize(
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
         images = files if increment.base is None else read_listed(spark, increment.todo)
         images = set_partitions(as_images(images), partitions)
-        parts.append(with_features(images, model_ref, batch_size, precision))
-    if increment.reused is not None:
-        parts.append(with_reused(increment))
-    # Both datasets come from one pass of the model.
-    results = reduce(DataFrame.unionByName, parts).persist(StorageLevel.MEMORY_AND_DISK)
+        # Both datasets come from one pass of the model. Reused vectors are not kept: they
+        # are read once, by the features' write (the rejects need only their paths).
+        computed = with_features(images, model_ref, batch_size, precision)
+        computed = computed.persist(StorageLevel.MEMORY_AND_DISK)
+    reused = None if increment.reused is None else with_reused(increment)
+    results = reduce(DataFrame.unionByName, [p for p in (computed, reused) if p is not None])
     try:
         features_uri = storage.join_uri(output_uri, "features")
         rejects_uri = storage.join_uri(output_uri, "rejects")
@@ -487,9 +488,10 @@ def run_featurize(
             name: spark.read.parquet(uri).count()
             for name, uri in (("features", features_uri), ("rejects", rejects_uri))
         }
-        ran = precisions_that_ran(results)
+        ran = {} if computed is None else precisions_that_ran(computed)
     finally:
-        results.unpersist()
+        if computed is not None:
+            computed.unpersist()
     summary = {
         "input": input_uri,
         "weights": weights,

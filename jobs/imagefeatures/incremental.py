@@ -85,8 +85,9 @@ def plan_increment(
         return full_run(listed_paths, f"base run {base_uri} not used: {exc}")
     except Exception as exc:  # unreadable: a full run costs time, never the run
         return full_run(listed_paths, f"base run {base_uri} unreadable: {first_line(exc)}")
-    # The scan reads no content (not selected): one file status per image.
-    current = files.select(*FILE_IDENTITY)
+    # The scan reads no content (not selected): one file status per image, kept (a few MB)
+    # for the two queries that join it.
+    current = files.select(*FILE_IDENTITY).persist()
     reused = current.join(base_features.select(*FILE_IDENTITY, "features"), list(FILE_IDENTITY))
     kept = {row.path for row in reused.select("path").collect()}
     featurized = {row.path for row in base_features.select("path").collect()}
