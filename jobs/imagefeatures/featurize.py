@@ -218,6 +218,26 @@ def with_reused(increment: Increment) -> DataFrame:
     )  # fmt: skip
 
 
+def write_features(
+    spark: SparkSession, features: DataFrame, features_uri: str, increment: Increment
+) -> None:
+    """Write `features` to `features_uri`, after copying the base's part files whose every row
+    is reused (increment.copied): those vectors are not read or written again."""
+    if not increment.copied:
+        features.write.mode("overwrite").parquet(features_uri)
+        return
+    storage.delete_tree(spark, features_uri)  # what a failed attempt of this step left
+    base_features = storage.join_uri(increment.base, "features")
+    storage.copy_files(spark, base_features, features_uri, increment.copied)
+    reuse = increment.reuse()
+    print(
+        f"featurize: {len(increment.copied)} part files of {base_features} copied; "
+        f"{reuse['rows_rewritten']} reused vectors written again",
+        flush=True,
+    )
+    features.write.mode("append").parquet(features_uri)
+
+
 def accepted(results: DataFrame) -> DataFrame:
     """Features, with the file's size and modification time: what tells the next run
     whether the image changed."""
@@ -455,7 +475,6 @@ def run_featurize(
     pack_small_files(spark, files_per_task)
     files = image_files(spark, input_uri)
     paths = listed_paths(files)
-    listed = listing(files, paths)
     exported = _EXPORTS_AHEAD.pop(weights, None) if runtime == "openvino" else None
     weights_ref = ship_weights(spark, weights)
     model_key = model_key_of(weights_ref)
@@ -463,6 +482,8 @@ def run_featurize(
     increment = plan_increment(spark, files, paths, base, featurizer, full_run_reason)
     if increment.reason:
         print(f"featurize: full run: {increment.reason}", flush=True)
+    # Files the scan may skip (empty ones) are among those to featurize, never among the reused.
+    listed = listing(files, increment.todo)
     computed, cached = None, None
     if increment.todo:  # an unchanged input needs no model at all
         model_ref, cached = ship_model(
@@ -481,7 +502,7 @@ def run_featurize(
     try:
         features_uri = storage.join_uri(output_uri, "features")
         rejects_uri = storage.join_uri(output_uri, "rejects")
-        accepted(results).write.mode("overwrite").parquet(features_uri)
+        write_features(spark, accepted(results), features_uri, increment)
         rejected(results, listed).write.mode("overwrite").parquet(rejects_uri)
         # Counts read back from what was written: the numbers the datasets really hold.
         written = {
@@ -503,6 +524,7 @@ def run_featurize(
         # What made the vectors: a later run reuses them only if its own key is the same.
         "featurizer": featurizer,
         "incremental": increment.summary(),
+        "reuse": increment.reuse() if increment.base else None,
         "batch_size": batch_size,
         "files_per_task": files_per_task,
         "listed": len(paths),

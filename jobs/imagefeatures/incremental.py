@@ -6,6 +6,10 @@ weights, runtime, requested precision and the packages that turn a file into a v
 (`featurizer_key`). Everything else is featurized: new images, changed ones, and the base's
 rejects (a fixed file may decode now). Images the base had but the input no longer holds are
 dropped. Anything wrong with the base makes a full run, with the reason in the summary.
+
+Reused vectors are not rewritten where that can be helped: a base part file whose rows are all
+reused is copied into the new run as it is (`Increment.copied`), and only the reused rows of
+the other part files go through Spark again (`Increment.reused`).
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from imagefeatures import storage
 from imagefeatures.errors import first_line
@@ -31,6 +37,8 @@ FEATURE_FORMAT = 1
 _DECODE_PACKAGES = ("pillow",)
 # Hadoop's glob characters, escaped so that a listed path is read as itself.
 _GLOB_CHARACTERS = re.compile(r"([\\*?\[\]{}])")
+# The base part file a row was read from (Spark's hidden file metadata, a plain file name).
+_PART_FILE = "_part_file"
 
 
 def featurizer_key(model_key: str, runtime: str, precision: str) -> str:
@@ -53,8 +61,18 @@ class Increment:
     base: str | None
     reason: str | None = None  # why a full run, when one was not asked for
     todo: list[str] = field(default_factory=list)  # listed paths to featurize
-    reused: DataFrame | None = None  # path, length, modificationTime, features
+    # Reused rows to write again (path, length, modificationTime, features): those of the
+    # base part files that also hold a changed, removed or rejected image.
+    reused: DataFrame | None = None
+    # Base part files (names under <base>/features) whose every row is reused: copied as they are.
+    copied: list[str] = field(default_factory=list)
+    copied_rows: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+
+    def reuse(self) -> dict[str, int]:
+        """How the reused vectors reach the new run: part files copied, rows written again."""
+        rewritten = self.counts.get("reused", 0) - self.copied_rows
+        return {"files_copied": len(self.copied), "rows_rewritten": rewritten}
 
     def summary(self) -> dict:
         if self.base is None:
@@ -88,10 +106,15 @@ def plan_increment(
     # The scan reads no content (not selected): one file status per image, kept (a few MB)
     # for the two queries that join it.
     current = files.select(*FILE_IDENTITY).persist()
-    reused = current.join(base_features.select(*FILE_IDENTITY, "features"), list(FILE_IDENTITY))
-    kept = {row.path for row in reused.select("path").collect()}
-    featurized = {row.path for row in base_features.select("path").collect()}
+    base_rows = base_features.select(
+        *FILE_IDENTITY, "features", F.col("_metadata.file_name").alias(_PART_FILE)
+    )
+    reused = current.join(base_rows, list(FILE_IDENTITY))
+    kept = dict(reused.select("path", _PART_FILE).collect())
+    featurized = dict(base_rows.select("path", _PART_FILE).collect())
     rejected = {row.path for row in base_rejects.select("path").collect()}
+    copied = whole_part_files(featurized, kept)
+    rewritten = reused.where(~F.col(_PART_FILE).isin(sorted(copied))).drop(_PART_FILE)
     todo = [path for path in listed_paths if path not in kept]
     changed = sum(path in featurized for path in todo)
     retried = sum(path in rejected for path in todo)
@@ -100,9 +123,19 @@ def plan_increment(
         "changed": changed,
         "retried": retried,
         "reused": len(kept),
-        "removed": len((featurized | rejected) - set(listed_paths)),
+        "removed": len((featurized.keys() | rejected) - set(listed_paths)),
     }
-    return Increment(base=base_uri, todo=todo, reused=reused, counts=counts)
+    return Increment(
+        base=base_uri, todo=todo, reused=rewritten, copied=sorted(copied),
+        copied_rows=sum(part in copied for part in kept.values()), counts=counts,
+    )  # fmt: skip
+
+
+def whole_part_files(featurized: dict[str, str], kept: dict[str, str]) -> set[str]:
+    """The part files whose every row is kept, from {path: part file} of the base's rows and
+    of the kept ones."""
+    rows, kept_rows = Counter(featurized.values()), Counter(kept.values())
+    return {part for part, count in kept_rows.items() if count == rows[part]}
 
 
 class BaseUnusableError(ValueError):

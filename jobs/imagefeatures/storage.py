@@ -4,6 +4,7 @@ Spark's Hadoop file system, so one code path serves local paths, file:// and s3:
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,35 @@ def copy_from_local(spark: SparkSession, local: str | Path, uri: str) -> None:
     fs, path = _file_system(spark, uri)
     source = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(Path(local).resolve().as_uri())
     fs.copyFromLocalFile(False, True, source, path)
+
+
+def delete_tree(spark: SparkSession, uri: str) -> None:
+    """Remove the folder (or file) at `uri` and everything under it; nothing there is fine."""
+    fs, path = _file_system(spark, uri)
+    fs.delete(path, True)
+
+
+def copy_files(
+    spark: SparkSession, source_folder: str, target_folder: str, names: list[str], threads: int = 8
+) -> None:
+    """Copy the files `names` from `source_folder` into `target_folder`, replacing what is
+    there. Through Hadoop's FileUtil, so any two file systems Spark reads (on EMR the bytes
+    pass through the driver: a few threads keep S3 busy)."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    source_fs, _ = _file_system(spark, source_folder)
+    target_fs, _ = _file_system(spark, target_folder)
+
+    def copy(name: str) -> None:
+        source = jvm.org.apache.hadoop.fs.Path(join_uri(source_folder, name))
+        target = jvm.org.apache.hadoop.fs.Path(join_uri(target_folder, name))
+        if not jvm.org.apache.hadoop.fs.FileUtil.copy(
+            source_fs, source, target_fs, target, False, True, conf
+        ):
+            raise OSError(f"copying {source} to {target} failed")
+
+    with ThreadPoolExecutor(max(1, min(threads, len(names)))) as pool:
+        list(pool.map(copy, names))  # list(): the first failure is raised here
 
 
 def write_json(spark: SparkSession, uri: str, payload: dict[str, Any]) -> None:

@@ -28,6 +28,14 @@ def rejects(spark, out: Path) -> set[tuple[str, str]]:
     return {(row.path, row.error) for row in rows}
 
 
+def part_files(out: Path) -> set[str]:
+    return {path.name for path in (out / "features").glob("part-*.parquet")}
+
+
+def part_rows(spark, out: Path, name: str) -> int:
+    return spark.read.parquet(str(out / "features" / name)).count()
+
+
 def featurize(spark, images: Path, out: Path, cache: Path, **kwargs) -> dict:
     return run_featurize(
         spark, str(images), str(out), weights="random", batch_size=4, model_cache=str(cache),
@@ -95,10 +103,24 @@ def test_an_incremental_run_reuses_unchanged_vectors_and_featurizes_the_rest(spa
     assert worst <= FEATURE_ROUND_OFF, worst
     assert any(p.endswith("Kiwi/new [1] {a}.jpg") for p in ours)
     assert rejects(spark, root / "second") == rejects(spark, root / "full")
+    # The base's part files that hold only reused vectors are copied as they are; the reused
+    # rows of the others are written again. The fixture's first run wrote two part files, and
+    # the changes touched one of them.
+    reuse = second["reuse"]
+    copied = part_files(root / "second") & part_files(root / "first")
+    assert len(copied) == reuse["files_copied"] >= 1 and reuse["rows_rewritten"] >= 1
+    for name in copied:
+        assert (root / "second" / "features" / name).read_bytes() == (
+            root / "first" / "features" / name
+        ).read_bytes()
+    in_copies = sum(part_rows(spark, root / "second", name) for name in copied)
+    assert in_copies + reuse["rows_rewritten"] == 6
 
 
 def test_an_unchanged_input_needs_no_model(spark, runs, tmp_path):
     root, images, cache, _, _, _, _ = runs
+    # What a failed attempt of the step left (a retried EMR step writes where it wrote).
+    write(tmp_path / "again" / "features" / "part-00009-left-over.parquet", b"not parquet")
     again = featurize(spark, images, tmp_path / "again", cache, base=uri(root / "second"))
     assert again["incremental"] == {
         "base_run": uri(root / "second"),
@@ -107,6 +129,10 @@ def test_an_unchanged_input_needs_no_model(spark, runs, tmp_path):
     assert again["model_cache"] is None or again["images_per_precision"] == {}
     ours, before = vectors(spark, tmp_path / "again"), vectors(spark, root / "second")
     assert {p: v.tobytes() for p, v in ours.items()} == {p: v.tobytes() for p, v in before.items()}
+    # Every part file copied, nothing written again, and the left-over gone.
+    assert again["reuse"] == {"files_copied": len(part_files(root / "second")), "rows_rewritten": 0}
+    assert part_files(tmp_path / "again") >= part_files(root / "second")
+    assert not (tmp_path / "again" / "features" / "part-00009-left-over.parquet").exists()
 
 
 def tampered(root: Path, tmp_path: Path, change) -> Path:
