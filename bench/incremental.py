@@ -115,10 +115,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         first_uri, second_uri = (run_output_uri(OUTPUT_URI, r.run_id) for r in (first, second))
         before, after = vectors(s3, first_uri), vectors(s3, second_uri)
-        report = json.loads(
-            s3.get_object(
-                Bucket="bench-fruit-features", Key=second_uri.split("/", 3)[3] + "report.json"
-            )["Body"].read()
+        report, featurized = (
+            json.loads(
+                s3.get_object(
+                    Bucket="bench-fruit-features", Key=second_uri.split("/", 3)[3] + name
+                )["Body"].read()
+            )
+            for name in ("report.json", "featurize_summary.json")
         )
         timings = {
             "first": featurize_seconds(first.run_id),
@@ -131,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         "images": args.images,
         "added": report["incremental"]["new"],
         "incremental": report["incremental"],
+        # How the reused vectors reached the second run: part files copied, rows rewritten.
+        "reuse": featurized["reuse"],
         "featurize_seconds": timings,
         "ratio_spark_submit": round(ratio, 3),
         "ratio_step_wall": round(timings["second"]["step_wall"] / timings["first"]["step_wall"], 3),
