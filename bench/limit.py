@@ -24,7 +24,7 @@ def main() -> int:
     parser.add_argument("--weights", required=True)
     parser.add_argument("--batch-size", type=int, default=None, help="default: our job's")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from imagefeatures.featurize import DEFAULT_BATCH_SIZE, PRECISIONS, RUNTIMES
+    from imagefeatures.contract import DEFAULT_BATCH_SIZE, PRECISIONS, RUNTIMES
 
     parser.add_argument("--runtime", choices=RUNTIMES, default="tensorflow")
     parser.add_argument("--precision", choices=PRECISIONS, default="f32")

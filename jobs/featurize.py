@@ -3,7 +3,8 @@
 import sys
 
 from imagefeatures.entrypoint import run_job
-from imagefeatures.featurize import export_model_ahead, parse_args, run_featurize
+from imagefeatures.featurize import parse_args, run_featurize
+from imagefeatures.model_shipping import export_model_ahead
 
 
 def main(argv: list[str] | None = None) -> int:

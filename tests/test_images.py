@@ -13,9 +13,9 @@ import pytest
 from PIL import EpsImagePlugin, Image
 
 from imagefeatures import images
+from imagefeatures.contract import IMAGE_NAME_PATTERN
 from imagefeatures.images import (
     IMAGE_GLOB,
-    IMAGE_NAME_PATTERN,
     MAX_PIXELS,
     ImageDecodeError,
     decode_rgb,
@@ -122,7 +122,7 @@ def test_image_name_rules_agree(name, is_image):
     ],
 )
 def test_listing_uris_become_spark_paths(uri, path):
-    from imagefeatures.featurize import spark_path
+    from imagefeatures.listing import spark_path
 
     assert spark_path(uri) == path
 

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
+from imagefeatures.contract import FEATURE_SIZE
 from imagefeatures.images import preprocess_image
 from imagefeatures.model import (
-    FEATURE_DIM,
     ONEDNN_SWITCH,
     build_feature_model,
     get_feature_fn,
@@ -28,7 +28,7 @@ def batch() -> np.ndarray:
 
 def test_random_weights_give_varied_1280_d_features(batch):
     vectors = get_feature_fn("random")(batch)
-    assert vectors.shape == (3, FEATURE_DIM) and vectors.dtype == np.float32
+    assert vectors.shape == (3, FEATURE_SIZE) and vectors.dtype == np.float32
     assert np.isfinite(vectors).all()
     # Healthy activations (Keras' default init would give ~1e-12) that differ per image.
     assert vectors.std() > 0.1

@@ -20,8 +20,9 @@ import warnings
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from imagefeatures.contract import IMAGE_EXTENSIONS
+
 IMAGE_SIZE = (224, 224)
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
 # Pillow format names that are decoded; every other format is rejected unopened.
 ACCEPTED_FORMATS = ("JPEG", "PNG")
 
@@ -30,11 +31,9 @@ def _any_letter_case(word: str) -> str:
     return "".join(f"[{c.lower()}{c.upper()}]" for c in word)
 
 
-# Hadoop glob for Spark's `pathGlobFilter`: .jpg, .jpeg and .png in any letter case.
+# Hadoop glob for Spark's `pathGlobFilter`: the contract's IMAGE_NAME_PATTERN (used for S3
+# listings outside Spark) as a glob: .jpg, .jpeg and .png in any letter case.
 IMAGE_GLOB = "*.{" + ",".join(_any_letter_case(ext) for ext in IMAGE_EXTENSIONS) + "}"
-# The same rule as a regular expression, for listings made outside Spark (S3 keys). \Z, not $:
-# Hadoop's glob matches whole names, and `$` would also match before a trailing newline.
-IMAGE_NAME_PATTERN = r"(?i)\.(" + "|".join(IMAGE_EXTENSIONS) + r")\Z"
 
 # Fruits-360 photos sit on white: transparent pixels become white, not black.
 _BACKGROUND = (255, 255, 255)

@@ -25,12 +25,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from imagefeatures import storage
+from imagefeatures.contract import FEATURES, FEATURIZE_SUMMARY, REJECTS
 from imagefeatures.errors import first_line
 
 # The columns that tell an unchanged file, as Spark's binaryFile source reports them; the
 # features dataset keeps them beside each vector.
 FILE_IDENTITY = ("path", "length", "modificationTime")
-SUMMARY = "featurize_summary.json"
 # Bump when preprocessing changes the vector made from the same file and model.
 FEATURE_FORMAT = 1
 # Besides the model's (model_cache.cache_key): what decodes and resizes the image.
@@ -143,14 +143,14 @@ class BaseUnusableError(ValueError):
 
 
 def _read_base(spark: SparkSession, base_uri: str, key: str) -> tuple[DataFrame, DataFrame]:
-    summary = storage.read_json_if_exists(spark, storage.join_uri(base_uri, SUMMARY))
+    summary = storage.read_json_if_exists(spark, storage.join_uri(base_uri, FEATURIZE_SUMMARY))
     if summary is None:
-        raise BaseUnusableError(f"it has no {SUMMARY}")
+        raise BaseUnusableError(f"it has no {FEATURIZE_SUMMARY}")
     if summary.get("featurizer") != key:
         raise BaseUnusableError(
             "its features were made by other weights, runtime, precision or package versions"
         )
-    features = spark.read.parquet(storage.join_uri(base_uri, "features"))
+    features = spark.read.parquet(storage.join_uri(base_uri, FEATURES))
     missing = [name for name in FILE_IDENTITY if name not in features.columns]
     if missing:
         raise BaseUnusableError(f"its features have no {', '.join(missing)} column")
@@ -158,7 +158,7 @@ def _read_base(spark: SparkSession, base_uri: str, key: str) -> tuple[DataFrame,
     if rows != summary.get("features"):
         wrote = summary.get("features")
         raise BaseUnusableError(f"its features hold {rows} rows, its summary says {wrote}")
-    rejects = spark.read.parquet(storage.join_uri(base_uri, "rejects"))
+    rejects = spark.read.parquet(storage.join_uri(base_uri, REJECTS))
     return features, rejects
 
 

@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-FEATURE_DIM = 1280
+from imagefeatures.contract import WEIGHTS_SUFFIX
+
 INPUT_SHAPE = (224, 224, 3)
 RANDOM_WEIGHTS_SEED = 20240517
-WEIGHTS_SUFFIX = ".weights.h5"
 
 
 def init_random_weights(model, seed: int = RANDOM_WEIGHTS_SEED) -> None:

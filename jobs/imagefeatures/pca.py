@@ -29,11 +29,10 @@ from pyspark.sql import DataFrame, SparkSession
 
 from imagefeatures import storage
 from imagefeatures.cli_types import positive_int
+from imagefeatures.contract import DEFAULT_PCA_K, FEATURE_SIZE, PCA, PCA_MODEL, PCA_SUMMARY
 from imagefeatures.errors import JobInputError
-from imagefeatures.model import FEATURE_DIM
 from imagefeatures.moments import Moments, merge_optional
 
-DEFAULT_K = 2
 _MOMENTS_SCHEMA = "count long, mean binary, m2 binary"
 
 
@@ -156,7 +155,7 @@ def run_pca(
     spark: SparkSession,
     input_uri: str,
     output_uri: str,
-    k: int = DEFAULT_K,
+    k: int = DEFAULT_PCA_K,
     variance: float | None = None,
 ) -> dict:
     """Write <output>/pca, <output>/pca_model and <output>/pca_summary.json."""
@@ -172,20 +171,20 @@ def run_pca(
     model = fit_pca(spark, moments.covariance(), k, variance)
     # A second read of the features rather than a cache: parquet is cheap to read again.
     project(model, to_vectors(features)).write.mode("overwrite").parquet(
-        storage.join_uri(output_uri, "pca")
+        storage.join_uri(output_uri, PCA)
     )
-    model.write().overwrite().save(storage.join_uri(output_uri, "pca_model"))
+    model.write().overwrite().save(storage.join_uri(output_uri, PCA_MODEL))
     summary = summarize(model, rows, time.time() - started)
     if variance is not None:
         summary["variance_target"] = variance
-    storage.write_json(spark, storage.join_uri(output_uri, "pca_summary.json"), summary)
+    storage.write_json(spark, storage.join_uri(output_uri, PCA_SUMMARY), summary)
     return summary
 
 
 def k_components(text: str) -> int:
     value = positive_int(text)
-    if value > FEATURE_DIM:
-        raise argparse.ArgumentTypeError(f"must be at most {FEATURE_DIM}, got {text}")
+    if value > FEATURE_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at most {FEATURE_SIZE}, got {text}")
     return value
 
 
@@ -205,11 +204,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     reduction = parser.add_mutually_exclusive_group()
     # The default is filled in after parsing: argparse does not see `--k 2 --variance 0.9` as
     # a conflict when 2 is the argument's own default.
-    reduction.add_argument("--k", type=k_components, help=f"components (default {DEFAULT_K})")
+    reduction.add_argument("--k", type=k_components, help=f"components (default {DEFAULT_PCA_K})")
     reduction.add_argument(
         "--variance", type=variance_share, default=None, help="smallest k reaching this share"
     )
     args = parser.parse_args(argv)
     if args.k is None:
-        args.k = DEFAULT_K  # unused when --variance is given: that target chooses k
+        args.k = DEFAULT_PCA_K  # unused when --variance is given: that target chooses k
     return args

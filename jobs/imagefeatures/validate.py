@@ -11,9 +11,18 @@ from pyspark.sql import functions as F
 
 from imagefeatures import storage
 from imagefeatures.checks import OutputFacts, failure_message, run_checks
+from imagefeatures.contract import (
+    FEATURE_SIZE,
+    FEATURES,
+    FEATURIZE_SUMMARY,
+    PCA,
+    PCA_SUMMARY,
+    PLOT,
+    REJECTS,
+    REPORT,
+)
 from imagefeatures.errors import CheckFailedError, JobInputError
-from imagefeatures.featurize import image_files, listing
-from imagefeatures.model import FEATURE_DIM
+from imagefeatures.listing import image_files, listing
 from imagefeatures.plot import pca_scatter_png
 
 MAX_LISTED_REJECTS = 1000
@@ -109,14 +118,14 @@ def run_validate(spark: SparkSession, input_uri: str, output_uri: str) -> dict:
     started = time.time()
     out = lambda *parts: storage.join_uri(output_uri, *parts)  # noqa: E731
     listed = listing(image_files(spark, input_uri))
-    features = _read_dataset(spark, out("features"))
-    rejects = _read_dataset(spark, out("rejects"))
-    pca = _read_dataset(spark, out("pca"))
-    featurize_summary = storage.read_json_if_exists(spark, out("featurize_summary.json")) or {}
-    pca_summary = storage.read_json_if_exists(spark, out("pca_summary.json")) or {}
+    features = _read_dataset(spark, out(FEATURES))
+    rejects = _read_dataset(spark, out(REJECTS))
+    pca = _read_dataset(spark, out(PCA))
+    featurize_summary = storage.read_json_if_exists(spark, out(FEATURIZE_SUMMARY)) or {}
+    pca_summary = storage.read_json_if_exists(spark, out(PCA_SUMMARY)) or {}
 
     facts = gather_facts(listed, features, rejects, pca, pca_summary)
-    results = run_checks(facts, FEATURE_DIM)
+    results = run_checks(facts, FEATURE_SIZE)
     passed = all(r.passed for r in results)
 
     rejected_rows = rejects.orderBy("path").limit(MAX_LISTED_REJECTS).collect()
@@ -148,13 +157,13 @@ def run_validate(spark: SparkSession, input_uri: str, output_uri: str) -> dict:
     if facts.pca > 0 and facts.pca_lengths:
         components, labels = plot_points(pca)
         title = f"MobileNetV2 features, PCA ({facts.pca} images, {len(set(labels))} labels)"
-        storage.write_bytes(spark, out("pca.png"), pca_scatter_png(components, labels, title))
+        storage.write_bytes(spark, out(PLOT), pca_scatter_png(components, labels, title))
     report["timings_seconds"] = {
         "featurize": featurize_summary.get("seconds"),
         "pca": pca_summary.get("seconds"),
         "validate": round(time.time() - started, 2),
     }
-    storage.write_json(spark, out("report.json"), report)
+    storage.write_json(spark, out(REPORT), report)
     if not passed:
         raise CheckFailedError(failure_message(results))
     return report

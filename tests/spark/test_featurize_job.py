@@ -10,12 +10,8 @@ import pandas as pd
 import pytest
 
 from imagefeatures.errors import JobInputError
-from imagefeatures.featurize import (
-    pack_small_files,
-    read_images,
-    run_featurize,
-    set_partitions,
-)
+from imagefeatures.featurize import pack_small_files, run_featurize, set_partitions
+from imagefeatures.listing import read_images
 from imagefeatures.model import ONEDNN_SWITCH
 from tests.image_cases import bad_input_cases
 from tests.spark.conftest import FEATURE_ROUND_OFF, GOOD_LABELS, GOOD_PER_LABEL

@@ -1,0 +1,42 @@
+"""What the DAG and the Spark jobs must agree on, written once.
+
+Standard library only: the jobs import it from the package (the zip on EMR), and the DAG loads
+this file by path (`emr_pipeline.job_contract`), because importing the package there would pull
+in numpy and PIL.
+"""
+
+from __future__ import annotations
+
+import re
+
+# --weights: a builtin name, or a Keras weights file of the whole MobileNetV2.
+BUILTIN_WEIGHTS = ("imagenet", "random")
+WEIGHTS_SUFFIX = ".weights.h5"  # what Keras 3 writes
+WEIGHTS_SUFFIXES = (WEIGHTS_SUFFIX, ".h5")  # what featurize accepts
+# --runtime and --precision choices, the default first (the form's enums too).
+RUNTIMES = ("openvino", "tensorflow")
+PRECISIONS = ("f32", "bf16")
+DEFAULT_RUNTIME, DEFAULT_PRECISION = RUNTIMES[0], PRECISIONS[0]
+# MobileNetV2's penultimate layer: the vectors' length, and the most components PCA can keep.
+FEATURE_SIZE = 1280
+# 32 images per model call: 64 grew each worker's memory (MobileNetV2's activations) by about
+# 0.6 GiB without speeding the model up (BENCHMARKS.md).
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_PCA_K = 2  # the notebook's
+
+# The files that are images: by extension, in any letter case (images.IMAGE_GLOB is the same
+# rule for Spark). \Z, not $: Hadoop's glob matches whole names, and `$` would also match
+# before a trailing newline.
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
+IMAGE_NAME_PATTERN = re.compile(r"(?i)\.(" + "|".join(IMAGE_EXTENSIONS) + r")\Z")
+IMAGE_KINDS = ", ".join(f".{ext}" for ext in IMAGE_EXTENSIONS[:-1]) + f" or .{IMAGE_EXTENSIONS[-1]}"
+
+# What a run writes under its output prefix.
+FEATURES = "features"  # parquet: path, label, features, length, modificationTime
+REJECTS = "rejects"  # parquet: path, label, error
+PCA = "pca"  # parquet: path, label, pca
+PCA_MODEL = "pca_model"  # Spark ML's PCAModel
+FEATURIZE_SUMMARY = "featurize_summary.json"
+PCA_SUMMARY = "pca_summary.json"
+REPORT = "report.json"  # written by validate, read by the DAG
+PLOT = "pca.png"
