@@ -44,7 +44,7 @@ CONN_ID = SETTINGS.aws_conn_id
 CONSTRAINTS = SETTINGS.constraints_path
 # Other DAGs can schedule on this: each successful run emits an event whose extra names
 # the run's output prefix and report.
-FEATURES_ASSET = Asset(name=f"{DAG_ID}_features", uri=SETTINGS.output_uri)
+FEATURES_ASSET = Asset(name=f"{DAG_ID}_features", uri=SETTINGS.param_defaults["output_uri"])
 
 
 def _s3_client():

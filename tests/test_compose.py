@@ -373,14 +373,16 @@ def test_location_defaults_are_the_same_wherever_they_appear(native_variables):
 
 def test_fruit_emr_keys_are_settings_of_the_dag(compose_env):
     names = {field.name for field in fields(ParseTimeSettings)}
+    names |= set(ParseTimeSettings.from_env({}).param_defaults)
     names |= {field.name for field in fields(DeploymentSettings)}
     keys = [key for key in compose_env if key.startswith("FRUIT_EMR_")]
     assert keys
     for key in keys:
         assert key.removeprefix("FRUIT_EMR_").lower() in names, f"{key} is no DAG setting"
     settings = ParseTimeSettings.from_env(compose_env)  # every value parses
-    assert settings.poke_interval_seconds == int(compose_env["FRUIT_EMR_POKE_INTERVAL_SECONDS"])
-    assert settings.input_uri == compose_env["FRUIT_EMR_INPUT_URI"]
+    defaults = settings.param_defaults
+    assert defaults["poke_interval_seconds"] == int(compose_env["FRUIT_EMR_POKE_INTERVAL_SECONDS"])
+    assert defaults["input_uri"] == compose_env["FRUIT_EMR_INPUT_URI"]
     deployment = DeploymentSettings.resolve(lambda _: None, compose_env)
     assert deployment.artifacts_uri == compose_env["FRUIT_EMR_ARTIFACTS_URI"]
 

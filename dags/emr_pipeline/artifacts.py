@@ -15,16 +15,15 @@ exported OpenVINO models, one entry per weights and package versions (written by
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emr_pipeline.job_contract import PACKAGE_NAME, load_job_module
 from emr_pipeline.uris import join_uri, split_s3_uri
 
 ENTRYPOINTS = ("featurize.py", "pca.py", "validate.py")
-PACKAGE_NAME = "imagefeatures"
 BOOTSTRAP_SCRIPT = "install-python-deps.sh"
 REQUIREMENTS_FILE = "requirements-emr.txt"
 CONSTRAINTS_FILE = "constraints.txt"
@@ -60,25 +59,13 @@ class ArtifactUris:
         return join_uri(self.prefix, "weights", name)
 
 
-def _load_packaging(jobs_dir: Path):
-    """jobs/imagefeatures/packaging.py, loaded by path: the zip is built by the same code the
-    jobs use locally, and importing the package itself would pull in numpy and PIL."""
-    path = jobs_dir / PACKAGE_NAME / "packaging.py"
-    spec = importlib.util.spec_from_file_location("_imagefeatures_packaging", path)
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def local_artifacts(
     jobs_dir: Path, bootstrap_dir: Path, workdir: Path, constraints: Path | None = None
 ) -> dict[str, Path]:
     """{relative key: local file} for every artifact; the zip is built into `workdir`."""
     files = {f"jobs/{name}": jobs_dir / name for name in ENTRYPOINTS}
     archive = workdir / f"{PACKAGE_NAME}.zip"
-    _load_packaging(jobs_dir).build_package_zip(archive, jobs_dir / PACKAGE_NAME)
+    load_job_module(jobs_dir, "packaging").build_package_zip(archive, jobs_dir / PACKAGE_NAME)
     files[f"jobs/{PACKAGE_NAME}.zip"] = archive
     files[f"bootstrap/{BOOTSTRAP_SCRIPT}"] = bootstrap_dir / BOOTSTRAP_SCRIPT
     files[f"bootstrap/{REQUIREMENTS_FILE}"] = bootstrap_dir / REQUIREMENTS_FILE

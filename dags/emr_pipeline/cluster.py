@@ -119,7 +119,7 @@ def emrfs_encryption(deployment: DeploymentSettings) -> list[dict[str, Any]]:
 
 
 def _tag(key: str, value: str) -> dict[str, str]:
-    # run_id is checked to fit (emr_pipeline.options.check_run_id): only the owner is cut.
+    # run_id is checked to fit (emr_pipeline.plan.check_run_id): only the owner is cut.
     return {"Key": key, "Value": value[:_MAX_TAG_VALUE]}
 
 

@@ -8,29 +8,36 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.util
-import math
 import re
-import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from emr_pipeline.settings import DEFAULT_RELEASE_LABEL
-from emr_pipeline.uris import normalize_s3_uri, overlaps, split_s3_uri
+from emr_pipeline.job_contract import contract
+from emr_pipeline.parameters import (
+    CLUSTER,
+    DATA,
+    MODEL,
+    WAITING,
+    InvalidRunOptionsError,
+    check_value,
+    declared,
+    parameter,
+)
+from emr_pipeline.uris import check_prefixes_apart, hadoop_safe_s3_uri
 
-BUILTIN_WEIGHTS = ("imagenet", "random")
-WEIGHTS_SUFFIXES = (".weights.h5", ".h5")  # what jobs/featurize.py accepts as a weights file
-# featurize's --runtime and --precision choices (the default first); the form's enums too.
-RUNTIMES = ("openvino", "tensorflow")
-PRECISIONS = ("f32", "bf16")
+BUILTIN_WEIGHTS, WEIGHTS_SUFFIXES = contract.BUILTIN_WEIGHTS, contract.WEIGHTS_SUFFIXES
+RUNTIMES, PRECISIONS = contract.RUNTIMES, contract.PRECISIONS  # the form's enums too
 MIN_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT = 60, 7 * 24 * 3600  # AutoTerminationPolicy's limits
 # A poke interval under a second becomes a zero-second waiter delay in deferrable mode (the
 # provider's triggers take whole seconds): a tight loop of EMR API calls.
 MIN_POKE_INTERVAL = 1
-FEATURE_SIZE = 1280  # MobileNetV2's penultimate layer: PCA cannot keep more components
+FEATURE_SIZE = contract.FEATURE_SIZE  # PCA cannot keep more components
 # EC2 instance types: family (with a generation digit), a dot, a size: m5.xlarge, m7g.2xlarge,
-# r7iz.metal-16xl, u-6tb1.metal. Matched against the whole string (fullmatch).
-INSTANCE_TYPE = re.compile(r"[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9][a-z0-9-]*")
+# r7iz.metal-16xl, u-6tb1.metal. The whole string: the form's pattern, so anchored.
+INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9][a-z0-9-]*$"
+S3_URI_PATTERN = r"^s3[an]?://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
+DEFAULT_RELEASE_LABEL = "emr-7.13.0"  # newest EMR 7: Spark 3.5, Python 3.11 on the nodes
 _VERSION_NUMBER = r"(?:0|[1-9][0-9]*)"
 RELEASE_LABEL = re.compile(
     rf"emr-(?P<spark>spark-)?(?P<major>{_VERSION_NUMBER})\.{_VERSION_NUMBER}\.{_VERSION_NUMBER}"
@@ -40,108 +47,206 @@ RELEASE_LABEL = re.compile(
 MIN_EMR_MAJOR = {"emr-": 7, "emr-spark-": 8}
 # Longer waits overflow deferrable triggers' timedeltas, and no step of this job needs them.
 MAX_SENSOR_TIMEOUT = 7 * 24 * 3600
-# EMR tag values (the run_id tag): letters, digits, spaces and _ . : / = + - @, at most 256.
-_TAG_VALUE = re.compile(r"[\w .:/=+\-@]{1,256}")
-# In an S3 key: `:` breaks Hadoop's Path ("Relative path in absolute URI"), and Spark reads the
-# input path as a glob pattern, so these characters would select other prefixes than written.
-_HADOOP_UNSAFE = re.compile(r"[:*?\[\]{}\\]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _URI_FIELDS = ("input_uri", "output_uri")
-
-
-class InvalidRunOptionsError(ValueError):
-    """A parameter combination the pipeline cannot run; the message names the parameter."""
-
-
-def _type_error(name: str, expected: str, value: Any) -> InvalidRunOptionsError:
-    return InvalidRunOptionsError(
-        f"{name}: expected {expected}, got {value!r} ({type(value).__name__})"
-    )
-
-
-def _check_type(name: str, annotation: Any, value: Any) -> None:
-    """Exact JSON types: 2.0 is not an integer here (JSON schema would accept it), and a
-    boolean is neither an integer nor a number."""
-    args = set(typing.get_args(annotation)) or {annotation}
-    if value is None:
-        if type(None) not in args:
-            raise _type_error(name, "a value", value)
-        return
-    if int in args and float not in args and type(value) is not int:
-        raise _type_error(name, "an integer", value)
-    if float in args:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _type_error(name, "a number", value)
-        if not math.isfinite(value):
-            raise _type_error(name, "a finite number", value)
-    if bool in args and type(value) is not bool:
-        raise _type_error(name, "true or false", value)
-    if str in args:
-        if not isinstance(value, str):
-            raise _type_error(name, "a string", value)
-        if _CONTROL.search(value):
-            raise InvalidRunOptionsError(f"{name}: control characters in {value!r}")
-        if value != value.strip():
-            raise InvalidRunOptionsError(f"{name}: leading or trailing whitespace in {value!r}")
-
-
-def hadoop_safe_s3_uri(name: str, value: str) -> str:
-    """`value` normalised as Hadoop resolves it; InvalidRunOptionsError naming `name` when it is
-    not an s3:// URI or holds a character Hadoop or Spark read differently from S3."""
-    try:
-        _, key = split_s3_uri(value)
-        normalized = normalize_s3_uri(value)
-    except ValueError as exc:
-        raise InvalidRunOptionsError(f"{name}: {exc}") from exc
-    bad = sorted(set(_HADOOP_UNSAFE.findall(key)))
-    if bad:
-        raise InvalidRunOptionsError(
-            f"{name}: {value!r} holds {' '.join(bad)}, which Hadoop or Spark cannot read as "
-            "written (':' breaks Hadoop paths; * ? [ ] { } \\ are glob patterns)"
-        )
-    return normalized
-
-
-def check_prefixes_apart(prefixes: dict[str, str]) -> None:
-    """No two of the named prefixes may hold one another (or be the same), compared as Hadoop
-    resolves them. Output inside input makes the next run read our outputs as images; input
-    inside output puts the input where a run's output is cleared; logs or job code inside
-    either mix with the data."""
-    names = list(prefixes)
-    for i, first in enumerate(names):
-        for second in names[i + 1 :]:
-            if overlaps(prefixes[first], prefixes[second]):
-                raise InvalidRunOptionsError(
-                    f"{first} ({prefixes[first]}) and {second} ({prefixes[second]}) overlap: "
-                    "one holds the other. Choose prefixes apart, so that no run reads or "
-                    "deletes what another part of the pipeline wrote"
-                )
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    input_uri: str
-    output_uri: str
-    weights: str = "imagenet"
-    pca_k: int | None = 2
-    pca_variance: float | None = None
-    batch_size: int = 32
-    runtime: str = "openvino"
-    precision: str = "f32"
-    partitions: int | None = None
-    release_label: str = DEFAULT_RELEASE_LABEL
-    master_instance_type: str = "m5.xlarge"
-    core_instance_type: str = "m5.2xlarge"
-    core_instance_count: int = 2
-    core_spot: bool = False
-    task_cpus: int = 2
-    idle_timeout_seconds: int = 3600
-    overwrite: bool = False
-    incremental: bool = True
-    full_refresh: bool = False
-    poke_interval_seconds: float = 60
-    sensor_timeout_seconds: int = 6 * 3600
-    deferrable: bool = True
+    """Every run parameter, declared once: type, default, bounds and the trigger form's text
+    (emr_pipeline.parameters). The form shows them in this order."""
+
+    input_uri: str = parameter(
+        dataclasses.MISSING,
+        form_default="s3://example-fruit-images/fruits-360/Training/",
+        deployment=True,
+        pattern=S3_URI_PATTERN,
+        expected="an s3:// URI such as s3://bucket/prefix/",
+        section=DATA,
+        title="Input images",
+        description="s3:// prefix of the images, one folder per label: "
+        "<prefix>/<Label>/x.jpg. Must not overlap output_uri.",
+    )
+    output_uri: str = parameter(
+        dataclasses.MISSING,
+        form_default="s3://example-fruit-features/runs/",
+        deployment=True,
+        pattern=S3_URI_PATTERN,
+        expected="an s3:// URI such as s3://bucket/prefix/",
+        section=DATA,
+        title="Output root",
+        description="s3:// root for results; each run writes under <output_uri>/<run_id>/.",
+    )
+    overwrite: bool = parameter(
+        False,
+        section=DATA,
+        title="Overwrite a finished run",
+        description="Redo a run id that already finished: its own output (the prefix "
+        "holding its marker) is deleted first. Never deletes another run's output or "
+        "anything this DAG did not write; a new run id always gets a fresh prefix.",
+    )
+    incremental: bool = parameter(
+        True,
+        section=DATA,
+        title="Reuse unchanged images' features",
+        description="Reuse the vectors of the latest earlier run of this DAG that passed, "
+        "for the same input and model, for every image unchanged since (same key, size and "
+        "modification time); featurize only new, changed and rejected images. The output "
+        "still holds every image's vector, and PCA is fitted on all of them.",
+    )
+    full_refresh: bool = parameter(
+        False,
+        section=DATA,
+        title="Full refresh",
+        description="Featurize every image again, whatever incremental says: when an "
+        "earlier run's features are in doubt, or to start a new line of runs.",
+    )
+    weights: str = parameter(
+        "imagenet",
+        deployment=True,
+        min_length=1,
+        section=MODEL,
+        title="Model weights",
+        description="imagenet (downloaded on the nodes), random (fixed seed, for tests) or "
+        "the s3:// URI of a Keras .weights.h5 file of the whole MobileNetV2.",
+    )
+    pca_k: int | None = parameter(
+        contract.DEFAULT_PCA_K,
+        minimum=1,
+        maximum=FEATURE_SIZE,
+        why="the feature size",
+        section=MODEL,
+        title="PCA components",
+        description="Number of components (ignored if pca_variance).",
+    )
+    pca_variance: float | None = parameter(
+        None,
+        exclusive_minimum=0,
+        maximum=1,
+        section=MODEL,
+        title="PCA variance target",
+        description="Smallest k reaching this share of variance, e.g. 0.95; wins over pca_k.",
+    )
+    batch_size: int = parameter(
+        contract.DEFAULT_BATCH_SIZE,
+        minimum=1,
+        maximum=4096,
+        section=MODEL,
+        title="Batch size",
+        description="Images per model call (and per Arrow batch).",
+    )
+    runtime: str = parameter(
+        contract.DEFAULT_RUNTIME,
+        enum=RUNTIMES,
+        section=MODEL,
+        title="Model runtime",
+        description="What runs the model in the Spark workers. openvino: about 2x faster, "
+        "features equal to TensorFlow's within 1e-4. tensorflow: the reference.",
+    )
+    precision: str = parameter(
+        contract.DEFAULT_PRECISION,
+        enum=PRECISIONS,
+        section=MODEL,
+        title="Inference precision",
+        description="bf16: about 1.5x faster again on CPUs with BF16 (Intel AMX, AMD "
+        "Zen 4: m7i, m7a..., not the default m5), features within cosine 0.999 of f32. "
+        "Needs runtime openvino. Where the CPU lacks BF16 the run falls back to f32, and "
+        "the report says which ran.",
+    )
+    partitions: int | None = parameter(
+        None,
+        minimum=1,
+        section=MODEL,
+        title="Partitions",
+        description="Spark partitions for featurize; empty = about 128 small images per task.",
+    )
+    release_label: str = parameter(
+        DEFAULT_RELEASE_LABEL,
+        deployment=True,
+        pattern=r"^emr-",
+        expected="e.g. emr-7.13.0 or emr-spark-8.0.0",
+        section=CLUSTER,
+        title="EMR release",
+        description="emr-7.13.0 (Spark 3.5) by default; emr-spark-8.0.0 runs Spark 4.",
+    )
+    master_instance_type: str = parameter(
+        "m5.xlarge",
+        deployment=True,
+        pattern=INSTANCE_TYPE_PATTERN,
+        expected="an EC2 instance type such as m5.xlarge",
+        section=CLUSTER,
+        title="Primary node type",
+        description="EC2 instance type of the primary node (runs the Spark driver).",
+    )
+    core_instance_type: str = parameter(
+        "m5.2xlarge",
+        deployment=True,
+        pattern=INSTANCE_TYPE_PATTERN,
+        expected="an EC2 instance type such as m5.xlarge",
+        section=CLUSTER,
+        title="Core node type",
+        description="EC2 instance type of the core nodes (run the featurize tasks).",
+    )
+    core_instance_count: int = parameter(
+        2,
+        deployment=True,
+        minimum=0,
+        maximum=100,
+        section=CLUSTER,
+        title="Core nodes",
+        description="0 runs everything on the primary node.",
+    )
+    core_spot: bool = parameter(
+        False,
+        deployment=True,
+        section=CLUSTER,
+        title="Spot core nodes",
+        description="Core nodes on the spot market (capped at the on-demand price).",
+    )
+    task_cpus: int = parameter(
+        2,
+        minimum=1,
+        maximum=16,
+        section=CLUSTER,
+        title="CPUs per task",
+        description="spark.task.cpus and the model's threads per Python worker.",
+    )
+    idle_timeout_seconds: int = parameter(
+        3600,
+        deployment=True,
+        minimum=MIN_IDLE_TIMEOUT,
+        maximum=MAX_IDLE_TIMEOUT,
+        why="EMR's AutoTerminationPolicy limits",
+        section=CLUSTER,
+        title="Idle timeout (s)",
+        description="EMR terminates the cluster after this long without work, even if "
+        "Airflow never gets to terminate it.",
+    )
+    poke_interval_seconds: float = parameter(
+        60,
+        deployment=True,
+        minimum=MIN_POKE_INTERVAL,
+        why="shorter intervals hammer the EMR API",
+        section=WAITING,
+        title="Poke interval (s)",
+        description="How often sensors check steps and outputs (at least 1 s).",
+    )
+    sensor_timeout_seconds: int = parameter(
+        6 * 3600,
+        deployment=True,
+        minimum=1,
+        maximum=MAX_SENSOR_TIMEOUT,
+        why="7 days",
+        section=WAITING,
+        title="Sensor timeout (s)",
+        description="How long each sensor waits before failing.",
+    )
+    deferrable: bool = parameter(
+        True,
+        deployment=True,
+        section=WAITING,
+        title="Deferrable sensors",
+        description="Wait in the triggerer instead of holding a worker slot.",
+    )
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> RunOptions:
@@ -168,20 +273,16 @@ class RunOptions:
         return {name: hadoop_safe_s3_uri(name, getattr(self, name)) for name in names}
 
     def validate(self) -> None:
-        """Raise InvalidRunOptionsError for what JSON schema on the Params cannot express."""
-        hints = typing.get_type_hints(type(self))
-        for field in dataclasses.fields(self):
-            _check_type(field.name, hints[field.name], getattr(self, field.name))
+        """Raise InvalidRunOptionsError for a value outside its declared type and bounds (what
+        the form checks, for runs triggered without it), then for what no single field's
+        bounds express."""
+        for field, annotation in declared(type(self)):
+            check_value(field, annotation, getattr(self, field.name))
         if self.weights not in BUILTIN_WEIGHTS and not self.weights.endswith(WEIGHTS_SUFFIXES):
             raise InvalidRunOptionsError(
                 f"weights: expected imagenet, random or an s3:// URI of a Keras "
                 f".weights.h5 file, got {self.weights!r}"
             )
-        for name, allowed in (("runtime", RUNTIMES), ("precision", PRECISIONS)):
-            if getattr(self, name) not in allowed:
-                raise InvalidRunOptionsError(
-                    f"{name}: expected one of {', '.join(allowed)}, got {getattr(self, name)!r}"
-                )
         if self.precision == "bf16" and self.runtime == "tensorflow":
             # featurize would refuse it on the cluster, after paying for the nodes.
             raise InvalidRunOptionsError(
@@ -192,20 +293,6 @@ class RunOptions:
         check_prefixes_apart({name: uris[name] for name in _URI_FIELDS})
         if self.pca_variance is None and self.pca_k is None:
             raise InvalidRunOptionsError("set pca_k or pca_variance")
-        if self.pca_variance is not None and not 0 < self.pca_variance <= 1:
-            raise InvalidRunOptionsError(f"pca_variance must be in (0, 1], got {self.pca_variance}")
-        if self.pca_k is not None and self.pca_k < 1:
-            raise InvalidRunOptionsError(f"pca_k must be at least 1, got {self.pca_k}")
-        if self.pca_k is not None and self.pca_k > FEATURE_SIZE:
-            raise InvalidRunOptionsError(
-                f"pca_k must be at most {FEATURE_SIZE} (the feature size), got {self.pca_k}"
-            )
-        for name in ("master_instance_type", "core_instance_type"):
-            value = getattr(self, name)
-            if not INSTANCE_TYPE.fullmatch(value):
-                raise InvalidRunOptionsError(
-                    f"{name}: expected an EC2 instance type such as m5.xlarge, got {value!r}"
-                )
         release = RELEASE_LABEL.fullmatch(self.release_label)
         if not release:
             raise InvalidRunOptionsError(
@@ -218,32 +305,6 @@ class RunOptions:
                 f"release_label: {self.release_label}'s nodes have no Python 3.11, which the "
                 f"bootstrap installs the jobs' packages for; use emr-{MIN_EMR_MAJOR['emr-']}.x "
                 "or newer"
-            )
-        for name in ("batch_size", "task_cpus", "sensor_timeout_seconds"):
-            if getattr(self, name) < 1:
-                raise InvalidRunOptionsError(
-                    f"{name} must be at least 1, got {getattr(self, name)}"
-                )
-        if self.partitions is not None and self.partitions < 1:
-            raise InvalidRunOptionsError(f"partitions must be at least 1, got {self.partitions}")
-        if not self.poke_interval_seconds >= MIN_POKE_INTERVAL:
-            raise InvalidRunOptionsError(
-                f"poke_interval_seconds must be at least {MIN_POKE_INTERVAL} (shorter intervals "
-                f"hammer the EMR API), got {self.poke_interval_seconds}"
-            )
-        if self.sensor_timeout_seconds > MAX_SENSOR_TIMEOUT:
-            raise InvalidRunOptionsError(
-                f"sensor_timeout_seconds must be at most {MAX_SENSOR_TIMEOUT} (7 days), "
-                f"got {self.sensor_timeout_seconds}"
-            )
-        if not MIN_IDLE_TIMEOUT <= self.idle_timeout_seconds <= MAX_IDLE_TIMEOUT:
-            raise InvalidRunOptionsError(
-                f"idle_timeout_seconds must be in [{MIN_IDLE_TIMEOUT}, {MAX_IDLE_TIMEOUT}], "
-                f"got {self.idle_timeout_seconds}"
-            )
-        if self.core_instance_count < 0:
-            raise InvalidRunOptionsError(
-                f"core_instance_count must not be negative, got {self.core_instance_count}"
             )
         if self.core_spot and self.core_instance_count == 0:
             raise InvalidRunOptionsError("core_spot needs at least one core instance")
@@ -266,15 +327,4 @@ def check_worker_support(
             "deferrable=true needs aiobotocore on the workers and the triggerer "
             "(pip install 'apache-airflow-providers-amazon[aiobotocore]'); or trigger with "
             "deferrable=false, or set FRUIT_EMR_DEFERRABLE=false to make that the default"
-        )
-
-
-def check_run_id(run_id: str) -> None:
-    """The run id becomes the cluster's run_id tag, which finds the run's cluster again: EMR
-    refuses tag values with other characters, and a cut value could match another run."""
-    if not _TAG_VALUE.fullmatch(run_id) or run_id.startswith("aws:"):
-        raise InvalidRunOptionsError(
-            f"run_id: {run_id!r} cannot be an EMR tag value (at most 256 letters, digits, "
-            "spaces and _ . : / = + - @, not starting with aws:); trigger the run with another "
-            "run id"
         )

@@ -12,19 +12,27 @@ from typing import Any
 
 from emr_pipeline.artifacts import MODEL_CACHE_FOLDER, ArtifactUris
 from emr_pipeline.cluster import ClusterContext, build_job_flow_overrides
+from emr_pipeline.job_contract import contract
 from emr_pipeline.options import (
     BUILTIN_WEIGHTS,
     InvalidRunOptionsError,
     RunOptions,
-    check_prefixes_apart,
-    check_run_id,
 )
 from emr_pipeline.settings import DeploymentSettings, where_to_set
 from emr_pipeline.spend_guard import SpendLimits, check_spend
 from emr_pipeline.steps import STEP_NAMES, build_steps
-from emr_pipeline.uris import as_prefix, join_uri, normalize_s3_uri, run_key, split_s3_uri
+from emr_pipeline.uris import (
+    as_prefix,
+    check_prefixes_apart,
+    join_uri,
+    normalize_s3_uri,
+    run_key,
+    split_s3_uri,
+)
 
-REPORT_NAME = "report.json"
+REPORT_NAME = contract.REPORT
+# EMR tag values (the run_id tag): letters, digits, spaces and _ . : / = + - @, at most 256.
+_TAG_VALUE = re.compile(r"[\w .:/=+\-@]{1,256}")
 # Spark's binaryFile reader cannot hold a larger file in one row (its length is an int).
 SPARK_MAX_FILE_BYTES = 2**31 - 1
 
@@ -194,3 +202,14 @@ def make_plan(
         },
         base_run_uri=base_run_uri,
     )
+
+
+def check_run_id(run_id: str) -> None:
+    """The run id becomes the cluster's run_id tag, which finds the run's cluster again: EMR
+    refuses tag values with other characters, and a cut value could match another run."""
+    if not _TAG_VALUE.fullmatch(run_id) or run_id.startswith("aws:"):
+        raise InvalidRunOptionsError(
+            f"run_id: {run_id!r} cannot be an EMR tag value (at most 256 letters, digits, "
+            "spaces and _ . : / = + - @, not starting with aws:); trigger the run with another "
+            "run id"
+        )

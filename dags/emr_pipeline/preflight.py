@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from emr_pipeline.job_contract import contract
 from emr_pipeline.plan import RunPlan
 from emr_pipeline.uris import as_prefix, split_s3_uri
 
 log = logging.getLogger(__name__)
 
-# Same rule as IMAGE_NAME_PATTERN in jobs/imagefeatures/images.py (that module needs numpy/PIL).
-IMAGE_NAME_PATTERN = re.compile(r"(?i)\.(jpg|jpeg|png)\Z")
+IMAGE_NAME_PATTERN = contract.IMAGE_NAME_PATTERN  # the rule Spark's glob applies in featurize
 # The first bytes of every HDF5 file (Keras .weights.h5 files are HDF5).
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _NOT_FOUND = ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
@@ -155,7 +154,7 @@ def list_images(s3: Any, input_uri: str, max_image_bytes: int | None = None) -> 
         )
     if not labels:
         raise PreflightError(
-            f"input {input_uri} holds no .jpg, .jpeg or .png image"
+            f"input {input_uri} holds no {contract.IMAGE_KINDS} image"
             + (f" that Spark reads ({len(hidden)} hidden by a '_' or '.' name)" if hidden else "")
         )
     return InputListing(

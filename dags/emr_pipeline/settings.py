@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 DAG_ID = "fruit_features_emr"
 ENV_PREFIX = "FRUIT_EMR_"
 VARIABLE_PREFIX = f"{DAG_ID}_"
-DEFAULT_RELEASE_LABEL = "emr-7.13.0"  # newest EMR 7: Spark 3.5, Python 3.11 on the nodes
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,6 +32,12 @@ def _env(environ: Mapping[str, str], name: str, default: str) -> str:
     return value or default
 
 
+def jobs_dir_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """The deployment's jobs folder (FRUIT_EMR_JOBS_DIR), before the other settings: the DAG's
+    modules load the jobs' contract from it when they are imported."""
+    return _env(os.environ if environ is None else environ, "jobs_dir", str(_REPO_ROOT / "jobs"))
+
+
 @dataclass(frozen=True)
 class ParseTimeSettings:
     """Read from the environment when the DAG file is parsed (no database access)."""
@@ -39,24 +45,14 @@ class ParseTimeSettings:
     aws_conn_id: str = "aws_default"
     schedule: str | None = "@weekly"
     owner: str = "data-team"
-    jobs_dir: str = str(_REPO_ROOT / "jobs")
+    jobs_dir: str = jobs_dir_from_env({})
     bootstrap_dir: str = str(_REPO_ROOT / "bootstrap")
     # The full pip freeze of the tested environment: passed to pip on the nodes as constraints,
     # so TensorFlow's own dependencies are pinned too. "none" ships no constraints.
     constraints_file: str = str(_REPO_ROOT / "constraints.txt")
-    # Run parameter defaults (the trigger form shows these).
-    input_uri: str = "s3://example-fruit-images/fruits-360/Training/"
-    output_uri: str = "s3://example-fruit-features/runs/"
-    weights: str = "imagenet"
-    release_label: str = DEFAULT_RELEASE_LABEL
-    master_instance_type: str = "m5.xlarge"
-    core_instance_type: str = "m5.2xlarge"
-    core_instance_count: int = 2
-    core_spot: bool = False
-    idle_timeout_seconds: int = 3600
-    poke_interval_seconds: int = 60
-    sensor_timeout_seconds: int = 6 * 3600
-    deferrable: bool = True
+    # The run parameters' defaults that the deployment sets (FRUIT_EMR_INPUT_URI...): the
+    # form shows them. Which parameters, and their types: RunOptions (emr_pipeline.options).
+    param_defaults: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def constraints_path(self) -> Path | None:
@@ -64,21 +60,20 @@ class ParseTimeSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ParseTimeSettings:
+        # Imported here: options loads the jobs' contract from jobs_dir, a setting of this module.
+        from emr_pipeline.options import RunOptions
+        from emr_pipeline.parameters import deployment_defaults
+
         environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for field in fields(cls):
-            default = field.default
-            text = _env(environ, field.name, "" if default is None else str(default))
-            if isinstance(default, bool):
-                values[field.name] = text.lower() in ("1", "true", "yes", "on")
-            elif isinstance(default, int):
-                values[field.name] = int(text)
-            else:
-                values[field.name] = text
+        values: dict[str, Any] = {
+            item.name: _env(environ, item.name, "" if item.default is None else str(item.default))
+            for item in fields(cls)
+            if item.name != "param_defaults"
+        }
         # "none" (or "off") turns the schedule off: manual and API-triggered runs only.
         schedule = str(values["schedule"])
         values["schedule"] = None if schedule.lower() in ("none", "off", "") else schedule
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values, param_defaults=deployment_defaults(RunOptions, environ, ENV_PREFIX))
 
 
 @dataclass(frozen=True)
@@ -123,9 +118,9 @@ class DeploymentSettings:
         """`variable(name)` returns an Airflow Variable's value or None when unset."""
         environ = os.environ if environ is None else environ
         values = {}
-        for field in fields(cls):
-            from_variable = (variable(VARIABLE_PREFIX + field.name) or "").strip()
-            values[field.name] = from_variable or _env(environ, field.name, field.default)
+        for item in fields(cls):
+            from_variable = (variable(VARIABLE_PREFIX + item.name) or "").strip()
+            values[item.name] = from_variable or _env(environ, item.name, item.default)
         return cls(**values)
 
 

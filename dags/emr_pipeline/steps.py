@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from emr_pipeline.artifacts import ArtifactUris
+from emr_pipeline.job_contract import contract
 from emr_pipeline.options import RunOptions
 from emr_pipeline.uris import join_uri
 
@@ -95,7 +96,7 @@ def build_steps(
             "pca",
             [
                 "--input",
-                join_uri(run_output_uri, "features"),
+                join_uri(run_output_uri, contract.FEATURES),
                 "--output",
                 run_output_uri,
                 *options.pca_args,

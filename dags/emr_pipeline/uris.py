@@ -5,12 +5,17 @@ from __future__ import annotations
 import hashlib
 import re
 
+from emr_pipeline.parameters import InvalidRunOptionsError
+
 # EMR reports LogUri with the s3n:// scheme, users sometimes write s3a://: all name S3.
 _S3_SCHEMES = ("s3://", "s3n://", "s3a://")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_RUN_KEY = 120
 _RUN_KEY_HASH = 16  # 64 bits of the id's SHA-256
+# In an S3 key: `:` breaks Hadoop's Path ("Relative path in absolute URI"), and Spark reads the
+# input path as a glob pattern, so these characters would select other prefixes than written.
+_HADOOP_UNSAFE = re.compile(r"[:*?\[\]{}\\]")
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -75,3 +80,36 @@ def overlaps(first: str, second: str) -> bool:
     """
     a, b = normalize_s3_uri(first) + "/", normalize_s3_uri(second) + "/"
     return a.startswith(b) or b.startswith(a)
+
+
+def hadoop_safe_s3_uri(name: str, value: str) -> str:
+    """`value` normalised as Hadoop resolves it; InvalidRunOptionsError naming `name` when it is
+    not an s3:// URI or holds a character Hadoop or Spark read differently from S3."""
+    try:
+        _, key = split_s3_uri(value)
+        normalized = normalize_s3_uri(value)
+    except ValueError as exc:
+        raise InvalidRunOptionsError(f"{name}: {exc}") from exc
+    bad = sorted(set(_HADOOP_UNSAFE.findall(key)))
+    if bad:
+        raise InvalidRunOptionsError(
+            f"{name}: {value!r} holds {' '.join(bad)}, which Hadoop or Spark cannot read as "
+            "written (':' breaks Hadoop paths; * ? [ ] { } \\ are glob patterns)"
+        )
+    return normalized
+
+
+def check_prefixes_apart(prefixes: dict[str, str]) -> None:
+    """No two of the named prefixes may hold one another (or be the same), compared as Hadoop
+    resolves them. Output inside input makes the next run read our outputs as images; input
+    inside output puts the input where a run's output is cleared; logs or job code inside
+    either mix with the data."""
+    names = list(prefixes)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            if overlaps(prefixes[first], prefixes[second]):
+                raise InvalidRunOptionsError(
+                    f"{first} ({prefixes[first]}) and {second} ({prefixes[second]}) overlap: "
+                    "one holds the other. Choose prefixes apart, so that no run reads or "
+                    "deletes what another part of the pipeline wrote"
+                )

@@ -149,8 +149,9 @@ def test_settings_from_environment():
         "FRUIT_EMR_SCHEDULE": "none",
     }
     settings = ParseTimeSettings.from_env(env)
-    assert settings.input_uri == "s3://mine/in/"
-    assert settings.core_instance_count == 5 and settings.core_spot is True
+    defaults = settings.param_defaults
+    assert defaults["input_uri"] == "s3://mine/in/"
+    assert defaults["core_instance_count"] == 5 and defaults["core_spot"] is True
     assert settings.schedule is None
     assert ParseTimeSettings.from_env({}).schedule == "@weekly"
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from emr_pipeline import cost, report
+from emr_pipeline import cost, price_table, report
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 TABLE = {
@@ -76,11 +76,11 @@ def test_the_estimate_is_hours_times_ec2_plus_emr_and_spot_is_an_upper_bound():
         [instance("a", "g1", 0, 3600), instance("b", "g2", 0, 7200)],
         now=T0,
     )
-    total, notes = cost.price_groups(groups, TABLE, "us-east-1")
+    total, notes = price_table.price_groups(groups, TABLE, "us-east-1")
     assert total == pytest.approx(3 * 0.25)
     master, core = groups
     assert (master["priced_as"], master["estimate_usd"]) == ("on-demand", 0.25)
-    assert core["priced_as"] == cost.SPOT_LABEL and "upper bound" in core["priced_as"]
+    assert core["priced_as"] == price_table.SPOT_LABEL and "upper bound" in core["priced_as"]
     assert notes == ["CORE ran on spot: its estimate is an upper bound"]
 
 
@@ -97,7 +97,7 @@ def test_a_price_the_table_lacks_gives_no_estimate_and_says_why(region, type_, n
         [instance("a", "g1", 0, 3600)],
         now=T0,
     )
-    total, notes = cost.price_groups(groups, TABLE, region)
+    total, notes = price_table.price_groups(groups, TABLE, region)
     assert total is None  # never a partial sum that reads as the whole cost
     assert any(note in n for n in notes), notes
 
@@ -106,12 +106,12 @@ def test_a_price_the_table_lacks_gives_no_estimate_and_says_why(region, type_, n
 
 
 def test_the_shipped_table_prices_the_dags_default_instance_types():
-    from emr_pipeline.settings import ParseTimeSettings
+    from emr_pipeline.options import RunOptions
 
-    table = cost.load_price_table()
+    table = price_table.load_price_table()
     assert table["date"] and table["sources"] and "cannot reach" in table["note"]
     prices = table["regions"]["us-east-1"]
-    defaults = ParseTimeSettings()
+    defaults = RunOptions
     assert {defaults.master_instance_type, defaults.core_instance_type} <= set(prices)
     assert prices["m5.2xlarge"] == {"ec2": 0.384, "emr": 0.096}
 
@@ -136,21 +136,21 @@ def test_the_shipped_table_prices_the_dags_default_instance_types():
 def test_a_bad_table_is_refused_with_its_reason(tmp_path, content, message):
     path = tmp_path / "prices.json"
     path.write_text(content)
-    with pytest.raises(cost.PriceTableError, match=message):
-        cost.load_price_table(str(path))
+    with pytest.raises(price_table.PriceTableError, match=message):
+        price_table.load_price_table(str(path))
 
 
 def test_a_table_is_read_from_s3_or_a_path(s3, tmp_path):
     body = json.dumps({k: v for k, v in TABLE.items() if k != "uri"})
     s3.create_bucket(Bucket="prices")
     s3.put_object(Bucket="prices", Key="emr.json", Body=body)
-    assert cost.load_price_table("s3://prices/emr.json", s3)["uri"] == "s3://prices/emr.json"
+    assert price_table.load_price_table("s3://prices/emr.json", s3)["uri"] == "s3://prices/emr.json"
     (tmp_path / "p.json").write_text(body)
-    assert cost.load_price_table(str(tmp_path / "p.json"))["regions"] == TABLE["regions"]
-    with pytest.raises(cost.PriceTableError, match="cannot be read"):
-        cost.load_price_table("s3://prices/missing.json", s3)
-    with pytest.raises(cost.PriceTableError, match="cannot be read"):
-        cost.load_price_table(str(tmp_path / "missing.json"))
+    assert price_table.load_price_table(str(tmp_path / "p.json"))["regions"] == TABLE["regions"]
+    with pytest.raises(price_table.PriceTableError, match="cannot be read"):
+        price_table.load_price_table("s3://prices/missing.json", s3)
+    with pytest.raises(price_table.PriceTableError, match="cannot be read"):
+        price_table.load_price_table(str(tmp_path / "missing.json"))
 
 
 # --- Against moto: the block, cost.json and report.json ---------------------------------------

@@ -120,12 +120,6 @@ def test_hadoop_hidden_names_are_skipped_like_spark_does(buckets):
     assert listing.hidden == 6
 
 
-def test_the_image_rule_is_the_jobs_rule():
-    from imagefeatures.images import IMAGE_NAME_PATTERN
-
-    assert preflight.IMAGE_NAME_PATTERN.pattern == IMAGE_NAME_PATTERN
-
-
 @pytest.mark.parametrize(
     ("key", "size", "message"),
     [

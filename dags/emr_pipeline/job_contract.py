@@ -1,0 +1,41 @@
+"""The jobs' contract (jobs/imagefeatures/contract.py), loaded by path: the DAG and the Spark
+jobs share one source for dataset names, weights names, runtimes and defaults.
+
+Loaded by path rather than imported as `imagefeatures.contract`: importing the package would
+put the jobs' modules (numpy, PIL, pyspark) on the Airflow side's import path. The jobs folder
+is the deployment's (`FRUIT_EMR_JOBS_DIR`, the checkout's jobs/ by default).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from emr_pipeline.settings import jobs_dir_from_env
+
+PACKAGE_NAME = "imagefeatures"
+
+
+def load_job_module(jobs_dir: Path, name: str) -> ModuleType:
+    """jobs/imagefeatures/<name>.py as a module of its own (standard-library modules only)."""
+    path = Path(jobs_dir) / PACKAGE_NAME / f"{name}.py"
+    module_name = f"_{PACKAGE_NAME}_{name}"
+    loaded = sys.modules.get(module_name)
+    if loaded is not None and loaded.__file__ == str(path):
+        return loaded
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise FileNotFoundError(f"cannot load {path}: is FRUIT_EMR_JOBS_DIR the jobs folder?")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # before running it: dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
+
+
+contract = load_job_module(Path(jobs_dir_from_env()), "contract")
