@@ -5,11 +5,12 @@ be told from the emulator's own (the IAM coverage tests), and so that a leak int
 found by a plain search. moto accepts any key.
 """
 
-REGION = "us-east-1"
+from tests.fakes import FAKE_KEY
+
 DAG_ACCESS_KEY = "FAKEDAGCONNKEY000001"
 DAG_SECRET_KEY = "fake-dag-secret-which-must-never-be-logged"
 # The test's own set-up calls (buckets, images): neither the DAG's nor the emulator's.
 SETUP_ACCESS_KEY = "FAKESETUPKEY00000001"
 # The emulator's step runner signs with these (what the EMR nodes' instance role does on EMR).
-EMULATOR_ACCESS_KEY = "testing"
+EMULATOR_ACCESS_KEY = FAKE_KEY
 ENDED_CLUSTER_STATES = ("TERMINATED", "TERMINATED_WITH_ERRORS")

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -82,9 +81,7 @@ def test_the_supervisor_stops_a_service_and_its_children(tmp_path):
     )
     service = supervisor.start("stubborn", [sys.executable, "-c", script], env={})
     assert running_launcher(tmp_path / "pids.json") is None  # it is us
-    deadline = time.monotonic() + 10
-    while not psutil.Process(service.process.pid).children() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: psutil.Process(service.process.pid).children(), 10, 0.1, "its child")
     tree = [psutil.Process(service.process.pid), *psutil.Process(service.process.pid).children()]
     assert len(tree) == 2
     supervisor.stop_all(grace_seconds=1)

@@ -12,25 +12,15 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.dag.emr_simulator import EmrStepSimulator, server_client  # noqa: F401
+from tests.fakes import FAKE_AWS_ENV, FAKE_KEY, REGION, aws_client, set_fake_aws_env
 
 REPO = Path(__file__).resolve().parents[2]
-REGION = "us-east-1"
-ACCOUNT = "123456789012"  # moto's default account
-FAKE_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-}
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="fruit-emr-airflow-"))
 os.environ.update(
@@ -51,8 +41,7 @@ if "airflow" in sys.modules:  # pragma: no cover - a guard for a misordered suit
 @pytest.fixture
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials (again, per test): moto accepts them, real AWS would not."""
-    for name, value in FAKE_AWS_ENV.items():
-        monkeypatch.setenv(name, value)
+    set_fake_aws_env(monkeypatch)
 
 
 @pytest.fixture
@@ -66,16 +55,12 @@ def mocked_aws(aws_credentials: None) -> Iterator[None]:
 
 @pytest.fixture
 def s3(mocked_aws: None) -> Any:
-    import boto3
-
-    return boto3.client("s3", region_name=REGION)
+    return aws_client("s3")
 
 
 @pytest.fixture
 def emr(mocked_aws: None) -> Any:
-    import boto3
-
-    return boto3.client("emr", region_name=REGION)
+    return aws_client("emr")
 
 
 @pytest.fixture(scope="session")
@@ -126,25 +111,12 @@ def aws_endpoint(moto_server: str, aws_credentials: None, monkeypatch: pytest.Mo
     urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"))
     connection = {
         "conn_type": "aws",
-        "login": "testing",
-        "password": "testing",
+        "login": FAKE_KEY,
+        "password": FAKE_KEY,
         "extra": {"region_name": REGION, "endpoint_url": moto_server},
     }
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
     return moto_server
-
-
-@pytest.fixture
-def wait_until():
-    def wait(predicate, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return predicate()
-
-    return wait
 
 
 # --- Fault-injection suite (test_faults_*.py): shared by its modules -------------------------

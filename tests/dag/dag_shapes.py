@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from emr_pipeline.uris import split_s3_uri
+
 # Task ids in pipeline order (terminate_cluster is the teardown, outside the chain, and
 # record_cost a second teardown after it, before read_report).
 PIPELINE = [
@@ -60,17 +62,17 @@ def start_tagged_cluster(emr: Any, run_id: str, dag_id: str) -> str:
 
 def keys_under(s3: Any, uri: str) -> list[str]:
     """Every object key under the s3:// prefix `uri`."""
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    bucket, prefix = split_s3_uri(uri)
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
 
 def put(s3: Any, uri: str, body: bytes | str = b"x") -> None:
     """Write one object at the s3:// URI `uri`."""
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    bucket, key = split_s3_uri(uri)
     s3.put_object(Bucket=bucket, Key=key, Body=body)
 
 
 def read_json(s3: Any, uri: str) -> dict:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    bucket, key = split_s3_uri(uri)
     return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())

@@ -8,14 +8,12 @@ import threading
 import time
 from typing import Any
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"  # moto's default account
+from emr_pipeline.uris import split_s3_uri
+from tests.fakes import ACCOUNT, REGION, aws_client
 
 
 def server_client(endpoint: str, service: str) -> Any:
-    import boto3
-
-    return boto3.client(service, region_name=REGION, endpoint_url=endpoint)
+    return aws_client(service, endpoint)
 
 
 def _arg(args: list[str], flag: str) -> str:
@@ -72,7 +70,7 @@ class EmrStepSimulator:
         outcome = self.outcomes.get(step.name, "COMPLETED")
         if outcome == "FAILED":
             log_uri = cluster.log_uri.rstrip("/")
-            bucket, _, prefix = log_uri.removeprefix("s3://").partition("/")
+            bucket, prefix = split_s3_uri(log_uri)
             key = f"{prefix}/{cluster.id}/steps/{step.id}/stderr.gz".lstrip("/")
             self.s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(self.STDERR.encode()))
             step.failure_details = {
@@ -91,7 +89,7 @@ class EmrStepSimulator:
 
     def _write_report(self, args: list[str]) -> None:
         input_uri, output_uri = _arg(args, "--input"), _arg(args, "--output")
-        in_bucket, _, in_prefix = input_uri.removeprefix("s3://").partition("/")
+        in_bucket, in_prefix = split_s3_uri(input_uri)
         listed = self.s3.list_objects_v2(Bucket=in_bucket, Prefix=in_prefix).get("Contents", [])
         images = [o["Key"] for o in listed if o["Key"].lower().endswith((".jpg", ".png"))]
         report = {
@@ -106,7 +104,7 @@ class EmrStepSimulator:
             "pca": {"k": 2, "explained_variance": [0.6, 0.2], "cumulative_variance": [0.6, 0.8]},
             "checks": [],
         }
-        bucket, _, prefix = output_uri.removeprefix("s3://").partition("/")
+        bucket, prefix = split_s3_uri(output_uri)
         self.s3.put_object(
             Bucket=bucket, Key=f"{prefix.rstrip('/')}/report.json", Body=json.dumps(report)
         )

@@ -6,27 +6,18 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
 from localdev.emr_emulator import EmrEmulator
+from tests.fakes import aws_client, set_fake_aws_env
 
-REGION = "us-east-1"
-FAKE_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-}
 _bucket_numbers = itertools.count()
 
 
 @pytest.fixture(autouse=True)
 def fake_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials and region in these tests: nothing here may ever reach real AWS."""
-    for name, value in FAKE_ENV.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    set_fake_aws_env(monkeypatch)
 
 
 @pytest.fixture(scope="session")
@@ -50,24 +41,14 @@ def any_command(emulator: EmrEmulator) -> Iterator[None]:
         emulator.runner.allow_any_command = False
 
 
-def _client(emulator: EmrEmulator, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=emulator.endpoint_url,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 @pytest.fixture(scope="session")
 def emr(emulator: EmrEmulator) -> Any:
-    return _client(emulator, "emr")
+    return aws_client("emr", emulator.endpoint_url)
 
 
 @pytest.fixture(scope="session")
 def s3(emulator: EmrEmulator) -> Any:
-    return _client(emulator, "s3")
+    return aws_client("s3", emulator.endpoint_url)
 
 
 @pytest.fixture

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gzip
-import time
 from collections.abc import Callable
 from typing import Any
+
+from emr_pipeline.uris import split_s3_uri
+from localdev.airflow_stack.processes import wait_until
 
 
 def command_step(name: str, *args: str, on_failure: str = "CONTINUE") -> dict[str, Any]:
@@ -54,14 +56,8 @@ def create_cluster(
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
+    """`check()`'s first true value, polled every 0.1 s; TimeoutError naming `what`."""
+    return wait_until(check, timeout, 0.1, what)
 
 
 def cluster_status(emr: Any, cluster_id: str) -> dict[str, Any]:
@@ -98,6 +94,6 @@ def wait_for_steps(emr: Any, cluster_id: str, timeout: float = 30) -> list[dict[
 
 
 def read_log(s3: Any, uri: str) -> str:
-    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    bucket, key = split_s3_uri(uri)
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     return gzip.decompress(body).decode()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from localdev.emr_emulator.commands import SPARK_SUBMIT, UnsupportedStepError, build_command
-from localdev.emr_emulator.runner import failure_details
 from localdev.emr_emulator.staging import parse_s3_uri
+from localdev.emr_emulator.step_execution import failure_details
 
 
 def test_spark_submit_gets_a_local_master_and_keeps_the_application_args():

@@ -7,15 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from localdev.emr_emulator import EmrEmulator
-from tests.emulator.conftest import REGION
+from tests.fakes import ACCOUNT, aws_client
 
 KEY = "FAKEPOLICYTESTKEY001"
-ACCOUNT = "123456789012"
 POLICY = {
     "Version": "2012-10-17",
     "Statement": [
@@ -74,13 +72,7 @@ def enforced(emulator: EmrEmulator) -> Iterator[None]:
 
 
 def _client(emulator: EmrEmulator, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=emulator.endpoint_url,
-        region_name=REGION,
-        aws_access_key_id=KEY,
-        aws_secret_access_key="secret",
-    )
+    return aws_client(service, emulator.endpoint_url, key=KEY, secret="secret")
 
 
 def _run_job_flow(emr: Any, tags: dict[str, str], service_role: str = "EMR_DefaultRole") -> str:

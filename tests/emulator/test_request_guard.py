@@ -17,14 +17,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psutil
 import pytest
 from botocore.exceptions import ClientError
 
 from localdev.emr_emulator import EmrEmulator
-from tests.emulator.conftest import REGION
 from tests.emulator.helpers import command_step, wait_for
+from tests.fakes import aws_client
 
 REPO = Path(__file__).resolve().parents[2]
 EVIL = "http://evil.example"
@@ -32,13 +31,7 @@ EVIL = "http://evil.example"
 
 def _client_sending(emulator: EmrEmulator, service: str, headers: dict[str, str]) -> Any:
     """A boto3 client whose requests also carry `headers`, as a page's fetch() would."""
-    client = boto3.client(
-        service,
-        endpoint_url=emulator.endpoint_url,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client = aws_client(service, emulator.endpoint_url)
 
     def add_headers(request: Any, **_: Any) -> None:
         request.headers.update(headers)

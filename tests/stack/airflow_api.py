@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
+
+from localdev.airflow_stack.processes import wait_until
 
 FINISHED = {"success", "failed"}
 
@@ -102,16 +103,18 @@ class AirflowApi:
     ) -> dict[str, Any]:
         """The run once finished; AssertionError with its task states after `timeout` s.
         `seen` collects every (task_id, state) observed while waiting."""
-        deadline = time.monotonic() + timeout
-        while True:
+        path = f"/dags/{dag_id}/dagRuns/{run_id}"
+
+        def finished() -> dict[str, Any] | None:
             if seen is not None:
                 seen.update(self.task_states(dag_id, run_id).items())
-            run = self.get(f"/dags/{dag_id}/dagRuns/{run_id}")
-            if run["state"] in FINISHED:
-                return run
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{run_id} still {run['state']} after {timeout:.0f} s: "
-                    f"{self.task_states(dag_id, run_id)}"
-                )
-            time.sleep(3)
+            run = self.get(path)
+            return run if run["state"] in FINISHED else None
+
+        try:
+            return wait_until(finished, timeout, 3, f"{run_id} to finish")
+        except TimeoutError:
+            raise AssertionError(
+                f"{run_id} still {self.get(path)['state']} after {timeout:.0f} s: "
+                f"{self.task_states(dag_id, run_id)}"
+            ) from None

@@ -26,12 +26,12 @@ from tests.dag.on_emulator.world import (
     start_foreign_clusters,
     wait_until_ended,
 )
+from tests.fakes import REGION
 from tests.fault_keys import (
     DAG_ACCESS_KEY,
     DAG_SECRET_KEY,
     EMULATOR_ACCESS_KEY,
     ENDED_CLUSTER_STATES,
-    REGION,
 )
 from tests.image_cases import write_good_images
 

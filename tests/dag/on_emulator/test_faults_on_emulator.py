@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pendulum
 import pytest
@@ -22,6 +21,8 @@ from airflow._shared.module_loading import import_string  # what the triggerer u
 from airflow.sdk.exceptions import TaskDeferred
 
 from emr_pipeline.preflight import RUN_MARKER
+from emr_pipeline.uris import split_s3_uri
+from localdev.airflow_stack.processes import wait_until
 from localdev.dag_run import run_output_uri
 from tests.dag.cost_checks import check_cost_block
 from tests.dag.dag_shapes import keys_under, read_json, start_tagged_cluster, states
@@ -209,7 +210,7 @@ def test_a_killed_run_cleared_and_rerun_has_one_cluster_at_a_time(dag, world, mo
                 "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["sleep", "120"]}}],
     )  # fmt: skip
     # ...and a partial write under the run's output prefix, after the run's marker.
-    bucket, _, prefix = out.removeprefix("s3://").partition("/")
+    bucket, prefix = split_s3_uri(out)
     marker = {"dag_id": DAG_ID, "run_id": run_id, "claimed_at": "2025-06-01T00:00:01+00:00"}
     s3.put_object(Bucket=bucket, Key=f"{prefix}{RUN_MARKER}", Body=json.dumps(marker))
     stale = f"{prefix}features/part-00007-first-attempt.snappy.parquet"
@@ -303,9 +304,7 @@ def test_a_killed_wait_cancels_its_step(dag, world, deferred, monkeypatch):
     wait = dag.get_task("featurize.wait_for_step")
     wait.job_flow_id, wait.step_id = cluster_id, step_id
     state = lambda: emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]["Status"]  # noqa: E731
-    deadline = time.monotonic() + 30
-    while state()["State"] != "RUNNING" and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: state()["State"] == "RUNNING", 30, 0.1, "the step to run")
 
     if deferred:
         with pytest.raises(TaskDeferred) as deferral:
@@ -316,8 +315,7 @@ def test_a_killed_wait_cancels_its_step(dag, world, deferred, monkeypatch):
     else:
         wait.on_kill()
 
-    while state()["State"] == "RUNNING" and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: state()["State"] != "RUNNING", 30, 0.1, "the step to stop")
     assert state()["State"] == "CANCELLED"
     cancels = [c for c in world.api_calls.by_key(DAG_ACCESS_KEY) if c.operation == "CancelSteps"]
     assert len(cancels) == 1

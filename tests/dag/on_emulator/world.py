@@ -4,13 +4,11 @@ other teams' clusters that share the account with every run."""
 
 from __future__ import annotations
 
-import time
-
-import boto3
-
+from localdev.airflow_stack.processes import wait_until
 from tests.dag.dag_shapes import run_conf
 from tests.emulator.helpers import wait_for_cluster
-from tests.fault_keys import ENDED_CLUSTER_STATES, REGION, SETUP_ACCESS_KEY
+from tests.fakes import aws_client
+from tests.fault_keys import ENDED_CLUSTER_STATES, SETUP_ACCESS_KEY
 
 INPUT = "s3://example-fruit-images/fruits-360/Training/"
 OUTPUT = "s3://example-fruit-features/runs/"
@@ -19,13 +17,7 @@ DAG_ID = "fruit_features_emr"
 
 
 def client(endpoint: str, service: str, key: str = SETUP_ACCESS_KEY, secret: str = "setup"):
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-    )
+    return aws_client(service, endpoint, key=key, secret=secret)
 
 
 # Other teams' clusters in the same account, active during every run: one untagged, one of
@@ -85,13 +77,17 @@ def start_foreign_clusters(endpoint: str) -> list[str]:
 
 
 def wait_until_ended(endpoint: str, timeout: float = 60) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
+    """Every cluster, once all have ended (or as they are after `timeout` s)."""
+
+    def all_ended() -> tuple[list[dict]] | None:
         clusters = all_clusters(endpoint)
-        active = [c for c in clusters if c["Status"]["State"] not in ENDED_CLUSTER_STATES]
-        if not active or time.monotonic() > deadline:
-            return clusters
-        time.sleep(0.2)
+        ended = all(c["Status"]["State"] in ENDED_CLUSTER_STATES for c in clusters)
+        return (clusters,) if ended else None  # a tuple: true even when there is no cluster
+
+    try:
+        return wait_until(all_ended, timeout, 0.2, "every cluster to end")[0]
+    except TimeoutError:
+        return all_clusters(endpoint)
 
 
 def conf(**overrides):
