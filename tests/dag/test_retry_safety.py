@@ -1,11 +1,9 @@
-"""Fast checks behind the fault suite: parameter rejection, the retry-safety helpers on moto,
-server-side encryption settings, the IAM policies' shape, and no credentials in the repo."""
+"""Fast checks behind the fault suite: parameter rejection, the retry-safety helpers
+(emr_pipeline.idempotency) on moto, and the server-side encryption settings."""
 
 from __future__ import annotations
 
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -14,10 +12,8 @@ from emr_pipeline.cluster import emrfs_encryption
 from emr_pipeline.options import InvalidRunOptionsError, RunOptions
 from emr_pipeline.plan import s3_encryption
 from emr_pipeline.settings import DeploymentSettings
-from tests import iam_policies
 from tests.dag.dag_shapes import start_tagged_cluster
 
-REPO = Path(__file__).resolve().parents[2]
 GOOD = {"input_uri": "s3://example-fruit-images/in/", "output_uri": "s3://example-out/runs/"}
 
 
@@ -138,96 +134,3 @@ def test_server_side_encryption_settings():
     )
     # A security configuration decides the jobs' encryption: EMR refuses both at once.
     assert emrfs_encryption(DeploymentSettings(security_configuration="sc")) == []
-
-
-# --- IAM policies -------------------------------------------------------------------------
-
-POLICIES = sorted(iam_policies.IAM_DIR.glob("*-policy.json"))
-# Actions that support no resource-level permission: Resource "*" is what AWS requires.
-STAR_RESOURCE_ALLOWED = {"elasticmapreduce:RunJobFlow", "elasticmapreduce:ListClusters"}
-
-
-def test_there_are_policies_for_the_connection_and_the_instance_role():
-    names = {p.name for p in POLICIES}
-    assert {"airflow-connection-policy.json", "emr-instance-role-policy.json"} <= names
-
-
-@pytest.mark.parametrize("path", POLICIES, ids=lambda p: p.name)
-def test_policy_is_a_valid_iam_document(path):
-    policy = iam_policies.load(path)
-    assert set(policy) == {"Version", "Statement"}
-    assert policy["Version"] == "2012-10-17"
-    sids = [s.get("Sid") for s in iam_policies.statements(policy)]
-    assert len(set(sids)) == len(sids)
-    for statement in iam_policies.statements(policy):
-        assert set(statement) <= {"Sid", "Effect", "Action", "Resource", "Condition"}
-        assert statement["Effect"] == "Allow"
-        for action in iam_policies.as_list(statement["Action"]):
-            assert re.fullmatch(r"[a-z0-9-]+:[A-Za-z]+", action), action  # no wildcards
-        for resource in iam_policies.as_list(statement["Resource"]):
-            assert resource == "*" or resource.startswith("arn:aws:"), resource
-
-
-@pytest.mark.parametrize("path", POLICIES, ids=lambda p: p.name)
-def test_nothing_is_broader_than_the_named_resources(path):
-    policy = iam_policies.load(path)
-    for statement in iam_policies.statements(policy):
-        actions = set(iam_policies.as_list(statement["Action"]))
-        resources = iam_policies.as_list(statement["Resource"])
-        if "*" in resources:
-            assert actions <= STAR_RESOURCE_ALLOWED, statement["Sid"]
-        for resource in resources:
-            if resource.startswith("arn:aws:s3:::"):
-                bucket = resource.removeprefix("arn:aws:s3:::").split("/")[0]
-                assert bucket in ("example-fruit-images", "example-fruit-features"), resource
-                assert "*" not in bucket
-            if resource.startswith("arn:aws:elasticmapreduce:"):
-                tag = statement["Condition"]["StringEquals"]["aws:ResourceTag/dag_id"]
-                assert tag == "fruit_features_emr", statement["Sid"]
-
-
-def test_cluster_actions_need_the_dags_tag_and_passrole_names_two_roles():
-    policy = iam_policies.load(iam_policies.CONNECTION_POLICY)
-    by_sid = {s["Sid"]: s for s in iam_policies.statements(policy)}
-    create = by_sid["StartOnlyClustersTaggedForThisDag"]
-    assert create["Condition"]["StringEquals"] == {"aws:RequestTag/dag_id": "fruit_features_emr"}
-    pass_role = [s for s in by_sid.values() if "iam:PassRole" in iam_policies.as_list(s["Action"])]
-    (statement,) = pass_role
-    assert sorted(statement["Resource"]) == [
-        "arn:aws:iam::123456789012:role/EMR_DefaultRole",
-        "arn:aws:iam::123456789012:role/EMR_EC2_DefaultRole",
-    ]
-    actions = {a for s in by_sid.values() for a in iam_policies.as_list(s["Action"])}
-    # No way to re-tag someone else's cluster into this DAG's reach, nor to delete buckets.
-    assert not actions & {"elasticmapreduce:AddTags", "elasticmapreduce:RemoveTags"}
-    assert not any(a.startswith(("s3:DeleteBucket", "s3:PutBucket")) for a in actions)
-
-
-# --- No credentials in the repository -------------------------------------------------------
-
-CREDENTIAL_PATTERNS = [
-    re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),  # AWS access key ids
-    re.compile(r"(?i)aws_secret_access_key\s*[=:]\s*['\"]?[A-Za-z0-9/+]{40}\b"),
-    re.compile(r"-----BEGIN (RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----"),
-    re.compile(r"\bxox[abpr]-[0-9A-Za-z-]{10,}"),  # Slack tokens
-    re.compile(r"\bgh[pousr]_[0-9A-Za-z]{36}\b"),  # GitHub tokens
-]
-
-
-def test_no_credentials_in_the_repository():
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
-    hits = []
-    for name in listed:
-        path = REPO / name
-        if not path.is_file() or path.stat().st_size > 2_000_000:
-            continue
-        text = path.read_text(errors="ignore")
-        for pattern in CREDENTIAL_PATTERNS:
-            hits += [f"{name}: {m.group(0)[:12]}..." for m in pattern.finditer(text)]
-    assert hits == []
