@@ -33,13 +33,17 @@ FAKE_CREDENTIALS = {
 }
 
 
-def aws_connection(endpoint_url: str) -> str:
-    """AIRFLOW_CONN_AWS_DEFAULT for the emulator, as JSON."""
+def aws_connection(
+    endpoint_url: str,
+    key: str = FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+    secret: str = FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+) -> str:
+    """AIRFLOW_CONN_AWS_DEFAULT for the emulator (or a moto server), as JSON."""
     return json.dumps(
         {
             "conn_type": "aws",
-            "login": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            "password": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            "login": key,
+            "password": secret,
             "extra": {"region_name": REGION, "endpoint_url": endpoint_url},
         }
     )

@@ -1,5 +1,6 @@
 """Shared by every test: the local Spark environment (set before pyspark or TensorFlow start),
-a session-scoped SparkSession and the `random` model's weights file."""
+the markers that say which tests are slow (set here by where a test lives, and only here), a
+session-scoped SparkSession and the `random` model's weights file."""
 
 from __future__ import annotations
 
@@ -18,6 +19,31 @@ os.environ.setdefault("KERAS_HOME", str(Path(__file__).resolve().parent.parent /
 # exit, after pytest has closed the stream its handler writes to: a "Logging error" traceback
 # would end make test's output, after pytest's summary.
 logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+# What each slow test costs, by where it lives (pyproject.toml describes the markers). The
+# README's quick loop deselects them: -m "not spark and not e2e and not model".
+MARKS_BY_PATH = (
+    ("tests/spark/", ("spark",)),
+    ("tests/emulator/test_emr_fidelity.py", ("spark",)),  # one of its steps runs spark-submit
+    ("tests/jobs/test_model.py", ("model",)),  # builds MobileNetV2 in TensorFlow subprocesses
+    ("tests/emulator/test_spark_steps.py", ("e2e",)),
+    ("tests/dag/on_emulator/", ("e2e",)),
+    ("tests/dag/test_dag_on_emulator.py", ("e2e",)),
+    ("tests/dag/test_dag_run.py", ("e2e",)),
+    ("tests/dag/test_concurrent_runs.py", ("e2e",)),
+    ("tests/stack/", ("e2e", "stack")),
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by them
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        where = item.path.relative_to(config.rootpath).as_posix()
+        for prefix, marks in MARKS_BY_PATH:
+            if where.startswith(prefix):
+                for mark in marks:
+                    item.add_marker(mark)
 
 
 @pytest.fixture(scope="session")

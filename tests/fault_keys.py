@@ -1,4 +1,4 @@
-"""Fake keys and names shared by the fault-injection suite (tests/dag/test_faults_*.py).
+"""Fake keys and names shared by the fault-injection suite (tests/dag/on_emulator/).
 
 The Airflow connection gets its own distinctive fake keys, so that the calls the DAG makes can
 be told from the emulator's own (the IAM coverage tests), and so that a leak into a task log is

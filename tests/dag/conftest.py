@@ -7,7 +7,6 @@ is set at this module's import, before any test module imports airflow.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import FAKE_AWS_ENV, FAKE_KEY, REGION, aws_client, set_fake_aws_env
+from tests.fakes import FAKE_AWS_ENV, FAKE_KEY, aws_client, set_fake_aws_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,18 +107,14 @@ def aws_endpoint(moto_server: str, aws_credentials: None, monkeypatch: pytest.Mo
     """The Airflow connection `aws_default` pointed at the (reset) moto server."""
     import urllib.request
 
+    from localdev.dag_run import aws_connection
+
     urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"))
-    connection = {
-        "conn_type": "aws",
-        "login": FAKE_KEY,
-        "password": FAKE_KEY,
-        "extra": {"region_name": REGION, "endpoint_url": moto_server},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection(moto_server, FAKE_KEY, FAKE_KEY))
     return moto_server
 
 
-# --- Fault-injection suite (test_faults_*.py): shared by its modules -------------------------
+# --- Fault-injection suite (tests/dag/on_emulator/): shared by its modules ---------------------
 
 
 @pytest.fixture(scope="session")

@@ -33,8 +33,6 @@ from localdev.dag_run_cli import RESULT_MARKER
 from tests.dag.dag_shapes import PIPELINE, keys_under, read_json, run_conf
 from tests.image_cases import write_good_images
 
-pytestmark = pytest.mark.e2e
-
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT = "s3://fruit-out/runs/"
 INPUTS = {"a": ("s3://fruit-in/a/", 2), "b": ("s3://fruit-in/b/", 3)}  # name: (prefix, images)

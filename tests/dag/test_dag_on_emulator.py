@@ -24,8 +24,6 @@ from tests.dag.dag_shapes import keys_under, read_json, run_conf
 from tests.image_cases import bad_input_cases, jpeg_bytes, picture, write, write_good_images
 from tests.spark.conftest import FEATURE_ROUND_OFF
 
-pytestmark = pytest.mark.e2e
-
 INPUT = "s3://fruit-in/fruits/"
 OUTPUT = "s3://fruit-out/runs/"
 

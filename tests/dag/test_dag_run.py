@@ -16,8 +16,6 @@ from emr_pipeline.uris import run_key
 from tests.dag.dag_shapes import PIPELINE, states
 from tests.dag.emr_simulator import EmrStepSimulator, server_client
 
-pytestmark = pytest.mark.e2e
-
 INPUT = "s3://fruit-in/fruits/"
 OUTPUT = "s3://fruit-out/runs/"
 IMAGES = ("Apple/r_0_100.jpg", "Apple/r_1_100.jpg", "Kiwi/r_0_100.JPG")

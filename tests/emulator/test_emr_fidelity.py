@@ -21,8 +21,6 @@ from tests.emulator.helpers import (
     wait_for_steps,
 )
 
-pytestmark = pytest.mark.spark  # one step runs spark-submit
-
 SPARK_ENV_PYTHON = {
     "Classification": "spark-env",
     "Configurations": [

@@ -13,8 +13,6 @@ from localdev.local_spark import JOBS_DIR
 from localdev.sample_data import generate_images
 from tests.emulator.helpers import command_step, create_cluster, read_log, wait_for_steps
 
-pytestmark = pytest.mark.e2e
-
 BUCKET = "emulator-spark"
 IMAGES = 6
 

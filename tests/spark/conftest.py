@@ -34,12 +34,6 @@ def build_input_tree(root: Path) -> Path:
     return root
 
 
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if "tests/spark/" in str(item.fspath):
-            item.add_marker(pytest.mark.spark)
-
-
 @pytest.fixture(scope="session")
 def pipeline_run(spark, tmp_path_factory) -> PipelineRun:
     from imagefeatures.featurize import run_featurize

@@ -24,8 +24,6 @@ from tests.dag.dag_shapes import keys_under, read_json
 from tests.stack.airflow_api import ApiError
 from tests.stack.conftest import ARTIFACTS, chromium_path
 
-pytestmark = [pytest.mark.e2e, pytest.mark.stack]
-
 RUN_TIMEOUT = 600
 
 

@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 
 from emr_pipeline.preflight import RUN_MARKER
-from localdev.dag_run import upload_tree
+from localdev.dag_run import aws_connection, upload_tree
 from tests import iam_policies
 from tests.dag.on_emulator.world import (
     DAG_ID,
@@ -26,7 +26,6 @@ from tests.dag.on_emulator.world import (
     start_foreign_clusters,
     wait_until_ended,
 )
-from tests.fakes import REGION
 from tests.fault_keys import (
     DAG_ACCESS_KEY,
     DAG_SECRET_KEY,
@@ -79,13 +78,8 @@ def world(emulator, images, aws_credentials, monkeypatch, leaked_clusters):
     foreign = start_foreign_clusters(endpoint)
     emulator.api_calls.enforce(DAG_ACCESS_KEY, iam_policies.load(iam_policies.CONNECTION_POLICY))
     emulator.api_calls.enforce(EMULATOR_ACCESS_KEY, iam_policies.load(iam_policies.INSTANCE_POLICY))
-    connection = {
-        "conn_type": "aws",
-        "login": DAG_ACCESS_KEY,
-        "password": DAG_SECRET_KEY,
-        "extra": {"region_name": REGION, "endpoint_url": endpoint},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
+    connection = aws_connection(endpoint, DAG_ACCESS_KEY, DAG_SECRET_KEY)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", connection)
     s3 = client(endpoint, "s3")
     s3.create_bucket(Bucket="example-fruit-features")
     assert upload_tree(s3, images, INPUT) == 4

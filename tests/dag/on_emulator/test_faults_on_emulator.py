@@ -39,8 +39,6 @@ from tests.dag.on_emulator.world import (
 )
 from tests.fault_keys import DAG_ACCESS_KEY, DAG_SECRET_KEY, ENDED_CLUSTER_STATES
 
-pytestmark = pytest.mark.e2e
-
 
 def test_retried_create_and_step_lookup_leave_one_cluster_and_one_run_of_each_step(
     dag, world, capfd

@@ -37,8 +37,6 @@ from tests.dag.on_emulator.world import (
 from tests.fault_keys import DAG_ACCESS_KEY
 from tests.image_cases import jpeg_bytes, picture
 
-pytestmark = pytest.mark.e2e
-
 LOGICAL_DATE = pendulum.datetime(2025, 7, 1, tz="UTC")
 RUN_ID = f"manual__{LOGICAL_DATE.isoformat()}"  # what dag.test() names a run at that date
 EARLIER_RUN = "scheduled__2025-06-23T00:00:00+00:00"
