@@ -171,7 +171,8 @@ class RunOptions:
     master_instance_type: str = parameter(
         "m5.xlarge",
         deployment=True,
-        pattern=INSTANCE_TYPE_PATTERN,
+        min_length=1,
+        value_pattern=INSTANCE_TYPE_PATTERN,
         expected="an EC2 instance type such as m5.xlarge",
         section=CLUSTER,
         title="Primary node type",
@@ -180,7 +181,8 @@ class RunOptions:
     core_instance_type: str = parameter(
         "m5.2xlarge",
         deployment=True,
-        pattern=INSTANCE_TYPE_PATTERN,
+        min_length=1,
+        value_pattern=INSTANCE_TYPE_PATTERN,
         expected="an EC2 instance type such as m5.xlarge",
         section=CLUSTER,
         title="Core node type",

@@ -40,13 +40,15 @@ def parameter(
     enum: Iterable[str] | None = None,
     pattern: str | None = None,
     min_length: int | None = None,
+    value_pattern: str | None = None,
     expected: str | None = None,
     why: str = "",
 ) -> Any:
     """A RunOptions field. `deployment`: FRUIT_EMR_<NAME> sets its default in the form;
     `form_default`: the form's example value of a required field (`default` MISSING);
-    `expected`: what a value that misses `pattern` should look like; `why`: said after a
-    bound's message."""
+    `value_pattern`: a pattern checked by RunOptions.validate only, not by the form (whose
+    message would be the bare regex); `expected`: what a value that misses `pattern` or
+    `value_pattern` should look like; `why`: said after a bound's message."""
     schema = {
         "minimum": minimum,
         "maximum": maximum,
@@ -60,6 +62,7 @@ def parameter(
         "schema": {key: value for key, value in schema.items() if value is not None},
         "deployment": deployment,
         "form_default": form_default,
+        "value_pattern": value_pattern,
         "expected": expected,
         "why": f" ({why})" if why else "",
     }
@@ -108,9 +111,10 @@ def check_value(field: dataclasses.Field, annotation: Any, value: Any) -> None:
         raise InvalidRunOptionsError(f"{name}: expected one of {allowed}, got {value!r}")
     if "minLength" in schema and len(value) < schema["minLength"]:
         raise InvalidRunOptionsError(f"{name}: must not be empty")
-    if "pattern" in schema and not re.search(schema["pattern"], value):
-        expected = field.metadata["expected"] or f"a value matching {schema['pattern']}"
-        raise InvalidRunOptionsError(f"{name}: expected {expected}, got {value!r}")
+    for pattern in (schema.get("pattern"), field.metadata["value_pattern"]):
+        if pattern and not re.search(pattern, value):
+            expected = field.metadata["expected"] or f"a value matching {pattern}"
+            raise InvalidRunOptionsError(f"{name}: expected {expected}, got {value!r}")
 
 
 def deployment_defaults(
