@@ -87,6 +87,8 @@ def parse_setting(annotation: Any, text: str) -> Any:
     kind = _value_types(annotation)[0]
     if kind is bool:
         return text.lower() in ("1", "true", "yes", "on")
+    if kind is float and text.lstrip("-").isdigit():
+        return int(text)  # a number written whole stays whole: the form shows 5, not 5.0
     return kind(text)
 
 
