@@ -34,6 +34,8 @@ from emr_pipeline.operators import (
 from emr_pipeline.options import InvalidRunOptionsError, RunOptions, check_worker_support
 from emr_pipeline.params import build_params
 from emr_pipeline.plan import make_plan
+from emr_pipeline.run_prefix import claim_run_prefix
+from emr_pipeline.s3_reads import PreflightError
 from emr_pipeline.sensors import ExplainedEmrStepSensor, RunTimedS3KeySensor
 from emr_pipeline.settings import DAG_ID, DeploymentSettings, ParseTimeSettings
 from emr_pipeline.steps import STEP_NAMES
@@ -106,7 +108,7 @@ with DAG(
                 plan = plan_with(base_run_uri=base.uri)
             else:  # featurize keeps the reason in its summary, and so in report.json
                 plan = plan_with(full_run_reason=base.reason)
-        except (InvalidRunOptionsError, preflight.PreflightError) as exc:
+        except (InvalidRunOptionsError, PreflightError) as exc:
             # A verdict on the run's inputs, not a hiccup: retrying would only repeat it.
             raise AirflowFailException(str(exc)) from exc
         # The run starts (again): a cluster an earlier attempt of this same run left behind
@@ -120,8 +122,8 @@ with DAG(
         if ended:
             print(f"terminated clusters left running by an earlier attempt of this run: {ended}")
         try:
-            removed = preflight.claim_run_prefix(s3, plan, DAG_ID, run_id, plan.s3_encryption)
-        except preflight.PreflightError as exc:
+            removed = claim_run_prefix(s3, plan, DAG_ID, run_id, plan.s3_encryption)
+        except PreflightError as exc:
             raise AirflowFailException(str(exc)) from exc
         if removed:
             print(f"removed {removed} objects of an earlier attempt under {plan.output_uri}")

@@ -16,7 +16,8 @@ from typing import Any
 
 from emr_pipeline.options import RunOptions
 from emr_pipeline.plan import REPORT_NAME, RunPlan
-from emr_pipeline.preflight import RUN_MARKER, read_json
+from emr_pipeline.run_prefix import RUN_MARKER
+from emr_pipeline.s3_reads import read_json
 from emr_pipeline.uris import as_prefix, split_s3_uri
 
 

@@ -14,7 +14,7 @@ Each function takes a boto3 client (EMR or S3), so the tests call them against m
 * When a run starts again from preflight (cleared, or its worker was killed and the run
   re-triggered with the same run_id), clusters that an earlier attempt of the same run left
   running are terminated, and waited for, before anything else: one cluster per run at a time.
-  The run's own output prefix is emptied (emr_pipeline.preflight.claim_run_prefix) so that
+  The run's own output prefix is emptied (emr_pipeline.run_prefix.claim_run_prefix) so that
   nothing of a partial attempt mixes with the new one.
 """
 

@@ -12,7 +12,7 @@ import pytest
 from emr_pipeline.base_run import base_for_run, choose_base_run
 from emr_pipeline.options import RunOptions
 from emr_pipeline.plan import RunPlan
-from emr_pipeline.preflight import RUN_MARKER
+from emr_pipeline.run_prefix import RUN_MARKER
 from tests.dag.dag_shapes import put
 
 ROOT = "s3://out-bucket/runs/"

@@ -9,17 +9,11 @@ import json
 import pytest
 
 from emr_pipeline import preflight
+from emr_pipeline.input_listing import list_images
 from emr_pipeline.plan import RunPlan
-from emr_pipeline.preflight import (
-    RUN_MARKER,
-    PreflightError,
-    check_run_prefix,
-    check_weights,
-    claim_run_prefix,
-    list_images,
-    marker_body,
-    require_bucket,
-)
+from emr_pipeline.preflight import check_weights
+from emr_pipeline.run_prefix import RUN_MARKER, check_run_prefix, claim_run_prefix, marker_body
+from emr_pipeline.s3_reads import PreflightError, require_bucket
 from tests.dag.dag_shapes import put
 
 OUT = "s3://out-bucket/runs/manual__1/"

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import pytest
 
-from emr_pipeline.preflight import RUN_MARKER
+from emr_pipeline.run_prefix import RUN_MARKER
 from localdev.dag_run import aws_connection, upload_tree
 from tests import iam_policies
 from tests.dag.on_emulator.world import (

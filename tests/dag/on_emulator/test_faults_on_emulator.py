@@ -20,7 +20,7 @@ import pytest
 from airflow._shared.module_loading import import_string  # what the triggerer uses
 from airflow.sdk.exceptions import TaskDeferred
 
-from emr_pipeline.preflight import RUN_MARKER
+from emr_pipeline.run_prefix import RUN_MARKER
 from emr_pipeline.uris import split_s3_uri
 from localdev.airflow_stack.processes import wait_until
 from localdev.dag_run import run_output_uri

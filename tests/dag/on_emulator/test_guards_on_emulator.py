@@ -22,7 +22,7 @@ from typing import Any
 import pendulum
 import pytest
 
-from emr_pipeline.preflight import RUN_MARKER
+from emr_pipeline.run_prefix import RUN_MARKER
 from localdev.dag_run import run_output_uri
 from tests.dag.dag_shapes import keys_under, put, read_json, states
 from tests.dag.on_emulator.world import (

@@ -1,0 +1,79 @@
+"""The S3 reads preflight and the base-run search share, and the error they raise.
+
+Each read that S3 refuses (a missing bucket, a connection without the permission) becomes a
+PreflightError naming the parameter or setting to change, instead of a retried ClientError.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from emr_pipeline.uris import as_prefix, split_s3_uri
+
+NOT_FOUND = ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
+DENIED = ("403", "AccessDenied", "Forbidden", "AllAccessDisabled")
+EXAMPLES = 5  # keys named in a message, at most
+
+
+class PreflightError(RuntimeError):
+    """The run must not start; the message says why and what to change."""
+
+
+def error_code(exc: Exception) -> str:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
+
+def list_objects(s3: Any, bucket: str, prefix: str, what: str, uri: str) -> Iterator[dict]:
+    """Every object under `prefix`; a missing bucket or a refused listing is a PreflightError
+    naming `what` (the parameter), not a retried ClientError."""
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            yield from page.get("Contents", [])
+    except s3.exceptions.ClientError as exc:
+        raise named_error(exc, what, uri) from exc
+
+
+def named_error(exc: Exception, what: str, uri: str) -> Exception:
+    """`exc` as a PreflightError naming `what` when S3 said the bucket is missing or refused
+    the listing; `exc` itself otherwise."""
+    code = error_code(exc)
+    if code in NOT_FOUND:
+        return PreflightError(f"{what}: the bucket of {uri} does not exist")
+    if code in DENIED:
+        return PreflightError(f"{what}: the Airflow connection may not list {uri} ({code})")
+    return exc
+
+
+def examples(keys: list[str], bucket: str) -> str:
+    """The first few of `keys` as URIs, and how many more there are."""
+    shown = ", ".join(f"s3://{bucket}/{key}" for key in keys[:EXAMPLES])
+    more = f" and {len(keys) - EXAMPLES} more" if len(keys) > EXAMPLES else ""
+    return shown + more
+
+
+def read_json(s3: Any, bucket: str, key: str) -> dict | None:
+    """The JSON object at `key`; None when there is no such key, {} when it is not one."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    try:
+        found = json.loads(body)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def require_bucket(s3: Any, uri: str, what: str) -> None:
+    """Fail clearly when the bucket of `uri` is missing (EMR would only fail much later).
+
+    A listing of the URI's own prefix (one key at most), not HeadBucket: HeadBucket needs
+    s3:ListBucket on the whole bucket, which the connection's policy grants only per prefix.
+    """
+    bucket, key = split_s3_uri(uri)
+    try:
+        s3.list_objects_v2(Bucket=bucket, Prefix=as_prefix(key), MaxKeys=1)
+    except s3.exceptions.ClientError as exc:
+        raise named_error(exc, what, uri) from exc
