@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.util
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from emr_pipeline.parameters import (
     declared,
     parameter,
 )
+from emr_pipeline.release_label import DEFAULT_RELEASE_LABEL, check_release_label
 from emr_pipeline.uris import check_prefixes_apart, hadoop_safe_s3_uri
 
 BUILTIN_WEIGHTS, WEIGHTS_SUFFIXES = contract.BUILTIN_WEIGHTS, contract.WEIGHTS_SUFFIXES
@@ -37,17 +37,23 @@ FEATURE_SIZE = contract.FEATURE_SIZE  # PCA cannot keep more components
 # r7iz.metal-16xl, u-6tb1.metal. The whole string: the form's pattern, so anchored.
 INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9][a-z0-9-]*$"
 S3_URI_PATTERN = r"^s3[an]?://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
-DEFAULT_RELEASE_LABEL = "emr-7.13.0"  # newest EMR 7: Spark 3.5, Python 3.11 on the nodes
-_VERSION_NUMBER = r"(?:0|[1-9][0-9]*)"
-RELEASE_LABEL = re.compile(
-    rf"emr-(?P<spark>spark-)?(?P<major>{_VERSION_NUMBER})\.{_VERSION_NUMBER}\.{_VERSION_NUMBER}"
-)
-# EMR 7 is the first release whose nodes have Python 3.11, which the bootstrap installs for;
-# the emr-spark-x.y.z labels start at 8.
-MIN_EMR_MAJOR = {"emr-": 7, "emr-spark-": 8}
 # Longer waits overflow deferrable triggers' timedeltas, and no step of this job needs them.
 MAX_SENSOR_TIMEOUT = 7 * 24 * 3600
 _URI_FIELDS = ("input_uri", "output_uri")
+
+
+def instance_type_parameter(default: str, title: str, nodes: str) -> Any:
+    """A RunOptions field for the EC2 instance type of `nodes`."""
+    return parameter(
+        default,
+        deployment=True,
+        min_length=1,  # the form's check; the pattern is validate's, with its own message
+        value_pattern=INSTANCE_TYPE_PATTERN,
+        expected="an EC2 instance type such as m5.xlarge",
+        section=CLUSTER,
+        title=title,
+        description=f"EC2 instance type of {nodes}.",
+    )
 
 
 @dataclass(frozen=True)
@@ -168,25 +174,11 @@ class RunOptions:
         title="EMR release",
         description="emr-7.13.0 (Spark 3.5) by default; emr-spark-8.0.0 runs Spark 4.",
     )
-    master_instance_type: str = parameter(
-        "m5.xlarge",
-        deployment=True,
-        min_length=1,
-        value_pattern=INSTANCE_TYPE_PATTERN,
-        expected="an EC2 instance type such as m5.xlarge",
-        section=CLUSTER,
-        title="Primary node type",
-        description="EC2 instance type of the primary node (runs the Spark driver).",
+    master_instance_type: str = instance_type_parameter(
+        "m5.xlarge", "Primary node type", "the primary node (runs the Spark driver)"
     )
-    core_instance_type: str = parameter(
-        "m5.2xlarge",
-        deployment=True,
-        min_length=1,
-        value_pattern=INSTANCE_TYPE_PATTERN,
-        expected="an EC2 instance type such as m5.xlarge",
-        section=CLUSTER,
-        title="Core node type",
-        description="EC2 instance type of the core nodes (run the featurize tasks).",
+    core_instance_type: str = instance_type_parameter(
+        "m5.2xlarge", "Core node type", "the core nodes (run the featurize tasks)"
     )
     core_instance_count: int = parameter(
         2,
@@ -295,19 +287,7 @@ class RunOptions:
         check_prefixes_apart({name: uris[name] for name in _URI_FIELDS})
         if self.pca_variance is None and self.pca_k is None:
             raise InvalidRunOptionsError("set pca_k or pca_variance")
-        release = RELEASE_LABEL.fullmatch(self.release_label)
-        if not release:
-            raise InvalidRunOptionsError(
-                f"release_label: expected e.g. emr-7.13.0 or emr-spark-8.0.0, "
-                f"got {self.release_label!r}"
-            )
-        family = "emr-spark-" if release["spark"] else "emr-"
-        if int(release["major"]) < MIN_EMR_MAJOR[family]:
-            raise InvalidRunOptionsError(
-                f"release_label: {self.release_label}'s nodes have no Python 3.11, which the "
-                f"bootstrap installs the jobs' packages for; use emr-{MIN_EMR_MAJOR['emr-']}.x "
-                "or newer"
-            )
+        check_release_label(self.release_label)
         if self.core_spot and self.core_instance_count == 0:
             raise InvalidRunOptionsError("core_spot needs at least one core instance")
 
