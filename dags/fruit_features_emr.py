@@ -31,7 +31,7 @@ from emr_pipeline.operators import (
     RunScopedEmrTerminateJobFlowOperator,
     run_tags_of,
 )
-from emr_pipeline.options import InvalidRunOptionsError, RunOptions, check_worker_support
+from emr_pipeline.options import InvalidRunOptionsError, RunOptions
 from emr_pipeline.params import build_params
 from emr_pipeline.plan import make_plan
 from emr_pipeline.run_prefix import claim_run_prefix
@@ -40,6 +40,7 @@ from emr_pipeline.sensors import ExplainedEmrStepSensor, RunTimedS3KeySensor
 from emr_pipeline.settings import DAG_ID, DeploymentSettings, ParseTimeSettings
 from emr_pipeline.steps import STEP_NAMES
 from emr_pipeline.uris import join_uri, split_s3_uri
+from emr_pipeline.worker_support import check_worker_support
 
 SETTINGS = ParseTimeSettings.from_env()
 CONN_ID = SETTINGS.aws_conn_id
@@ -182,6 +183,7 @@ with DAG(
                 step_name=name,
                 aws_conn_id=CONN_ID,
                 job_flow_id=cluster_id,
+                run_output_uri=plan["output_uri"],  # its progress file: logged at every look
             )
         return group
 

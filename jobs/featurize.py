@@ -11,7 +11,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_job(
         "featurize",
         parse_args,
-        lambda spark, a: run_featurize(
+        lambda spark, a, progress: run_featurize(
             spark,
             a.input,
             a.output,
@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
             a.model_cache,
             a.base,
             a.full_run_reason,
+            progress,
         ),
         argv,
         before_spark=lambda a: export_model_ahead(a.weights, a.runtime, a.model_cache),

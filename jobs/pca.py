@@ -8,7 +8,10 @@ from imagefeatures.pca import parse_args, run_pca
 
 def main(argv: list[str] | None = None) -> int:
     return run_job(
-        "pca", parse_args, lambda spark, a: run_pca(spark, a.input, a.output, a.k, a.variance), argv
+        "pca",
+        parse_args,
+        lambda spark, a, _: run_pca(spark, a.input, a.output, a.k, a.variance),
+        argv,
     )
 
 

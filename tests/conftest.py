@@ -36,6 +36,16 @@ MARKS_BY_PATH = (
 )
 
 
+# The costliest files first, so that make test's workers (pytest-xdist, a file each) do not
+# end on one long file started last. A file's tests stay together (a stable sort by file cost).
+COST_ORDER = ("stack", "e2e", "spark", "model")
+
+
+def _cost_rank(item: pytest.Item) -> int:
+    marks = {mark.name for mark in item.iter_markers()}
+    return next((i for i, name in enumerate(COST_ORDER) if name in marks), len(COST_ORDER))
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by them
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
@@ -44,6 +54,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if where.startswith(prefix):
                 for mark in marks:
                     item.add_marker(mark)
+    items.sort(key=_cost_rank)
 
 
 @pytest.fixture(scope="session")

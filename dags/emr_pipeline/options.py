@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib.util
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ from emr_pipeline.parameters import (
     parameter,
 )
 from emr_pipeline.release_label import DEFAULT_RELEASE_LABEL, check_release_label
+from emr_pipeline.step_watch import progress_seconds
 from emr_pipeline.uris import check_prefixes_apart, hadoop_safe_s3_uri
 
 BUILTIN_WEIGHTS, WEIGHTS_SUFFIXES = contract.BUILTIN_WEIGHTS, contract.WEIGHTS_SUFFIXES
@@ -234,6 +234,23 @@ class RunOptions:
         title="Sensor timeout (s)",
         description="How long each sensor waits before failing.",
     )
+    stuck_after_seconds: int = parameter(
+        15 * 60,
+        deployment=True,
+        minimum=10,
+        maximum=MAX_SENSOR_TIMEOUT,
+        section=WAITING,
+        title="Stuck after (s)",
+        description="A running step whose progress has not moved for this long is reported "
+        "as stuck in its sensor's log.",
+    )
+    fail_when_stuck: bool = parameter(
+        False,
+        deployment=True,
+        section=WAITING,
+        title="Fail when stuck",
+        description="Fail the run (and so end its cluster) when a step is stuck.",
+    )
     deferrable: bool = parameter(
         True,
         deployment=True,
@@ -288,6 +305,13 @@ class RunOptions:
         if self.pca_variance is None and self.pca_k is None:
             raise InvalidRunOptionsError("set pca_k or pca_variance")
         check_release_label(self.release_label)
+        interval = progress_seconds(self.poke_interval_seconds)
+        if self.stuck_after_seconds < 2 * interval:
+            raise InvalidRunOptionsError(
+                f"stuck_after_seconds: at least {2 * interval:g} s, twice the interval at which "
+                f"a step rewrites its progress ({interval:g} s at poke_interval_seconds="
+                f"{self.poke_interval_seconds:g}); got {self.stuck_after_seconds}"
+            )
         if self.core_spot and self.core_instance_count == 0:
             raise InvalidRunOptionsError("core_spot needs at least one core instance")
 
@@ -297,16 +321,3 @@ class RunOptions:
         if self.pca_variance is not None:
             return ["--variance", str(self.pca_variance)]
         return ["--k", str(self.pca_k)]
-
-
-def check_worker_support(
-    options: RunOptions, find_module: Callable[[str], object] = importlib.util.find_spec
-) -> None:
-    """What the run needs from this Airflow installation (not from its parameters)."""
-    if options.deferrable and find_module("aiobotocore") is None:
-        # The provider's EMR/S3 triggers are async and need aiobotocore in the triggerer.
-        raise InvalidRunOptionsError(
-            "deferrable=true needs aiobotocore on the workers and the triggerer "
-            "(pip install 'apache-airflow-providers-amazon[aiobotocore]'); or trigger with "
-            "deferrable=false, or set FRUIT_EMR_DEFERRABLE=false to make that the default"
-        )

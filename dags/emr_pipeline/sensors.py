@@ -1,5 +1,6 @@
-"""The provider's sensors, with their timing taken from the run's params and a failed EMR
-step explained in the log (FailureDetails + stderr tail) instead of only "step FAILED".
+"""The provider's sensors, with their timing taken from the run's params, a running EMR step
+watched (its progress, new log lines, whether it is stuck: emr_pipeline.step_watch) and a
+failed one explained in the log (FailureDetails + stderr tail) instead of only "step FAILED".
 
 BaseSensorOperator's poke_interval/timeout are constructor arguments, not template fields;
 reading them from context["params"] at execute time lets each run (and the tests) choose.
@@ -21,6 +22,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 from emr_pipeline.idempotency import find_steps
 from emr_pipeline.operators import check_cluster_is_the_runs
 from emr_pipeline.step_logs import explain_step_failure
+from emr_pipeline.step_watch import StepWatch, progress_uri
 from emr_pipeline.triggers import StepCancellingEmrStepTrigger, cancel_step
 
 
@@ -55,10 +57,22 @@ class ExplainedEmrStepSensor(EmrStepSensor):
     AirflowFailException skips the retries that still cover transient API errors.
     """
 
-    def __init__(self, *, step_name: str, log_wait_seconds: float = 180, **kwargs: Any) -> None:
+    template_fields = (*EmrStepSensor.template_fields, "run_output_uri")
+
+    def __init__(
+        self,
+        *,
+        step_name: str,
+        run_output_uri: str = "",
+        log_wait_seconds: float = 180,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(step_id="", **kwargs)
         self.step_name = step_name
+        self.run_output_uri = run_output_uri  # where the step's progress file is
         self.log_wait_seconds = log_wait_seconds
+        self.watch: StepWatch | None = None
+        self.fail_when_stuck = False
 
     def _find_step(self, context: Any) -> None:
         if self.step_id:
@@ -77,6 +91,14 @@ class ExplainedEmrStepSensor(EmrStepSensor):
         # Deferred mode counts attempts instead of seconds, each int(poke_interval) long.
         self.max_attempts = max(1, math.ceil(self.timeout / max(int(self.poke_interval), 1)))
         self._find_step(context)
+        params = context["params"]
+        self.fail_when_stuck = bool(params.get("fail_when_stuck", False))
+        if self.watch is None and self.run_output_uri:
+            self.watch = StepWatch(
+                self.step_name,
+                progress_uri(self.run_output_uri, self.step_name),
+                float(params.get("stuck_after_seconds", 900)),
+            )
 
     def execute(self, context: Any) -> None:
         self._prepare(context)
@@ -89,7 +111,16 @@ class ExplainedEmrStepSensor(EmrStepSensor):
             raise AirflowSensorTimeout(self.timeout_message()) from exc
 
     def _defer_to_trigger(self, trigger_class: type = StepCancellingEmrStepTrigger) -> None:
-        """As EmrStepSensor defers, with a trigger whose on_kill cancels the step."""
+        """As EmrStepSensor defers, with a trigger that watches the step as the pokes do and
+        whose on_kill cancels it."""
+        watching = {}
+        if trigger_class is StepCancellingEmrStepTrigger and self.watch is not None:
+            watching["watch"] = {
+                "step": self.step_name,
+                "progress_uri": self.watch.progress_uri,
+                "stuck_after_seconds": self.watch.stuck_after_seconds,
+                "fail_when_stuck": self.fail_when_stuck,
+            }
         self.defer(
             timeout=timedelta(seconds=self.max_attempts * self.poke_interval),
             trigger=trigger_class(
@@ -101,6 +132,7 @@ class ExplainedEmrStepSensor(EmrStepSensor):
                 region_name=self.region_name,
                 verify=self.verify,
                 botocore_config=self.botocore_config,
+                **watching,
             ),
             method_name="execute_complete",
         )
@@ -129,6 +161,11 @@ class ExplainedEmrStepSensor(EmrStepSensor):
         response = self.get_emr_response(context=context)
         state = self.state_from_response(response)
         self.log.info("Step %s is %s", self.step_id, state)
+        if self.watch is not None and state != "PENDING":
+            emr, s3 = self.hook.conn, self._s3_client()
+            stuck = self.watch.look(emr, s3, self.job_flow_id, self.step_id, state, self.log)
+            if stuck and self.fail_when_stuck:
+                raise AirflowFailException(stuck)
         if state in self.failed_states:
             self._fail()
         return state in self.target_states
@@ -149,6 +186,8 @@ class ExplainedEmrStepSensor(EmrStepSensor):
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
         self._prepare(context)
+        if event and event.get("stuck"):  # the trigger saw no progress, and fail_when_stuck
+            raise AirflowFailException(event["stuck"])
         if event and event.get("status") != "success":
             state = self.state_from_response(self.get_emr_response(context=context))
             if state not in self.failed_states:  # the trigger ran out of attempts
@@ -156,10 +195,13 @@ class ExplainedEmrStepSensor(EmrStepSensor):
             self._fail()
         super().execute_complete(context, event)
 
-    def _fail(self) -> None:
-        s3 = S3Hook(
+    def _s3_client(self) -> Any:
+        return S3Hook(
             aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify
         ).get_conn()
+
+    def _fail(self) -> None:
+        s3 = self._s3_client()
         try:
             explanation = explain_step_failure(
                 self.hook.conn, s3, self.job_flow_id, self.step_id, self.log_wait_seconds

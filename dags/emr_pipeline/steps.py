@@ -7,12 +7,13 @@ from typing import Any
 from emr_pipeline.artifacts import ArtifactUris
 from emr_pipeline.job_contract import contract
 from emr_pipeline.options import RunOptions
+from emr_pipeline.step_watch import progress_seconds, progress_uri
 from emr_pipeline.uris import join_uri
 
 # A failed step terminates the cluster at once (each step is added alone, so nothing is
 # queued behind it); Airflow's teardown would do the same a poke later.
 ACTION_ON_FAILURE = "TERMINATE_CLUSTER"
-STEP_NAMES = ("featurize", "pca", "validate")  # the order EMR runs them in
+STEP_NAMES = contract.STEP_NAMES  # the order EMR runs them in
 
 
 def spark_step(
@@ -67,6 +68,11 @@ def build_steps(
     """
 
     def step(name: str, args: list[str], conf: dict[str, str] | None = None) -> list[dict]:
+        args = [
+            *args,
+            "--progress", progress_uri(run_output_uri, name),
+            "--progress-seconds", f"{progress_seconds(options.poke_interval_seconds):g}",
+        ]  # fmt: skip
         return [
             spark_step(name, artifacts.entrypoint(f"{name}.py"), artifacts.package_zip, args, conf)
         ]

@@ -40,3 +40,11 @@ FEATURIZE_SUMMARY = "featurize_summary.json"
 PCA_SUMMARY = "pca_summary.json"
 REPORT = "report.json"  # written by validate, read by the DAG
 PLOT = "pca.png"
+# Each step's progress while it runs (<run>/_progress/<step>.json; `_` hides it from Spark).
+PROGRESS = "_progress"
+STEP_NAMES = ("featurize", "pca", "validate")
+
+
+def progress_file(step: str) -> str:
+    """Where, under a run's output prefix, step `step` publishes its progress."""
+    return f"{PROGRESS}/{step}.json"

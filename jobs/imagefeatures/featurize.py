@@ -43,6 +43,7 @@ from imagefeatures.model_shipping import (
     ship_weights,
     take_export_ahead,
 )
+from imagefeatures.progress import ImageCounters, JobProgress, add_progress_arguments
 
 # Images per scan task. Spark counts each file as at least openCostInBytes (4 MB by
 # default), so small photos made tasks of ~32 files, each paying the per-task set-up of the
@@ -134,12 +135,16 @@ def run_featurize(
     model_cache: str | None = None,
     base: str | None = None,
     full_run_reason: str | None = None,
+    progress: JobProgress | None = None,
 ) -> dict:
     """Write <output>/features, <output>/rejects and <output>/featurize_summary.json.
     `model_cache`: a folder or URI where exported OpenVINO models are kept between runs.
     `base`: an earlier run's output folder whose vectors of unchanged images are reused;
-    `full_run_reason`: why there is none (the summary keeps it)."""
+    `full_run_reason`: why there is none (the summary keeps it). `progress`: where the job
+    says what it is doing (the images through the model while it runs)."""
     started = time.time()
+    progress = progress or JobProgress(spark, None, "featurize")
+    progress.phase("listing")
     check_model_choice(runtime, precision)
     pack_small_files(spark, files_per_task)
     files = image_files(spark, input_uri)
@@ -148,13 +153,15 @@ def run_featurize(
     weights_ref = ship_weights(spark, weights)
     model_key = model_key_of(weights_ref)
     featurizer = featurizer_key(model_key, runtime, precision)
+    progress.phase("comparing with the base run" if base else "planning")
     increment = plan_increment(spark, files, paths, base, featurizer, full_run_reason)
     if increment.reason:
         print(f"featurize: full run: {increment.reason}", flush=True)
     # Files the scan may skip (empty ones) are among those to featurize, never among the reused.
     listed = listing(files, increment.todo)
-    computed, cached = None, None
+    computed, cached, counters = None, None, ImageCounters.live(spark)
     if increment.todo:  # an unchanged input needs no model at all
+        progress.phase("preparing the model")
         model_ref, cached = ship_model(
             spark, weights_ref, runtime, exported, model_cache, model_key
         )
@@ -164,14 +171,17 @@ def run_featurize(
         images = set_partitions(as_images(images), partitions)
         # Both datasets come from one pass of the model. Reused vectors are not kept: they
         # are read once, by the features' write (the rejects need only their paths).
-        computed = with_features(images, model_ref, batch_size, precision)
+        computed = with_features(images, model_ref, batch_size, precision, counters)
         computed = computed.persist(StorageLevel.MEMORY_AND_DISK)
     reused = None if increment.reused is None else with_reused(increment)
     results = reduce(DataFrame.unionByName, [p for p in (computed, reused) if p is not None])
     try:
         features_uri = storage.join_uri(output_uri, FEATURES)
         rejects_uri = storage.join_uri(output_uri, REJECTS)
+        # The model runs in this write: its images are counted as each task ends.
+        progress.phase("featurizing", total=len(increment.todo), counters=counters)
         write_features(spark, accepted(results), features_uri, increment)
+        progress.phase("writing rejects and counts")
         rejected(results, listed).write.mode("overwrite").parquet(rejects_uri)
         # Counts read back from what was written: the numbers the datasets really hold.
         written = {
@@ -179,6 +189,10 @@ def run_featurize(
             for name, uri in ((FEATURES, features_uri), (REJECTS, rejects_uri))
         }
         ran = {} if computed is None else precisions_that_ran(computed)
+        # Every image to featurize has its outcome: features, or a reject (the empty files the
+        # model never saw among them).
+        done = ImageCounters.settled(len(increment.todo), written[REJECTS])
+        progress.phase("featurized", total=len(increment.todo), counters=done)
     finally:
         if computed is not None:
             computed.unpersist()
@@ -257,4 +271,5 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="without --base: why every image is featurized (kept in the summary)",
     )
+    add_progress_arguments(parser)
     return parser.parse_args(argv)

@@ -3,6 +3,8 @@ and what the results say about the precision that ran."""
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -15,9 +17,19 @@ from imagefeatures.contract import DEFAULT_BATCH_SIZE
 from imagefeatures.images import ImageDecodeError, preprocess_image
 from imagefeatures.model import model_batches, worker_tensorflow_env
 from imagefeatures.model_shipping import worker_feature_fn
+from imagefeatures.progress import ImageCounters
 
 # precision: what the model ran in for that image (null for a reject).
 RESULT_TYPE = "struct<features:array<float>,error:string,precision:string>"
+# A test hook: a Python worker that has featurized this many images stops answering, as a hung
+# executor would (the DAG's stuck-step detection is tested with it). Unset: no effect.
+TEST_HANG_AFTER_IMAGES = "IMAGEFEATURES_TEST_HANG_AFTER_IMAGES"
+
+
+def hang_like_a_stuck_executor() -> None:
+    """Sleep until killed (by the step's cancellation or the cluster's end)."""
+    while True:
+        time.sleep(60)
 
 
 def featurize_contents(
@@ -44,17 +56,34 @@ def featurize_contents(
     return pd.DataFrame({"features": features, "error": errors, "precision": ran})
 
 
-def make_featurize_udf(model_ref: str, batch_size: int, precision: str = "f32"):
+def make_featurize_udf(
+    model_ref: str,
+    batch_size: int,
+    precision: str = "f32",
+    counters: ImageCounters | None = None,
+):
     """A pandas UDF content -> struct(features, error, precision). The model is fetched from
-    the per-process cache, so each Python worker builds it once and reuses it for every task."""
+    the per-process cache, so each Python worker builds it once and reuses it for every task.
+    `counters` count the images and rejects (the driver sees them as each task ends)."""
+    images = None if counters is None else counters.images
+    rejects = None if counters is None else counters.rejects
+    hang_after = int(os.environ.get(TEST_HANG_AFTER_IMAGES, "0") or 0)
 
     @F.pandas_udf(RESULT_TYPE)
     def featurize_udf(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         task = TaskContext.get()
         threads = task.cpus() if task else None
         feature_fn, ran = worker_feature_fn(model_ref, threads, precision)
+        seen = 0
         for contents in batches:
-            yield featurize_contents(feature_fn, contents, batch_size, ran)
+            result = featurize_contents(feature_fn, contents, batch_size, ran)
+            if images is not None:
+                images.add(len(result))
+                rejects.add(int(result["error"].notna().sum()))
+            seen += len(result)
+            if hang_after and seen >= hang_after:
+                hang_like_a_stuck_executor()
+            yield result
 
     return featurize_udf
 
@@ -64,6 +93,7 @@ def with_features(
     model_ref: str,
     batch_size: int = DEFAULT_BATCH_SIZE,
     precision: str = "f32",
+    counters: ImageCounters | None = None,
 ) -> DataFrame:
     """(path, label, content, ...) -> (path, label, ..., features, error, precision): the
     columns but content kept; one of features and error is null."""
@@ -72,7 +102,8 @@ def with_features(
     environment = images.sparkSession.sparkContext.environment
     for name, value in worker_tensorflow_env().items():
         environment.setdefault(name, value)
-    result = make_featurize_udf(model_ref, batch_size, precision)("content").alias("result")
+    udf = make_featurize_udf(model_ref, batch_size, precision, counters)
+    result = udf("content").alias("result")
     kept = [name for name in images.columns if name != "content"]
     return images.select(*kept, result).select(*kept, "result.*")
 

@@ -32,6 +32,7 @@ from imagefeatures.cli_types import positive_int
 from imagefeatures.contract import DEFAULT_PCA_K, FEATURE_SIZE, PCA, PCA_MODEL, PCA_SUMMARY
 from imagefeatures.errors import JobInputError
 from imagefeatures.moments import Moments, merge_optional
+from imagefeatures.progress import add_progress_arguments
 
 _MOMENTS_SCHEMA = "count long, mean binary, m2 binary"
 
@@ -208,6 +209,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     reduction.add_argument(
         "--variance", type=variance_share, default=None, help="smallest k reaching this share"
     )
+    add_progress_arguments(parser)
     args = parser.parse_args(argv)
     if args.k is None:
         args.k = DEFAULT_PCA_K  # unused when --variance is given: that target chooses k

@@ -20,10 +20,13 @@ from imagefeatures.contract import (
     PLOT,
     REJECTS,
     REPORT,
+    STEP_NAMES,
+    progress_file,
 )
 from imagefeatures.errors import CheckFailedError, JobInputError
 from imagefeatures.listing import image_files, listing
 from imagefeatures.plot import pca_scatter_png
+from imagefeatures.progress import add_progress_arguments
 
 MAX_LISTED_REJECTS = 1000
 MAX_PLOTTED_POINTS = 50_000
@@ -153,6 +156,12 @@ def run_validate(spark: SparkSession, input_uri: str, output_uri: str) -> dict:
         # Which earlier run's vectors this run reused, and how many images were new, changed,
         # retried (rejects of that run), reused and removed.
         "incremental": featurize_summary.get("incremental"),
+        # The steps' last progress (when the DAG asked for it): state, counts, rate, duration.
+        "progress": {
+            step: found
+            for step in STEP_NAMES[:-1]
+            if (found := storage.read_json_if_exists(spark, out(progress_file(step))))
+        },
     }
     if facts.pca > 0 and facts.pca_lengths:
         components, labels = plot_points(pca)
@@ -175,4 +184,5 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--input", required=True, help="the images the run featurized")
     parser.add_argument("--output", required=True, help="the run folder to check")
+    add_progress_arguments(parser)
     return parser.parse_args(argv)

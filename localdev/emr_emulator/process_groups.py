@@ -23,13 +23,19 @@ def kill_group(process: subprocess.Popen) -> None:
 
 
 def wait_or_kill(
-    process: subprocess.Popen, should_stop: Callable[[], bool], poll_seconds: float
+    process: subprocess.Popen,
+    should_stop: Callable[[], bool],
+    poll_seconds: float,
+    while_running: Callable[[], None] | None = None,
 ) -> tuple[int, bool]:
-    """Wait for `process`; kill its group as soon as `should_stop()`. (returncode, killed)."""
+    """Wait for `process`; kill its group as soon as `should_stop()`. (returncode, killed).
+    `while_running` is called at every poll while the process runs."""
     while True:
         try:
             return process.wait(timeout=poll_seconds), False
         except subprocess.TimeoutExpired:
+            if while_running is not None:
+                while_running()
             if should_stop():
                 kill_group(process)
                 return process.returncode, True

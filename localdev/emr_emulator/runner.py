@@ -66,6 +66,9 @@ class StepRunner:
         # step's FailureDetails say only "Unknown Error." (tests turn both on).
         self.log_delay_seconds = 0.0
         self.terse_failure_details = False
+        # While a step runs: how often what it wrote reaches S3, and its logs LogUri (EMR
+        # uploads step logs every few minutes; with log_delay_seconds, only after the step).
+        self.live_publish_seconds = 2.0
         self.log = log or _say
         self.stopping = threading.Event()
         # Fault injection for tests: {step name: message}. A step with that name fails with

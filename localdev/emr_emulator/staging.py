@@ -18,11 +18,13 @@ The rule for what a URI is, decided from a listing of moto S3:
 - otherwise an object `<key>` exists: a file; it is downloaded;
 - otherwise nothing exists (an output still to be written): only the parent folder is created.
 
-After the step, whatever happened, every staged URI is treated as one the step may have written:
-its local tree is compared with what was downloaded (MD5), and new or changed files are uploaded,
-files that disappeared are deleted from S3. Nested URIs are synced once, from the outermost.
-Hadoop's local checksum files (`.name.crc`) and `_temporary/` folders are never uploaded: EMRFS
-writes neither to S3.
+While the step runs, files it has written and not changed for one look are uploaded
+(`publish_written`): EMRFS makes an object visible as soon as it is written, and the DAG reads a
+step's progress file while the step runs. After the step, whatever happened, every staged URI is
+treated as one the step may have written: its local tree is compared with what was downloaded
+(MD5) and published, new or changed files are uploaded, files that disappeared are deleted.
+Nested URIs are synced once, from the outermost. Hadoop's local checksum files (`.name.crc`)
+and `_temporary/` folders are never uploaded: EMRFS writes neither to S3.
 """
 
 from __future__ import annotations
@@ -93,6 +95,9 @@ class StagedStep:
     local_args: list[str] = field(default_factory=list)  # every s3:// URI as its local copy
     roots: dict[Path, tuple[str, str]] = field(default_factory=dict)  # local root -> (bucket, key)
     downloaded: dict[Path, str] = field(default_factory=dict)  # local file -> md5 after staging
+    # Written while the step ran: (size, mtime_ns) at the last look, and as published to S3.
+    seen: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    published: dict[Path, tuple[int, int]] = field(default_factory=dict)
 
     def localize(self, value: str) -> str:
         """`value` (a comma-separated list too) with each staged s3:// URI as its local copy."""
@@ -216,15 +221,41 @@ class S3Stager:
         os.utime(target, (modified, modified))
         staged.downloaded[target] = _md5(target)
 
+    def publish_written(self, staged: StagedStep) -> list[str]:
+        """While the step runs: upload each new or changed file that has not changed since the
+        last look (a file being written is left for the next), as EMRFS makes an object
+        visible once written. Returns the URIs uploaded."""
+        uploaded = []
+        for root in _outermost(staged):
+            bucket_dir = staged.stage_dir / staged.roots[root][0]
+            for path in _local_files(root):
+                relative = path.relative_to(bucket_dir)
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:  # renamed or deleted since the listing
+                    continue
+                signature = (stat.st_size, stat.st_mtime_ns)
+                settled = staged.seen.get(path) == signature
+                staged.seen[path] = signature
+                if not settled or staged.published.get(path) == signature:
+                    continue
+                if not _is_uploadable(relative) or path in staged.downloaded:
+                    continue  # inputs are in S3 already; a rewritten one waits for sync_back
+                uploaded.append(self._upload(path, staged.roots[root][0], relative))
+                staged.published[path] = signature
+        return uploaded
+
+    def _upload(self, path: Path, bucket: str, relative: Path) -> str:
+        key = relative.as_posix()
+        extra = {"ExtraArgs": self.encryption} if self.encryption else {}
+        self.s3.upload_file(str(path), bucket, key, **extra)
+        return f"s3://{bucket}/{key}"
+
     def sync_back(self, staged: StagedStep) -> SyncReport:
-        """Upload new and changed files under every staged root; delete vanished ones."""
+        """Upload new and changed files under every staged root (but those published while
+        the step ran and unchanged since); delete vanished ones."""
         report = SyncReport()
-        roots = sorted(staged.roots, key=lambda p: len(p.parts))
-        outermost: list[Path] = []
-        for root in roots:
-            if not any(root == o or o in root.parents for o in outermost):
-                outermost.append(root)
-        for root in outermost:
+        for root in _outermost(staged):
             bucket = staged.roots[root][0]
             bucket_dir = staged.stage_dir / bucket
             current = _local_files(root)
@@ -234,18 +265,27 @@ class S3Stager:
                     continue
                 if staged.downloaded.get(path) == _md5(path):
                     continue
-                key = relative.as_posix()
-                extra = {"ExtraArgs": self.encryption} if self.encryption else {}
-                self.s3.upload_file(str(path), bucket, key, **extra)
-                report.uploaded.append(f"s3://{bucket}/{key}")
+                stat = path.stat()
+                if staged.published.get(path) == (stat.st_size, stat.st_mtime_ns):
+                    continue
+                report.uploaded.append(self._upload(path, bucket, relative))
             present = set(current)
-            for path in staged.downloaded:
+            for path in [*staged.downloaded, *staged.published]:  # in S3 before: gone now?
                 inside = path == root or root in path.parents
                 if inside and path not in present:
                     key = path.relative_to(bucket_dir).as_posix()
                     self.s3.delete_object(Bucket=bucket, Key=key)
                     report.deleted.append(f"s3://{bucket}/{key}")
         return report
+
+
+def _outermost(staged: StagedStep) -> list[Path]:
+    """The staged roots not inside another: nested URIs are synced once, from the outermost."""
+    outermost: list[Path] = []
+    for root in sorted(staged.roots, key=lambda p: len(p.parts)):
+        if not any(root == o or o in root.parents for o in outermost):
+            outermost.append(root)
+    return outermost
 
 
 def _is_folder_marker(key: str) -> bool:

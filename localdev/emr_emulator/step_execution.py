@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from moto.core.utils import utcnow
@@ -118,7 +119,7 @@ class StepExecution:
                 fault = runner.step_faults.get(step.name)
                 if fault is not None:
                     command = _failing_command(fault)
-                returncode, cancelled = self._execute(command, out, err, env)
+                returncode, cancelled = self._execute(command, out, err, env, staged)
                 seconds["spark_submit"] = time.monotonic() - clock
                 if cancelled:  # which of the two, for whoever reads the step's log
                     why = (
@@ -165,7 +166,7 @@ class StepExecution:
         )
 
     def _execute(
-        self, command: list[str], out: Any, err: Any, node_env: dict[str, str]
+        self, command: list[str], out: Any, err: Any, node_env: dict[str, str], staged: StagedStep
     ) -> tuple[int, bool]:
         runner, cluster = self.worker.runner, self.worker.cluster
         env = node_process_env(runner.endpoint_url, node_env)  # spark-env's exports
@@ -187,7 +188,33 @@ class StepExecution:
                 or cluster.state in TERMINAL
             ),
             runner.poll_seconds,
+            while_running=self._live_publisher(staged, out, err),
         )
+
+    def _live_publisher(self, staged: StagedStep, out: Any, err: Any) -> Callable[[], None]:
+        """What runs at each poll while the step runs: every live_publish_seconds, the files it
+        wrote reach S3 (its progress file among them) and so do its logs, as far as written."""
+        runner = self.worker.runner
+        last = {"at": time.monotonic(), "logs": (-1, -1), "failed": False}
+
+        def publish() -> None:
+            if time.monotonic() - last["at"] < runner.live_publish_seconds:
+                return
+            last["at"] = time.monotonic()
+            try:
+                self.worker.stager.publish_written(staged)
+                if runner.log_delay_seconds <= 0:
+                    out.flush(), err.flush()
+                    sizes = (self.stdout_path.stat().st_size, self.stderr_path.stat().st_size)
+                    if sizes != last["logs"]:
+                        self._upload_logs()
+                        last["logs"] = sizes
+            except Exception as exc:  # the step goes on; its outputs are synced at its end
+                if not last["failed"]:
+                    err.write(f"emr-emulator: publishing while the step runs failed: {exc}\n")
+                    last["failed"] = True
+
+        return publish
 
     def _sync_back(self, staged: StagedStep, err: Any) -> None:
         report = self.worker.stager.sync_back(staged)

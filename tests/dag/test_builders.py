@@ -7,10 +7,12 @@ import re
 import pytest
 
 from emr_pipeline.cluster import NODE_PYTHON
-from emr_pipeline.options import InvalidRunOptionsError, RunOptions, check_worker_support
+from emr_pipeline.options import InvalidRunOptionsError, RunOptions
 from emr_pipeline.plan import make_plan
 from emr_pipeline.settings import DeploymentSettings, ParseTimeSettings
+from emr_pipeline.step_watch import progress_seconds
 from emr_pipeline.uris import join_uri, normalize_s3_uri, overlaps, run_key, split_s3_uri
+from emr_pipeline.worker_support import check_worker_support
 
 RUN_ID = "manual__2026-01-02T03:04:05.678901+00:00"
 
@@ -316,6 +318,10 @@ def test_steps_submit_the_uploaded_jobs_with_run_scoped_outputs():
         entrypoint = args.index(p.artifacts_uri + f"jobs/{name}.py")
         assert args[entrypoint - 2 : entrypoint] == ["--py-files", zip_uri]
         assert args[args.index("--output") + 1] == out
+        # Each step's progress, under the run's prefix, rewritten at the poke interval (60 s).
+        assert args[-4:] == [
+            "--progress", f"{out}/_progress/{name}.json", "--progress-seconds", "60"
+        ]  # fmt: skip
     featurize = _args(p.steps["featurize"][0])
     assert featurize[featurize.index("--input") + 1] == "s3://in-bucket/fruits"
     # The nodes read the run's own copy of the weights, next to the job code.
@@ -332,9 +338,14 @@ def test_steps_submit_the_uploaded_jobs_with_run_scoped_outputs():
     assert not cache.startswith(p.artifacts_uri)
     pca = _args(p.steps["pca"][0])
     assert pca[pca.index("--input") + 1] == f"{out}/features"
-    assert pca[-2:] == ["--variance", "0.95"]
+    assert pca[-6:-4] == ["--variance", "0.95"]
     validate = _args(p.steps["validate"][0])
-    assert validate[-4:] == ["--input", "s3://in-bucket/fruits", "--output", out]
+    assert validate[-8:-4] == ["--input", "s3://in-bucket/fruits", "--output", out]
+
+
+@pytest.mark.parametrize(("poke", "expected"), [(1, 5.0), (30, 30.0), (60.5, 60.0), (3600, 60.0)])
+def test_a_progress_file_is_rewritten_as_often_as_it_is_read_within_bounds(poke, expected):
+    assert progress_seconds(poke) == expected
 
 
 def test_featurize_gets_the_base_run_or_why_there_is_none():

@@ -1,4 +1,9 @@
-"""An emulator started in-process on a free port (once per session), and clients for it."""
+"""An emulator started in-process on a free port (once per test module), and clients for it.
+
+Module scope, as tests/dag's: moto's backends are global to the process, so an emulator left
+running would run the steps of the next module's clusters too (its own emulator's faults
+unapplied, a simulated step run for real). With pytest-xdist a worker takes modules in any
+order, so none may outlive its module."""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ def fake_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     set_fake_aws_env(monkeypatch)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmrEmulator]:
     work_dir = tmp_path_factory.mktemp("emr-emulator")
     # local[2]: the test machines have 2 cores; a short STARTING keeps state tests quick.
@@ -41,12 +46,12 @@ def any_command(emulator: EmrEmulator) -> Iterator[None]:
         emulator.runner.allow_any_command = False
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def emr(emulator: EmrEmulator) -> Any:
     return aws_client("emr", emulator.endpoint_url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def s3(emulator: EmrEmulator) -> Any:
     return aws_client("s3", emulator.endpoint_url)
 

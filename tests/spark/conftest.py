@@ -38,12 +38,18 @@ def build_input_tree(root: Path) -> Path:
 def pipeline_run(spark, tmp_path_factory) -> PipelineRun:
     from imagefeatures.featurize import run_featurize
     from imagefeatures.pca import run_pca
+    from imagefeatures.progress import JobProgress
     from imagefeatures.validate import run_validate
 
     base = tmp_path_factory.mktemp("pipeline")
     images = build_input_tree(base / "images")
     output = base / "out"
-    featurize = run_featurize(spark, str(images), str(output), weights="random", batch_size=8)
+    # With its progress published every half second, as the DAG asks for (at its interval).
+    progress_uri = str(output / "_progress" / "featurize.json")
+    with JobProgress(spark, progress_uri, "featurize", seconds=0.5) as progress:
+        featurize = run_featurize(
+            spark, str(images), str(output), weights="random", batch_size=8, progress=progress
+        )
     pca = run_pca(spark, str(output / "features"), str(output), k=2)
     report = run_validate(spark, str(images), str(output))
     return PipelineRun(images, output, featurize, pca, report)

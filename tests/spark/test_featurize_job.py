@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -193,3 +194,16 @@ def test_weights_file_matches_random_weights(spark, pipeline_run, random_weights
     assert len(rows) == GOOD_PER_LABEL
     for row in rows:
         assert row.features == pytest.approx(first[row.path], abs=FEATURE_ROUND_OFF)
+
+
+def test_the_last_progress_says_every_image_has_its_outcome(pipeline_run):
+    progress = json.loads((pipeline_run.output / "_progress" / "featurize.json").read_text())
+    listed = pipeline_run.featurize["listed"]
+    assert progress["state"] == "finished" and progress["phase"] == "featurized"
+    assert progress["unit"] == "images" and progress["percent"] == 100.0
+    assert progress["done"] == progress["total"] == listed
+    assert progress["rejects"] == pipeline_run.featurize["rejects"] > 0
+    assert progress["writes"] >= 6  # one per phase at least, and the finish
+    assert progress["rate_per_second"] > 0 and progress["eta_seconds"] == 0
+    # Spark's readers never see it: `_` hides it, and the report names it.
+    assert pipeline_run.report["progress"]["featurize"]["done"] == listed

@@ -75,6 +75,9 @@ def world(emulator, images, aws_credentials, monkeypatch, leaked_clusters):
     urllib.request.urlopen(reset)
     emulator.api_calls.clear()
     emulator.runner.step_faults.clear()
+    # What a step writes reaches S3 within a second (EMRFS: at once), so a sensor poking every
+    # second sees a step's phases: the tiny input makes each last a few seconds only.
+    monkeypatch.setattr(emulator.runner, "live_publish_seconds", 0.5)
     foreign = start_foreign_clusters(endpoint)
     emulator.api_calls.enforce(DAG_ACCESS_KEY, iam_policies.load(iam_policies.CONNECTION_POLICY))
     emulator.api_calls.enforce(EMULATOR_ACCESS_KEY, iam_policies.load(iam_policies.INSTANCE_POLICY))

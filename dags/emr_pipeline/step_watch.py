@@ -1,0 +1,190 @@
+"""Watching a running step from its sensor: its progress in one line, whether it is stuck, and
+the new lines of its logs.
+
+The jobs publish `<run>/_progress/<step>.json` while they run (imagefeatures.progress); EMR
+uploads a running step's stdout.gz and stderr.gz to LogUri every few minutes, each time the
+whole log so far. A `StepWatch` lives as long as its sensor's wait (poke mode) or trigger
+(deferrable mode) and remembers between looks what it saw: the progress and since when, and
+how many lines of each log it has shown. A log is read again only when its ETag changed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from emr_pipeline.job_contract import contract
+from emr_pipeline.step_logs import STEP_LOGS, step_log_uri
+from emr_pipeline.uris import join_uri, split_s3_uri
+
+# Lines shown per log per look, at most: a chatty step must not flood the task log.
+MAX_NEW_LINES = 200
+# A step's progress file is rewritten at the sensors' poke interval, within these bounds: one
+# S3 PUT per write (at most 720 an hour; 60 at the default one-minute poke interval).
+PROGRESS_SECONDS_BOUNDS = (5.0, 60.0)
+
+
+def progress_seconds(poke_interval_seconds: float) -> float:
+    """How often a step rewrites its progress file: as often as it is read, within bounds."""
+    low, high = PROGRESS_SECONDS_BOUNDS
+    return min(max(float(poke_interval_seconds), low), high)
+
+
+def progress_uri(run_output_uri: str, step_name: str) -> str:
+    """Where step `step_name` of the run under `run_output_uri` publishes its progress."""
+    return join_uri(run_output_uri, contract.progress_file(step_name))
+
+
+def duration(seconds: float) -> str:
+    """E.g. 2 h 5 min, 2 min 37 s, 45 s."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def describe_progress(step: str, progress: dict[str, Any] | None) -> str:
+    """One line, e.g. "featurize: 41,200 / 90,000 images (46%), 310 img/s, 3 rejects,
+    ETA 2 min 37 s"."""
+    if not progress:
+        return f"{step}: no progress published yet"
+    phase, unit = progress.get("phase") or "running", progress.get("unit") or "items"
+    done, total = progress.get("done") or 0, progress.get("total")
+    state = progress.get("state")
+    if total is None and not done:
+        counted = phase
+    else:
+        counted = f"{done:,}" + (f" / {total:,}" if total is not None else "") + f" {unit}"
+        if progress.get("percent") is not None:
+            counted += f" ({progress['percent']:.0f}%)"
+        counted += f", {phase}" if unit != "images" else ""
+    parts = [counted]
+    rate = progress.get("rate_per_second")
+    if rate:
+        parts.append(f"{rate:,.0f} img/s" if unit == "images" else f"{rate:,.1f} {unit}/s")
+    if progress.get("rejects") is not None:
+        parts.append(f"{progress['rejects']:,} rejects")
+    if state == "running" and progress.get("eta_seconds") is not None:
+        parts.append(f"ETA {duration(progress['eta_seconds'])}")
+    if state and state != "running":
+        parts.append(f"{state} after {duration(progress.get('elapsed_seconds') or 0)}")
+    return f"{step}: " + ", ".join(parts)
+
+
+def read_progress(s3: Any, uri: str) -> dict[str, Any] | None:
+    """The progress JSON at `uri`; None when there is none yet (or it is not JSON)."""
+    bucket, key = split_s3_uri(uri)
+    try:
+        found = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return None
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def moved(progress: dict[str, Any] | None) -> tuple:
+    """What changes when a step makes progress. In a counted phase (images, or Spark tasks:
+    a total is known) its counts, not its clock: the driver of a hung executor goes on
+    rewriting the file. In a phase the driver works through alone (listing, exporting the
+    model), its writes: they stop when the driver hangs."""
+    if not progress:
+        return (None,)
+    if progress.get("total") is not None:
+        fields = ("phase", "done", "total", "rejects", "state")
+    else:
+        fields = ("phase", "writes", "state")
+    return tuple(progress.get(name) for name in fields)
+
+
+@dataclass
+class StepWatch:
+    """What one wait for a step remembers between looks at it."""
+
+    step: str
+    progress_uri: str
+    stuck_after_seconds: float
+    last_move: tuple | None = None
+    since: float = field(default_factory=time.monotonic)
+    shown_lines: dict[str, int] = field(default_factory=dict)
+    etags: dict[str, str] = field(default_factory=dict)
+    log_uri: str | None = None  # the cluster's, once looked up ("" when it has none)
+
+    def still_for(self, progress: dict[str, Any] | None, now: float | None = None) -> float:
+        """Seconds since the progress last moved (0 when it just did)."""
+        now = time.monotonic() if now is None else now
+        key = moved(progress)
+        if key != self.last_move:
+            self.last_move, self.since = key, now
+        return now - self.since
+
+    def stuck_message(self, still: float, progress: dict[str, Any] | None = None) -> str | None:
+        """What to say when the step's progress has not moved for stuck_after_seconds."""
+        if still < self.stuck_after_seconds:
+            return None
+        return (
+            f"STUCK? {self.step}'s progress has not moved for {duration(still)} while the "
+            f"step is RUNNING ({describe_progress(self.step, progress)}; "
+            f"stuck_after_seconds={self.stuck_after_seconds:g}): a hung "
+            f"executor or driver keeps the cluster running until sensor_timeout_seconds. Look "
+            f"at the step's logs and the Spark UI; trigger with fail_when_stuck=true to fail "
+            f"such a run (its cluster is then terminated)."
+        )
+
+    def new_log_lines(
+        self, s3: Any, log_uri: str | None, cluster_id: str, step_id: str
+    ) -> list[tuple[str, str]]:
+        """(stream, line) for the lines of the step's logs not shown before; a log is read
+        only when EMR uploaded a new version of it (its ETag changed)."""
+        if not log_uri:
+            return []
+        found = []
+        for stream in STEP_LOGS:
+            bucket, key = split_s3_uri(step_log_uri(log_uri, cluster_id, step_id, stream))
+            try:
+                etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]
+            except s3.exceptions.ClientError:
+                continue  # not uploaded yet
+            if self.etags.get(stream) == etag:
+                continue
+            data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            self.etags[stream] = etag
+            if data[:2] == b"\x1f\x8b":
+                data = gzip.decompress(data)
+            lines = data.decode("utf-8", errors="replace").splitlines()
+            start = self.shown_lines.get(stream, 0)
+            new = lines[start:]
+            self.shown_lines[stream] = len(lines)
+            if len(new) > MAX_NEW_LINES:
+                skipped = len(new) - MAX_NEW_LINES
+                found.append((stream, f"... {skipped} lines not shown ..."))
+                new = new[-MAX_NEW_LINES:]
+            found += [(stream, line) for line in new]
+        return found
+
+    def look(self, emr: Any, s3: Any, cluster_id: str, step_id: str, state: str, log: Any) -> str:
+        """Log the step's progress and its new log lines; return the stuck message when the
+        step is RUNNING and its progress has not moved for stuck_after_seconds, else ""."""
+        try:
+            progress = read_progress(s3, self.progress_uri)
+            log.info("%s", describe_progress(self.step, progress))
+            if self.log_uri is None:  # once per wait: the cluster's LogUri does not change
+                self.log_uri = emr.describe_cluster(ClusterId=cluster_id)["Cluster"].get(
+                    "LogUri", ""
+                )
+            for stream, line in self.new_log_lines(s3, self.log_uri, cluster_id, step_id):
+                log.info("%s | %s", stream, line)
+        except Exception as exc:  # watching must never fail the wait itself
+            log.warning("%s: could not read the step's progress or logs: %s", self.step, exc)
+            return ""
+        if state != "RUNNING":
+            return ""
+        message = self.stuck_message(self.still_for(progress), progress)
+        if message:
+            log.warning("%s", message)
+        return message or ""

@@ -1,0 +1,78 @@
+"""Watching a running step, through the real DAG on the emulator (real Spark steps): the step
+sensors log the job's progress and the step's new log lines while it runs, in poke and in
+deferrable mode, and a step made to hang is reported as stuck and, with fail_when_stuck, fails
+the run, whose teardown terminates the cluster.
+
+The world (fixtures in conftest.py) enforces the IAM policies in iam/: reading the progress
+files and the running step's logs must be allowed to the Airflow connection, writing them to
+the cluster's instance role.
+"""
+
+from __future__ import annotations
+
+import re
+
+from imagefeatures.inference import TEST_HANG_AFTER_IMAGES
+from localdev.dag_run import run_output_uri
+from tests.dag.dag_shapes import read_json, states
+from tests.dag.on_emulator.world import OUTPUT, client, conf, wait_until_ended
+from tests.fault_keys import ENDED_CLUSTER_STATES
+
+# The sensor's progress lines (not the step's own log lines, shown as "stdout | ...").
+PROGRESS_LINE = re.compile(r"\] (featurize: (?!no progress)[^\[]*?)\s*\[")
+
+
+def lines_between(log: str, first: str, last: str) -> list[str]:
+    """The log's lines after the first line holding `first`, before the first holding `last`."""
+    lines = log.splitlines()
+    start = next(i for i, line in enumerate(lines) if first in line)
+    end = next(i for i, line in enumerate(lines) if i > start and last in line)
+    return lines[start + 1 : end]
+
+
+def test_a_running_step_logs_its_progress_and_new_log_lines(dag, world, wait_mode, capfd):
+    dag_run = dag.test(run_conf=conf(deferrable=wait_mode))
+
+    assert str(dag_run.state) == "success", states(dag_run)
+    log = "".join(capfd.readouterr())
+    # What the featurize sensor (or its trigger) logged while the step was RUNNING.
+    running = lines_between(log, "is RUNNING", "is COMPLETED")
+    progress = {m.group(1) for line in running if (m := PROGRESS_LINE.search(line))}
+    assert len(progress) >= 2, running  # the progress moved while the step ran
+    # And once it ended, its last progress.
+    assert re.search(
+        r"featurize: 4 / 4 images \(100%\), [\d,]+ img/s, 0 rejects, finished after", log
+    )
+    # The job's own first line, shown from the step's stdout.gz before the step ended.
+    assert any("stdout | featurize: full run:" in line for line in running), running
+    # The steps' last progress is kept in the report.
+    out = run_output_uri(OUTPUT, dag_run.run_id)
+    report = read_json(client(world.endpoint_url, "s3"), out + "report.json")
+    featurized = report["progress"]["featurize"]
+    assert featurized["state"] == "finished" and featurized["unit"] == "images"
+    assert featurized["done"] == featurized["total"] == report["features"] == 4
+    assert featurized["rejects"] == 0
+    assert report["progress"]["pca"]["state"] == "finished"
+
+
+def test_a_hung_step_is_reported_stuck_and_fail_when_stuck_ends_the_run_and_its_cluster(
+    dag, world, wait_mode, monkeypatch, capfd
+):
+    # The job's test hook: a Python worker stops answering after its first image.
+    monkeypatch.setenv(TEST_HANG_AFTER_IMAGES, "1")
+
+    dag_run = dag.test(
+        run_conf=conf(deferrable=wait_mode, stuck_after_seconds=12, fail_when_stuck=True)
+    )
+
+    ran = states(dag_run)
+    assert str(dag_run.state) == "failed", ran
+    assert ran["featurize.wait_for_step"] == "failed"
+    assert ran["pca.wait_for_step"] == "upstream_failed"
+    assert ran["terminate_cluster"] == "success"
+    (cluster,) = wait_until_ended(world.endpoint_url)
+    assert cluster["Status"]["State"] in ENDED_CLUSTER_STATES
+    log = "".join(capfd.readouterr())
+    # Stuck where it hung: 0 of the 4 images done.
+    assert "STUCK? featurize's progress has not moved for 1" in log
+    assert "while the step is RUNNING (featurize: 0 / 4 images (0%), 0 rejects" in log
