@@ -75,6 +75,10 @@ def migrate_db(env: Mapping[str, str]) -> None:
         raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-2000:]}{result.stderr}")
 
 
+# Where the step sensors and their triggers log (emr_pipeline.sensors, emr_pipeline.triggers).
+STEP_WATCH_LOGGERS = "airflow.task.operators.emr_pipeline.sensors=INFO emr_pipeline.triggers=INFO"
+
+
 @contextmanager
 def emulated_airflow(state_dir: Path, say: Any = print) -> Iterator[Any]:
     """This process set up to run the DAG with `run_dag`: local Spark for the steps, an Airflow
@@ -82,8 +86,10 @@ def emulated_airflow(state_dir: Path, say: Any = print) -> Iterator[Any]:
     (work folder `state_dir/emulator`) that the `aws_default` connection points at."""
     use_local_spark_env()
     env = airflow_env(state_dir / "airflow")
-    # Task logs at WARNING: the emulator's step lines show progress.
+    # Task logs at WARNING, but the step sensors' (and their triggers') own lines: the step's
+    # state, its progress and its new log lines while it runs.
     env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    env.setdefault("AIRFLOW__LOGGING__NAMESPACE_LEVELS", STEP_WATCH_LOGGERS)
     os.environ.update(env)
     say("preparing Airflow's metadata database (first run only takes a while)")
     (state_dir / "airflow").mkdir(parents=True, exist_ok=True)

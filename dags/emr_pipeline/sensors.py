@@ -160,7 +160,10 @@ class ExplainedEmrStepSensor(EmrStepSensor):
     def poke(self, context: Any) -> bool:
         response = self.get_emr_response(context=context)
         state = self.state_from_response(response)
-        self.log.info("Step %s is %s", self.step_id, state)
+        if self.watch is None:
+            self.log.info("Step %s is %s", self.step_id, state)
+        else:
+            self.watch.say_state(self.step_id, state, self.log)
         if self.watch is not None and state != "PENDING":
             emr, s3 = self.hook.conn, self._s3_client()
             stuck = self.watch.look(emr, s3, self.job_flow_id, self.step_id, state, self.log)

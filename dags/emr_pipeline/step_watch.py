@@ -22,6 +22,9 @@ from emr_pipeline.uris import join_uri, split_s3_uri
 
 # Lines shown per log per look, at most: a chatty step must not flood the task log.
 MAX_NEW_LINES = 200
+# A progress line is logged at every look when it changed, and otherwise again after this
+# long (so at every poke at the default one-minute interval, not every second at 1 s).
+REPEAT_SECONDS = 30.0
 # A step's progress file is rewritten at the sensors' poke interval, within these bounds: one
 # S3 PUT per write (at most 720 an hour; 60 at the default one-minute poke interval).
 PROGRESS_SECONDS_BOUNDS = (5.0, 60.0)
@@ -114,6 +117,21 @@ class StepWatch:
     shown_lines: dict[str, int] = field(default_factory=dict)
     etags: dict[str, str] = field(default_factory=dict)
     log_uri: str | None = None  # the cluster's, once looked up ("" when it has none)
+    said: tuple[str, float] | None = None  # the last state or progress line, and when
+    state: str | None = None  # the step's state at the last look
+
+    def say_state(self, step_id: str, state: str, log: Any) -> None:
+        """Log the step's state when it changed since the last look."""
+        if state != self.state:
+            log.info("Step %s is %s", step_id, state)
+            self.state = state
+
+    def say(self, line: str, log: Any, now: float | None = None) -> None:
+        """Log `line` when it is news, or when it was said REPEAT_SECONDS ago."""
+        now = time.monotonic() if now is None else now
+        if self.said is None or self.said[0] != line or now - self.said[1] >= REPEAT_SECONDS:
+            log.info("%s", line)
+            self.said = (line, now)
 
     def still_for(self, progress: dict[str, Any] | None, now: float | None = None) -> float:
         """Seconds since the progress last moved (0 when it just did)."""
@@ -172,7 +190,7 @@ class StepWatch:
         step is RUNNING and its progress has not moved for stuck_after_seconds, else ""."""
         try:
             progress = read_progress(s3, self.progress_uri)
-            log.info("%s", describe_progress(self.step, progress))
+            self.say(describe_progress(self.step, progress), log)
             if self.log_uri is None:  # once per wait: the cluster's LogUri does not change
                 self.log_uri = emr.describe_cluster(ClusterId=cluster_id)["Cluster"].get(
                     "LogUri", ""

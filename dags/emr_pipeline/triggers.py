@@ -87,7 +87,7 @@ class StepCancellingEmrStepTrigger(EmrStepSensorTrigger):
             self.log.warning("Could not describe step %s: %s", self.step_id, exc)
             return None
         state = step["Status"]["State"]
-        self.log.info("Step %s is %s", self.step_id, state)
+        watch.say_state(self.step_id, state, self.log)
         s3 = S3Hook(
             aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify
         ).get_conn()

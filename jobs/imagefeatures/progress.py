@@ -1,12 +1,14 @@
 """A job's progress while it runs: a small JSON file, overwritten at a steady interval.
 
 The driver writes it from a daemon thread, through Spark's Hadoop file system (on EMR one S3
-PUT per interval: 120 an hour at the default 30 s). What it holds:
+PUT per interval: 120 an hour at the default 30 s; the DAG asks for its poke interval, within
+5-60 s), and at once when the phase changes. What it holds:
 
-- `phase`: what the job is doing (listing, featurizing, writing...);
+- `phase`: what the job is doing (listing, preparing the model, featurizing...);
 - `done` / `total` in `unit`: images from the model's counters in featurize (updated as each
-  task ends); otherwise the tasks of Spark's active stages;
-- `rejects`, `rate_per_second` and `eta_seconds` (from the phase's own start), `elapsed_seconds`;
+  task ends); otherwise the tasks of Spark's active stages (no total between stages);
+- `rejects`; `rate_per_second` and `eta_seconds` (images: since the model started; tasks:
+  since the phase did); `elapsed_seconds`;
 - `state`: running, finished or failed; `updated_at`, and `writes`, a count that grows with
   every write even when nothing else moved, so a reader tells a hung job from a slow one.
 

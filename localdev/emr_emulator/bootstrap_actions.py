@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from localdev.emr_emulator.log_upload import join_s3, put_gzipped_logs
 from localdev.emr_emulator.node_config import node_process_env
 from localdev.emr_emulator.process_groups import wait_or_kill
-from localdev.emr_emulator.staging import S3Stager, join_s3, put_gzipped_logs
+from localdev.emr_emulator.staging import S3Stager
 from localdev.local_spark import REPO_ROOT
 
 PROJECT_BOOTSTRAP_DIR = REPO_ROOT / "bootstrap"

@@ -24,9 +24,7 @@ from localdev.emr_emulator.bootstrap_actions import BootstrapRunner
 from localdev.emr_emulator.node_config import (
     FAKE_CREDENTIALS,
 )
-from localdev.emr_emulator.staging import (
-    S3Stager,
-)
+from localdev.emr_emulator.staging import S3Stager
 from localdev.emr_emulator.step_execution import StepExecution, emrfs_encryption
 
 TERMINAL = moto_patches.TERMINAL_CLUSTER_STATES

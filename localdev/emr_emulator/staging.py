@@ -29,16 +29,12 @@ and `_temporary/` folders are never uploaded: EMRFS writes neither to S3.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import re
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 S3_URI = re.compile(r"^(?P<scheme>s3[an]?)://(?P<bucket>[^/]+)/?(?P<key>.*)$")
 # "--conf spark.x=s3://..." or "--output=s3://...": stage the value after the first "=".
@@ -290,31 +286,3 @@ def _outermost(staged: StagedStep) -> list[Path]:
 
 def _is_folder_marker(key: str) -> bool:
     return key.endswith("/") or key.endswith("_$folder$")
-
-
-def join_s3(base: str, *parts: str) -> str:
-    """`base` URI and `parts` joined with single slashes."""
-    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
-
-
-def put_gzipped_logs(
-    s3: Any,
-    log_dir: str,
-    files: Mapping[str, Path],
-    on_error: Callable[[str, Exception], None] | None = None,
-) -> None:
-    """Upload each local file gzipped as `<log_dir>/<name>` (an s3:// URI; anything else is
-    not uploaded). A refused upload goes to `on_error(name, error)` when given, else raises."""
-    location = parse_s3_uri(log_dir)
-    if location is None:
-        return
-    bucket, key = location
-    for name, path in files.items():
-        try:
-            s3.put_object(
-                Bucket=bucket, Key=join_s3(key, name), Body=gzip.compress(path.read_bytes())
-            )
-        except ClientError as exc:
-            if on_error is None:
-                raise
-            on_error(name, exc)

@@ -17,6 +17,7 @@ from moto.emr.models import Cluster, Step
 
 from localdev.emr_emulator import moto_patches
 from localdev.emr_emulator.commands import build_command
+from localdev.emr_emulator.log_upload import join_s3, put_gzipped_logs
 from localdev.emr_emulator.node_config import (
     classification_properties,
     node_process_env,
@@ -26,8 +27,6 @@ from localdev.emr_emulator.node_config import (
 from localdev.emr_emulator.process_groups import wait_or_kill
 from localdev.emr_emulator.staging import (
     StagedStep,
-    join_s3,
-    put_gzipped_logs,
 )
 
 if TYPE_CHECKING:  # the runner imports this module: no import cycle at run time
@@ -204,7 +203,8 @@ class StepExecution:
             try:
                 self.worker.stager.publish_written(staged)
                 if runner.log_delay_seconds <= 0:
-                    out.flush(), err.flush()
+                    out.flush()
+                    err.flush()
                     sizes = (self.stdout_path.stat().st_size, self.stderr_path.stat().st_size)
                     if sizes != last["logs"]:
                         self._upload_logs()

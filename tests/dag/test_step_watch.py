@@ -112,3 +112,20 @@ def test_new_log_lines_are_shown_once_and_a_log_is_read_again_only_when_uploaded
     upload("featurize: full run: no earlier run", "line 2", "line 3")
     assert watch.new_log_lines(buckets, LOG_URI, "j-1", "s-1") == [("stdout", "line 3")]
     assert watch.new_log_lines(buckets, None, "j-1", "s-1") == []  # a cluster without LogUri
+
+
+def test_a_line_is_logged_when_it_is_news_or_half_a_minute_old():
+    class Log:
+        def __init__(self):
+            self.lines = []
+
+        def info(self, message, *args):
+            self.lines.append(message % args)
+
+    log, watch = Log(), StepWatch("featurize", PROGRESS, stuck_after_seconds=60)
+    for now, line in [(0, "a"), (1, "a"), (2, "b"), (3, "b"), (33, "b"), (34, "a")]:
+        watch.say(line, log, now=now)
+    assert log.lines == ["a", "b", "b", "a"]
+    for state in ("PENDING", "RUNNING", "RUNNING", "COMPLETED"):
+        watch.say_state("s-1", state, log)
+    assert log.lines[4:] == ["Step s-1 is PENDING", "Step s-1 is RUNNING", "Step s-1 is COMPLETED"]
