@@ -66,8 +66,10 @@ class StepCancellingEmrStepTrigger(EmrStepSensorTrigger):
         watch = StepWatch(
             self.watch["step"], self.watch["progress_uri"], self.watch["stuck_after_seconds"]
         )
+        # One client each for the whole wait (a new one per look costs a new session's models).
+        emr, s3 = await sync_to_async(self._clients)()
         for _ in range(self.attempts):
-            event = await sync_to_async(self._look)(watch)
+            event = await sync_to_async(self._look)(watch, emr, s3)
             if event is not None:
                 yield TriggerEvent(event)
                 return
@@ -77,10 +79,15 @@ class StepCancellingEmrStepTrigger(EmrStepSensorTrigger):
              f"{self.attempts} looks {self.waiter_delay} s apart"}
         )  # fmt: skip
 
-    def _look(self, watch: StepWatch) -> dict[str, Any] | None:
+    def _clients(self) -> tuple[Any, Any]:
+        s3_hook = S3Hook(
+            aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify
+        )
+        return self.hook().conn, s3_hook.get_conn()
+
+    def _look(self, watch: StepWatch, emr: Any, s3: Any) -> dict[str, Any] | None:
         """One look at the step (blocking calls: run off the event loop). The event that ends
         the wait, or None to look again."""
-        emr = self.hook().conn
         try:
             step = emr.describe_step(ClusterId=self.job_flow_id, StepId=self.step_id)["Step"]
         except emr.exceptions.ClientError as exc:  # throttled, a network blip: look again
@@ -88,9 +95,6 @@ class StepCancellingEmrStepTrigger(EmrStepSensorTrigger):
             return None
         state = step["Status"]["State"]
         watch.say_state(self.step_id, state, self.log)
-        s3 = S3Hook(
-            aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify
-        ).get_conn()
         stuck = watch.look(emr, s3, self.job_flow_id, self.step_id, state, self.log)
         if state in STEP_DONE_STATES:
             return {"status": "success", self.return_key: self.return_value}
