@@ -29,7 +29,7 @@ from emr_pipeline.step_watch import StepWatch
 
 # EmrStepSensor's: the step states that end a wait, and those that fail it.
 STEP_DONE_STATES = ("COMPLETED",)
-STEP_FAILED_STATES = ("CANCEL_PENDING", "CANCELLED", "FAILED", "INTERRUPTED")
+STEP_FAILED_STATES = ("CANCELLED", "FAILED", "INTERRUPTED")  # CANCEL_PENDING: not yet
 
 
 def cancel_step(emr: Any, cluster_id: str, step_id: str, log: logging.Logger) -> None:
