@@ -117,7 +117,7 @@ class StepWatch:
     shown_lines: dict[str, int] = field(default_factory=dict)
     etags: dict[str, str] = field(default_factory=dict)
     log_uri: str | None = None  # the cluster's, once looked up ("" when it has none)
-    said: tuple[str, float] | None = None  # the last state or progress line, and when
+    said: tuple[str, float] | None = None  # the last progress line logged, and when
     state: str | None = None  # the step's state at the last look
 
     def say_state(self, step_id: str, state: str, log: Any) -> None:
