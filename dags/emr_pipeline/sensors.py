@@ -20,9 +20,10 @@ from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from emr_pipeline.idempotency import find_steps
+from emr_pipeline.links import STEP_LINKS, persist_step_links, step_link_fields
 from emr_pipeline.operators import check_cluster_is_the_runs
 from emr_pipeline.step_logs import explain_step_failure
-from emr_pipeline.step_watch import StepWatch, progress_uri
+from emr_pipeline.step_watch import StepWatch, progress_uri, read_progress
 from emr_pipeline.triggers import StepCancellingEmrStepTrigger, cancel_step
 
 
@@ -58,6 +59,7 @@ class ExplainedEmrStepSensor(EmrStepSensor):
     """
 
     template_fields = (*EmrStepSensor.template_fields, "run_output_uri")
+    operator_extra_links = (*EmrStepSensor.operator_extra_links, *STEP_LINKS)
 
     def __init__(
         self,
@@ -74,6 +76,7 @@ class ExplainedEmrStepSensor(EmrStepSensor):
         self.watch: StepWatch | None = None
         self.fail_when_stuck = False
         self._s3: Any = None
+        self._linked: dict | None = None  # the step links' fields last stored
 
     def _find_step(self, context: Any) -> None:
         if self.step_id:
@@ -170,6 +173,7 @@ class ExplainedEmrStepSensor(EmrStepSensor):
             stuck = self.watch.look(emr, s3, self.job_flow_id, self.step_id, state, self.log)
             if stuck and self.fail_when_stuck:
                 raise AirflowFailException(stuck)
+        self._persist_links(context)
         if state in self.failed_states:
             self._fail()
         return state in self.target_states
@@ -190,6 +194,10 @@ class ExplainedEmrStepSensor(EmrStepSensor):
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
         self._prepare(context)
+        if self.watch is not None:  # a new object: its step's application id, read once
+            progress = read_progress(self._s3_client(), self.watch.progress_uri)
+            self.watch.application_id = (progress or {}).get("spark_application_id")
+        self._persist_links(context)
         if event and event.get("stuck"):  # the trigger saw no progress, and fail_when_stuck
             raise AirflowFailException(event["stuck"])
         if event and event.get("status") != "success":
@@ -198,6 +206,25 @@ class ExplainedEmrStepSensor(EmrStepSensor):
                 raise AirflowSensorTimeout(self.timeout_message(state))
             self._fail()
         super().execute_complete(context, event)
+
+    def _persist_links(self, context: Any) -> None:
+        """Store the step's links (emr_pipeline.links) when they changed: at the first look,
+        and when the step's Spark application id appears; say them in the log."""
+        if self.watch is None:
+            return
+        try:
+            cluster = self.watch.describe_cluster(self.hook.conn, self.job_flow_id)
+            fields = step_link_fields(
+                cluster, self.step_id, self.watch.progress_uri, self.watch.application_id
+            )
+            if fields == self._linked:
+                return
+            urls = persist_step_links(context, self, fields)
+            self._linked = fields
+            said = "; ".join(f"{name}: {url}" for name, url in urls.items())
+            self.log.info("%s's links: %s", self.step_name, said)
+        except Exception as exc:  # links are for people; the wait goes on without them
+            self.log.warning("%s: could not record the step's links: %s", self.step_name, exc)
 
     def _s3_client(self) -> Any:
         """One S3 client for the whole wait: building one per poke costs a new session's

@@ -116,7 +116,8 @@ class StepWatch:
     since: float = field(default_factory=time.monotonic)
     shown_lines: dict[str, int] = field(default_factory=dict)
     etags: dict[str, str] = field(default_factory=dict)
-    log_uri: str | None = None  # the cluster's, once looked up ("" when it has none)
+    cluster: dict[str, Any] | None = None  # DescribeCluster's, once its primary node has a name
+    application_id: str | None = None  # the step's Spark application, once it published it
     said: tuple[str, float] | None = None  # the last progress line logged, and when
     state: str | None = None  # the step's state at the last look
 
@@ -154,6 +155,13 @@ class StepWatch:
             f"such a run (its cluster is then terminated)."
         )
 
+    def describe_cluster(self, emr: Any, cluster_id: str) -> dict[str, Any]:
+        """The cluster's description, asked again only until its primary node has a name (a
+        starting cluster's has none; its LogUri never changes)."""
+        if self.cluster is None or not self.cluster.get("MasterPublicDnsName"):
+            self.cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+        return self.cluster
+
     def new_log_lines(
         self, s3: Any, log_uri: str | None, cluster_id: str, step_id: str
     ) -> list[tuple[str, str]]:
@@ -190,12 +198,11 @@ class StepWatch:
         step is RUNNING and its progress has not moved for stuck_after_seconds, else ""."""
         try:
             progress = read_progress(s3, self.progress_uri)
+            if progress and progress.get("spark_application_id"):
+                self.application_id = progress["spark_application_id"]
             self.say(describe_progress(self.step, progress), log)
-            if self.log_uri is None:  # once per wait: the cluster's LogUri does not change
-                self.log_uri = emr.describe_cluster(ClusterId=cluster_id)["Cluster"].get(
-                    "LogUri", ""
-                )
-            for stream, line in self.new_log_lines(s3, self.log_uri, cluster_id, step_id):
+            log_uri = self.describe_cluster(emr, cluster_id).get("LogUri")
+            for stream, line in self.new_log_lines(s3, log_uri, cluster_id, step_id):
                 log.info("%s | %s", stream, line)
         except Exception as exc:  # watching must never fail the wait itself
             log.warning("%s: could not read the step's progress or logs: %s", self.step, exc)

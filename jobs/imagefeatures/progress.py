@@ -10,7 +10,8 @@ PUT per interval: 120 an hour at the default 30 s; the DAG asks for its poke int
 - `rejects`; `rate_per_second` and `eta_seconds` (images: since the model started; tasks:
   since the phase did); `elapsed_seconds`;
 - `state`: running, finished or failed; `updated_at`, and `writes`, a count that grows with
-  every write even when nothing else moved, so a reader tells a hung job from a slow one.
+  every write even when nothing else moved, so a reader tells a hung job from a slow one;
+- `spark_application_id`, the job's application in Spark's history server.
 
 A failed write is printed and skipped: progress never fails a job.
 """
@@ -124,6 +125,8 @@ class JobProgress:
         left = None if total is None else max(total - done, 0)
         return {
             "job": self.job,
+            # Which Spark application to open in the history server (the DAG's link).
+            "spark_application_id": self.spark.sparkContext.applicationId,
             "state": state,
             "phase": phase,
             "unit": unit,

@@ -22,6 +22,16 @@ from tests.fault_keys import ENDED_CLUSTER_STATES
 PROGRESS_LINE = re.compile(r"\] (featurize: (?!no progress)[^\[]*?)\s*\[")
 
 
+def extra_links(dag_run, task_id: str) -> dict[str, str]:
+    """The task's extra links by name, as the API server reads them: the serialized task's,
+    from the XComs its run wrote."""
+    from airflow.models.serialized_dag import SerializedDagModel
+
+    task = SerializedDagModel.get_dag(dag_run.dag_id).get_task(task_id)
+    ti = dag_run.get_task_instance(task_id)
+    return {name: task.get_extra_links(ti, name) for name in task.extra_links}
+
+
 def lines_between(log: str, first: str, last: str) -> list[str]:
     """The log's lines after the first line holding `first`, before the first holding `last`."""
     lines = log.splitlines()
@@ -53,6 +63,22 @@ def test_a_running_step_logs_its_progress_and_new_log_lines(dag, world, wait_mod
     assert featurized["done"] == featurized["total"] == report["features"] == 4
     assert featurized["rejects"] == 0
     assert report["progress"]["pca"]["state"] == "finished"
+    # The links the Airflow UI shows on the wait, read as its API server reads them.
+    links = extra_links(dag_run, "featurize.wait_for_step")
+    step_logs = re.fullmatch(
+        r"https://console\.aws\.amazon\.com/s3/buckets/[\w.-]+\?region=[\w-]+&prefix=\S*"
+        r"/(j-\w+)/steps/(s-\w+)/",
+        links["EMR Step Logs"],
+    )
+    assert step_logs, links
+    assert links["EMR Cluster"].endswith(f"#/clusterDetails/{step_logs.group(1)}")
+    progress_key = out.split("/", 3)[3] + "_progress/featurize.json"
+    assert links["Step Progress"].endswith(f"&prefix={progress_key}")
+    application = report["progress"]["featurize"]["spark_application_id"]
+    assert application and links["Spark History (on cluster)"].startswith("http://")
+    assert links["Spark History (on cluster)"].endswith(f":18080/history/{application}/jobs/")
+    # And said in the task's log.
+    assert re.search(r"featurize's links: .*EMR Step Logs: https://console\.aws\.amazon", log)
 
 
 def test_a_hung_step_is_reported_stuck_and_fail_when_stuck_ends_the_run_and_its_cluster(
@@ -61,8 +87,10 @@ def test_a_hung_step_is_reported_stuck_and_fail_when_stuck_ends_the_run_and_its_
     # The job's test hook: a Python worker stops answering after its first image.
     monkeypatch.setenv(TEST_HANG_AFTER_IMAGES, "1")
 
+    # 30 s: longer than a step's start (the JVM, the session, the listing) takes on a loaded
+    # 2-core machine, so the first stuck report is where the step hung, not before it began.
     dag_run = dag.test(
-        run_conf=conf(deferrable=wait_mode, stuck_after_seconds=12, fail_when_stuck=True)
+        run_conf=conf(deferrable=wait_mode, stuck_after_seconds=30, fail_when_stuck=True)
     )
 
     ran = states(dag_run)
@@ -74,5 +102,10 @@ def test_a_hung_step_is_reported_stuck_and_fail_when_stuck_ends_the_run_and_its_
     assert cluster["Status"]["State"] in ENDED_CLUSTER_STATES
     log = "".join(capfd.readouterr())
     # Stuck where it hung: 0 of the 4 images done.
-    assert "STUCK? featurize's progress has not moved for 1" in log
-    assert "while the step is RUNNING (featurize: 0 / 4 images (0%), 0 rejects" in log
+    stuck = re.search(
+        r"STUCK\? featurize's progress has not moved for (\d+) s while the step is RUNNING "
+        r"\(featurize: 0 / 4 images \(0%\), 0 rejects",
+        log,
+    )
+    assert stuck, [line for line in log.splitlines() if "STUCK" in line]
+    assert int(stuck.group(1)) >= 30
