@@ -3,8 +3,8 @@
 The file is the one configuration of the local Airflow stack: compose gives it to every Airflow
 service, and `make airflow` (localdev.airflow_stack) builds its services' environment with this
 reader, so the two cannot drift. It implements the subset of Compose's env-file syntax the file
-is allowed to use (tests/localdev/test_compose.py checks the file stays within it): KEY=VALUE lines,
-unquoted, comments on their own lines, `${NAME:-default}` references.
+is allowed to use (tests/localdev/test_compose_env_file.py checks the file stays within it):
+KEY=VALUE lines, unquoted, comments on their own lines, `${NAME:-default}` references.
 """
 
 from __future__ import annotations

@@ -33,8 +33,7 @@ def test_a_running_cluster_links_the_step_logs_and_its_history_server():
     fields = step_link_fields(cluster, "s-2", PROGRESS, None)
 
     assert url(EmrStepLogsLink, fields[EmrStepLogsLink]) == (
-        "https://console.aws.amazon.com/s3/buckets/logs?region=eu-west-1"
-        "&prefix=emr/j-1/steps/s-2/"
+        "https://console.aws.amazon.com/s3/buckets/logs?region=eu-west-1&prefix=emr/j-1/steps/s-2/"
     )
     # Before the job published its application id: the server's list of applications.
     assert url(SparkHistoryLink, fields[SparkHistoryLink]) == "http://ec2-1.example:18080/"

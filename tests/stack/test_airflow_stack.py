@@ -123,6 +123,12 @@ def test_marking_a_deferred_wait_failed_cancels_its_step(airflow_stack):
         )
 
     wait_until(running_trigger, RUN_TIMEOUT, what=f"{wait} deferred to the triggerer")
+    # While the step runs, the deferred wait's links are in the UI (its REST API).
+    links = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{wait}/links")
+    step_logs = links["extra_links"]["EMR Step Logs"]
+    cluster_id, step_id = run_cluster()["Id"], featurize_step()["Id"]
+    assert step_logs.endswith(f"/{cluster_id}/steps/{step_id}/"), links
+    assert links["extra_links"]["EMR Cluster"].endswith(f"#/clusterDetails/{cluster_id}"), links
     time.sleep(3)
     api.set_task_state(DAG_ID, run_id, wait, "failed")
 

@@ -5,7 +5,8 @@ none of ours left running, the other teams' clusters untouched, no call denied b
 DescribeCluster of a foreign cluster (which the DAG skips), and no object deleted outside a
 prefix marked as one of this DAG's runs.
 
-Shared by test_faults_on_emulator.py and test_guards_on_emulator.py.
+Shared by the test modules beside it, each with its own emulator (module-scoped). The model
+cache the DAG's runs fill is carried from one world to the next (`carried_model_cache`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from datetime import timedelta
 import pytest
 
 from emr_pipeline.run_prefix import RUN_MARKER
+from emr_pipeline.uris import split_s3_uri
 from localdev.dag_run import aws_connection, upload_tree
 from tests import iam_policies
+from tests.dag.dag_shapes import keys_under
 from tests.dag.on_emulator.world import (
     DAG_ID,
     INPUT,
+    MODEL_CACHE,
     client,
     foreign_clusters,
     start_foreign_clusters,
@@ -64,10 +68,19 @@ def wait_mode(request, caplog):
     assert deferred == deferrable, f"deferrable={deferrable}, but a trigger ran: {deferred}"
 
 
+@pytest.fixture(scope="session")
+def carried_model_cache() -> dict[str, bytes]:
+    """The DAG's model cache as the last world left it, by key: each world's reset empties
+    the emulated S3, and a run's OpenVINO export (TensorFlow, Keras, the conversion: 10 s of
+    CPU) need not be paid again by every test of the suite, as it is not on EMR."""
+    return {}
+
+
 @pytest.fixture
-def world(emulator, images, aws_credentials, monkeypatch, leaked_clusters):
+def world(emulator, images, aws_credentials, monkeypatch, leaked_clusters, carried_model_cache):
     """A reset emulator with the input images, the Airflow connection on its own fake keys, the
-    shipped policies enforced and other teams' clusters running (see the module docstring)."""
+    shipped policies enforced, other teams' clusters running (see the module docstring), and
+    the model cache the earlier worlds filled (a test that needs it cold empties it)."""
     import urllib.request
 
     endpoint = emulator.endpoint_url
@@ -86,11 +99,18 @@ def world(emulator, images, aws_credentials, monkeypatch, leaked_clusters):
     s3 = client(endpoint, "s3")
     s3.create_bucket(Bucket="example-fruit-features")
     assert upload_tree(s3, images, INPUT) == 4
+    cache_bucket, _ = split_s3_uri(MODEL_CACHE)
+    for key, body in carried_model_cache.items():  # as the earlier run's EMRFS wrote it
+        s3.put_object(Bucket=cache_bucket, Key=key, Body=body, ServerSideEncryption="AES256")
     try:
         yield emulator
     finally:  # moto's state and the call log are process-wide: other suites sign with "testing"
         emulator.api_calls.stop_enforcing(DAG_ACCESS_KEY)
         emulator.api_calls.stop_enforcing(EMULATOR_ACCESS_KEY)
+    for key in keys_under(s3, MODEL_CACHE):
+        carried_model_cache.setdefault(
+            key, s3.get_object(Bucket=cache_bucket, Key=key)["Body"].read()
+        )
 
     others = {c["Id"]: c for c in foreign_clusters(endpoint)}
     assert sorted(others) == sorted(foreign)

@@ -1,11 +1,12 @@
-"""Fault injection: the real DAG on the emulator (real Spark steps), with things going wrong.
+"""Fault injection around the run's cluster: the real DAG on the emulator (real Spark steps)
+with answers lost, a cluster re-tagged, a worker killed, a wait marked failed. (Failing steps
+and bootstraps: test_step_failures_on_emulator.py.)
 
 Faults come from the emulator (localdev/emr_emulator): an API call that succeeds on the server
-but whose answer is lost (`api_calls.fail_after`), or a step that fails with a given stderr
-(`runner.step_faults`). After every test the fixture checks that no cluster is left running
-(the session-wide ledger `leaked_clusters` must end empty) and that every AWS call the DAG
-made is allowed by iam/airflow-connection-policy.json, every call the "cluster" made by
-iam/emr-instance-role-policy.json.
+but whose answer is lost (`api_calls.fail_after`). After every test the fixture checks that no
+cluster is left running (the session-wide ledger `leaked_clusters` must end empty) and that
+every AWS call the DAG made is allowed by iam/airflow-connection-policy.json, every call the
+"cluster" made by iam/emr-instance-role-policy.json.
 
 Buckets and prefixes are the DAG's defaults, the ones the policies in iam/ name.
 """
@@ -145,49 +146,6 @@ def test_a_cluster_that_no_longer_carries_the_runs_tags_is_not_touched(
     emr.terminate_job_flows(JobFlowIds=[cluster["Id"]])  # what the on-call would do
 
 
-@pytest.mark.parametrize(
-    ("failing", "wait_mode"),
-    [("featurize", True), ("featurize", False), ("pca", True), ("validate", True)],
-    ids=["featurize-deferrable", "featurize-poke", "pca-deferrable", "validate-deferrable"],
-    indirect=["wait_mode"],
-)
-def test_a_failing_step_fails_the_run_and_terminates_the_cluster(
-    dag, world, failing, wait_mode, capfd
-):
-    message = f"{failing}: error: injected failure of the {failing} step"
-    world.runner.step_faults[failing] = message
-
-    dag_run = dag.test(run_conf=conf(deferrable=wait_mode))
-
-    ran = states(dag_run)
-    assert str(dag_run.state) == "failed", ran
-    assert ran[f"{failing}.wait_for_step"] == "failed"
-    later = ["featurize", "pca", "validate"]
-    for name in later[later.index(failing) + 1 :]:
-        assert ran[f"{name}.wait_for_step"] == "upstream_failed", ran
-    assert ran["read_report"] == "upstream_failed"
-    assert ran["terminate_cluster"] == "success"
-    (cluster,) = all_clusters(world.endpoint_url)
-    assert cluster["Status"]["State"] in ENDED_CLUSTER_STATES
-    captured = capfd.readouterr()
-    assert message in captured.out + captured.err  # the step's stderr, in the task log
-
-
-def test_a_sensor_timeout_names_the_step_and_terminates(dag, world, wait_mode, capfd):
-    dag_run = dag.test(run_conf=conf(sensor_timeout_seconds=2, deferrable=wait_mode))
-
-    ran = states(dag_run)
-    assert str(dag_run.state) == "failed", ran
-    assert ran["featurize.wait_for_step"] == "failed"
-    assert ran["terminate_cluster"] == "success"
-    (cluster,) = wait_until_ended(world.endpoint_url)
-    assert cluster["Status"]["State"] in ENDED_CLUSTER_STATES
-    captured = capfd.readouterr()
-    log = captured.out + captured.err
-    assert "EMR step featurize (s-" in log
-    assert "did not finish within 2 s (sensor_timeout_seconds)" in log
-
-
 def test_a_killed_run_cleared_and_rerun_has_one_cluster_at_a_time(dag, world, monkeypatch):
     """The first attempt's worker died after featurize started: its cluster still runs a step
     and its output prefix holds a partial write. Clearing the run and running it again (same
@@ -227,60 +185,6 @@ def test_a_killed_run_cleared_and_rerun_has_one_cluster_at_a_time(dag, world, mo
     assert stale not in keys
     report = read_json(s3, out + "report.json")
     assert report["status"] == "passed" and report["images"] == report["features"] == 4
-
-
-def test_a_failing_bootstrap_fails_the_run_with_its_log(
-    dag, world, wait_mode, monkeypatch, tmp_path, capfd
-):
-    """The project's bootstrap script, shipped with a pin the nodes cannot install: the cluster
-    ends with BOOTSTRAP_FAILURE, and the run is red with the bootstrap log's tail."""
-    import dataclasses
-    import shutil
-
-    import fruit_features_emr
-
-    bootstrap = tmp_path / "bootstrap"
-    shutil.copytree(fruit_features_emr.SETTINGS.bootstrap_dir, bootstrap)
-    (bootstrap / "requirements-emr.txt").write_text("tensorflow-cpu==0.0.1\n")
-    settings = dataclasses.replace(fruit_features_emr.SETTINGS, bootstrap_dir=str(bootstrap))
-    monkeypatch.setattr(fruit_features_emr, "SETTINGS", settings)
-
-    dag_run = dag.test(run_conf=conf(deferrable=wait_mode))
-
-    ran = states(dag_run)
-    assert str(dag_run.state) == "failed", ran
-    assert ran["featurize.wait_for_step"] == "failed"
-    assert ran["terminate_cluster"] == "success"
-    (cluster,) = all_clusters(world.endpoint_url)
-    reason = cluster["Status"]["StateChangeReason"]
-    assert (cluster["Status"]["State"], reason["Code"]) == (
-        "TERMINATED_WITH_ERRORS",
-        "BOOTSTRAP_FAILURE",
-    )
-    log = "".join(capfd.readouterr())
-    assert "bootstrap-actions/1/stderr.gz" in log
-    assert "ERROR: pip install failed" in log  # the bootstrap log's own line, in the task log
-
-
-def test_late_logs_and_terse_failure_details_still_explain_the_failure(
-    dag, world, wait_mode, monkeypatch, capfd
-):
-    """EMR as it often is: the failed step's FailureDetails say only "Unknown Error." and its
-    logs reach S3 seconds after the step failed. The sensor waits for them, and the task log
-    still shows the step's own error line."""
-    message = "featurize: error: injected failure seen only in the step's log"
-    world.runner.step_faults["featurize"] = message
-    monkeypatch.setattr(world.runner, "log_delay_seconds", 4.0)
-    monkeypatch.setattr(world.runner, "terse_failure_details", True)
-
-    dag_run = dag.test(run_conf=conf(deferrable=wait_mode))
-
-    ran = states(dag_run)
-    assert str(dag_run.state) == "failed", ran
-    assert ran["featurize.wait_for_step"] == "failed"
-    log = "".join(capfd.readouterr())
-    assert "reason: Unknown Error." in log
-    assert message in log  # from stderr.gz, fetched once it arrived
 
 
 @pytest.mark.parametrize("deferred", [True, False], ids=["deferrable", "poke"])

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from imagefeatures.inference import TEST_HANG_AFTER_IMAGES
 from localdev.dag_run import run_output_uri
 from tests.dag.dag_shapes import read_json, states
@@ -40,21 +42,27 @@ def lines_between(log: str, first: str, last: str) -> list[str]:
     return lines[start + 1 : end]
 
 
+def check_watched_while_running(log: str, until: str) -> None:
+    """What the featurize sensor (or its trigger) logged while the step was RUNNING: at least
+    two progress values, and the job's first line from the step's stdout.gz."""
+    running = lines_between(log, "is RUNNING", until)
+    progress = {m.group(1) for line in running if (m := PROGRESS_LINE.search(line))}
+    assert len(progress) >= 2, running  # the progress moved while the step ran
+    assert any("stdout | featurize: full run:" in line for line in running), running
+
+
+# Poke mode is watched in the hung step's runs below (one DAG run fewer in make test).
+@pytest.mark.parametrize("wait_mode", [True], ids=["deferrable"], indirect=True)
 def test_a_running_step_logs_its_progress_and_new_log_lines(dag, world, wait_mode, capfd):
     dag_run = dag.test(run_conf=conf(deferrable=wait_mode))
 
     assert str(dag_run.state) == "success", states(dag_run)
     log = "".join(capfd.readouterr())
-    # What the featurize sensor (or its trigger) logged while the step was RUNNING.
-    running = lines_between(log, "is RUNNING", "is COMPLETED")
-    progress = {m.group(1) for line in running if (m := PROGRESS_LINE.search(line))}
-    assert len(progress) >= 2, running  # the progress moved while the step ran
+    check_watched_while_running(log, until="is COMPLETED")
     # And once it ended, its last progress.
     assert re.search(
         r"featurize: 4 / 4 images \(100%\), [\d,]+ img/s, 0 rejects, finished after", log
     )
-    # The job's own first line, shown from the step's stdout.gz before the step ended.
-    assert any("stdout | featurize: full run:" in line for line in running), running
     # The steps' last progress is kept in the report.
     out = run_output_uri(OUTPUT, dag_run.run_id)
     report = read_json(client(world.endpoint_url, "s3"), out + "report.json")
@@ -101,6 +109,7 @@ def test_a_hung_step_is_reported_stuck_and_fail_when_stuck_ends_the_run_and_its_
     (cluster,) = wait_until_ended(world.endpoint_url)
     assert cluster["Status"]["State"] in ENDED_CLUSTER_STATES
     log = "".join(capfd.readouterr())
+    check_watched_while_running(log, until="STUCK?")
     # Stuck where it hung: 0 of the 4 images done.
     stuck = re.search(
         r"STUCK\? featurize's progress has not moved for (\d+) s while the step is RUNNING "

@@ -14,6 +14,8 @@ INPUT = "s3://example-fruit-images/fruits-360/Training/"
 OUTPUT = "s3://example-fruit-features/runs/"
 ARTIFACTS = "s3://example-fruit-features/emr-artifacts/fruit_features_emr/"
 DAG_ID = "fruit_features_emr"
+# Where the DAG's runs keep exported models (emr_pipeline.artifacts).
+MODEL_CACHE = ARTIFACTS + "model-cache/"
 
 
 def client(endpoint: str, service: str, key: str = SETUP_ACCESS_KEY, secret: str = "setup"):
