@@ -22,11 +22,11 @@ from emr_pipeline.parameters import (
     declared,
     parameter,
 )
-from emr_pipeline.release_label import DEFAULT_RELEASE_LABEL, check_release_label
-from emr_pipeline.step_watch import progress_seconds
-from emr_pipeline.uris import check_prefixes_apart, hadoop_safe_s3_uri
+from emr_pipeline.release_label import DEFAULT_RELEASE_LABEL
+from emr_pipeline.run_rules import URI_FIELDS, check_run_rules
+from emr_pipeline.uris import hadoop_safe_s3_uri
 
-BUILTIN_WEIGHTS, WEIGHTS_SUFFIXES = contract.BUILTIN_WEIGHTS, contract.WEIGHTS_SUFFIXES
+BUILTIN_WEIGHTS = contract.BUILTIN_WEIGHTS
 RUNTIMES, PRECISIONS = contract.RUNTIMES, contract.PRECISIONS  # the form's enums too
 MIN_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT = 60, 7 * 24 * 3600  # AutoTerminationPolicy's limits
 # A poke interval under a second becomes a zero-second waiter delay in deferrable mode (the
@@ -39,7 +39,6 @@ INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9][a-z0-9-]*$"
 S3_URI_PATTERN = r"^s3[an]?://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
 # Longer waits overflow deferrable triggers' timedeltas, and no step of this job needs them.
 MAX_SENSOR_TIMEOUT = 7 * 24 * 3600
-_URI_FIELDS = ("input_uri", "output_uri")
 
 
 def instance_type_parameter(default: str, title: str, nodes: str) -> Any:
@@ -275,45 +274,21 @@ class RunOptions:
         return options.normalized()
 
     def normalized(self) -> RunOptions:
-        return dataclasses.replace(self, **self._normalized_uris())
+        return dataclasses.replace(self, **self.normalized_uris())
 
-    def _normalized_uris(self) -> dict[str, str]:
+    def normalized_uris(self) -> dict[str, str]:
         """{field: URI as Hadoop resolves it} of every s3:// parameter (the weights only when a
         file); InvalidRunOptionsError naming the first one that is not a safe s3:// URI."""
-        names = [*_URI_FIELDS, *(() if self.weights in BUILTIN_WEIGHTS else ("weights",))]
+        names = [*URI_FIELDS, *(() if self.weights in BUILTIN_WEIGHTS else ("weights",))]
         return {name: hadoop_safe_s3_uri(name, getattr(self, name)) for name in names}
 
     def validate(self) -> None:
         """Raise InvalidRunOptionsError for a value outside its declared type and bounds (what
-        the form checks, for runs triggered without it), then for what no single field's
-        bounds express."""
+        the form checks, for runs triggered without it), then for a rule no single field's
+        bounds express (emr_pipeline.run_rules)."""
         for field, annotation in declared(type(self)):
             check_value(field, annotation, getattr(self, field.name))
-        if self.weights not in BUILTIN_WEIGHTS and not self.weights.endswith(WEIGHTS_SUFFIXES):
-            raise InvalidRunOptionsError(
-                f"weights: expected imagenet, random or an s3:// URI of a Keras "
-                f".weights.h5 file, got {self.weights!r}"
-            )
-        if self.precision == "bf16" and self.runtime == "tensorflow":
-            # featurize would refuse it on the cluster, after paying for the nodes.
-            raise InvalidRunOptionsError(
-                "precision: bf16 runs only with runtime openvino (the TensorFlow runtime is "
-                "f32 only); choose runtime openvino, or precision f32"
-            )
-        uris = self._normalized_uris()  # the cluster cannot see the Airflow worker's disk
-        check_prefixes_apart({name: uris[name] for name in _URI_FIELDS})
-        if self.pca_variance is None and self.pca_k is None:
-            raise InvalidRunOptionsError("set pca_k or pca_variance")
-        check_release_label(self.release_label)
-        interval = progress_seconds(self.poke_interval_seconds)
-        if self.stuck_after_seconds < 2 * interval:
-            raise InvalidRunOptionsError(
-                f"stuck_after_seconds: at least {2 * interval:g} s, twice the interval at which "
-                f"a step rewrites its progress ({interval:g} s at poke_interval_seconds="
-                f"{self.poke_interval_seconds:g}); got {self.stuck_after_seconds}"
-            )
-        if self.core_spot and self.core_instance_count == 0:
-            raise InvalidRunOptionsError("core_spot needs at least one core instance")
+        check_run_rules(self)
 
     @property
     def pca_args(self) -> list[str]:

@@ -1,11 +1,16 @@
 """What the on-emulator suites share besides fixtures: the default locations (the ones the
-IAM policies in iam/ name), clients on the set-up keys, cluster listings, run confs, and the
-other teams' clusters that share the account with every run."""
+IAM policies in iam/ name), clients on the set-up keys, cluster listings, run confs, the
+other teams' clusters that share the account with every run, and what the buckets hold."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from emr_pipeline.run_prefix import RUN_MARKER
 from localdev.airflow_stack.processes import wait_until
-from tests.dag.dag_shapes import run_conf
+from localdev.dag_run import run_output_uri
+from tests.dag.dag_shapes import put, run_conf
 from tests.emulator.helpers import wait_for_cluster
 from tests.fakes import aws_client
 from tests.fault_keys import ENDED_CLUSTER_STATES, SETUP_ACCESS_KEY
@@ -94,3 +99,25 @@ def wait_until_ended(endpoint: str, timeout: float = 60) -> list[dict]:
 
 def conf(**overrides):
     return run_conf({"input_uri": INPUT, "output_uri": OUTPUT}, **overrides)
+
+
+EARLIER_RUN = "scheduled__2025-06-23T00:00:00+00:00"
+
+
+def snapshot(s3: Any) -> dict[tuple[str, str], str]:
+    """Every object in every bucket, with its ETag."""
+    found = {}
+    for bucket in (b["Name"] for b in s3.list_buckets()["Buckets"]):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in page.get("Contents", []):
+                found[(bucket, obj["Key"])] = obj["ETag"]
+    return found
+
+
+def write_earlier_passed_run(s3: Any) -> str:
+    """A finished run under the output root, as this DAG leaves one."""
+    out = run_output_uri(OUTPUT, EARLIER_RUN)
+    put(s3, out + RUN_MARKER, json.dumps({"dag_id": DAG_ID, "run_id": EARLIER_RUN}))
+    put(s3, out + "features/part-00000.snappy.parquet", b"PAR1 earlier features PAR1")
+    put(s3, out + "report.json", json.dumps({"status": "passed", "images": 4}))
+    return out
