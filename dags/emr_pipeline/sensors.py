@@ -194,10 +194,7 @@ class ExplainedEmrStepSensor(EmrStepSensor):
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
         self._prepare(context)
-        if self.watch is not None:  # a new object: its step's application id, read once
-            progress = read_progress(self._s3_client(), self.watch.progress_uri)
-            self.watch.application_id = (progress or {}).get("spark_application_id")
-        self._persist_links(context)
+        self._persist_links(context, read_application_id=True)  # a new object: no look yet
         if event and event.get("stuck"):  # the trigger saw no progress, and fail_when_stuck
             raise AirflowFailException(event["stuck"])
         if event and event.get("status") != "success":
@@ -207,12 +204,16 @@ class ExplainedEmrStepSensor(EmrStepSensor):
             self._fail()
         super().execute_complete(context, event)
 
-    def _persist_links(self, context: Any) -> None:
+    def _persist_links(self, context: Any, read_application_id: bool = False) -> None:
         """Store the step's links (emr_pipeline.links) when they changed: at the first look,
-        and when the step's Spark application id appears; say them in the log."""
+        and when the step's Spark application id appears; say them in the log. A failure is
+        logged: links never fail the wait."""
         if self.watch is None:
             return
         try:
+            if read_application_id:
+                progress = read_progress(self._s3_client(), self.watch.progress_uri)
+                self.watch.application_id = (progress or {}).get("spark_application_id")
             cluster = self.watch.describe_cluster(self.hook.conn, self.job_flow_id)
             fields = step_link_fields(
                 cluster, self.step_id, self.watch.progress_uri, self.watch.application_id
