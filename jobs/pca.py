@@ -10,7 +10,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_job(
         "pca",
         parse_args,
-        lambda spark, a, _: run_pca(spark, a.input, a.output, a.k, a.variance),
+        lambda spark, a, progress: run_pca(spark, a.input, a.output, a.k, a.variance, progress),
         argv,
     )
 

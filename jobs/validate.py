@@ -8,7 +8,10 @@ from imagefeatures.validate import parse_args, run_validate
 
 def main(argv: list[str] | None = None) -> int:
     return run_job(
-        "validate", parse_args, lambda spark, a, _: run_validate(spark, a.input, a.output), argv
+        "validate",
+        parse_args,
+        lambda spark, a, progress: run_validate(spark, a.input, a.output, progress),
+        argv,
     )
 
 

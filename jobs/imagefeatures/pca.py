@@ -32,7 +32,7 @@ from imagefeatures.cli_types import positive_int
 from imagefeatures.contract import DEFAULT_PCA_K, FEATURE_SIZE, PCA, PCA_MODEL, PCA_SUMMARY
 from imagefeatures.errors import JobInputError
 from imagefeatures.moments import Moments, merge_optional
-from imagefeatures.progress import add_progress_arguments
+from imagefeatures.progress import JobProgress, add_progress_arguments
 
 _MOMENTS_SCHEMA = "count long, mean binary, m2 binary"
 
@@ -158,9 +158,13 @@ def run_pca(
     output_uri: str,
     k: int = DEFAULT_PCA_K,
     variance: float | None = None,
+    progress: JobProgress | None = None,
 ) -> dict:
-    """Write <output>/pca, <output>/pca_model and <output>/pca_summary.json."""
+    """Write <output>/pca, <output>/pca_model and <output>/pca_summary.json; `progress`: where
+    the job says which phase it is in (none by default)."""
     started = time.time()
+    progress = progress or JobProgress(spark, None, "pca")
+    progress.phase("summing the features' moments")
     try:
         features = spark.read.parquet(input_uri)
     except Exception as exc:
@@ -169,7 +173,9 @@ def run_pca(
     rows = moments.count if moments else 0
     if rows < 2:
         raise JobInputError(f"features {input_uri} hold {rows} row(s); PCA needs at least 2")
+    progress.phase("fitting")
     model = fit_pca(spark, moments.covariance(), k, variance)
+    progress.phase("projecting")
     # A second read of the features rather than a cache: parquet is cheap to read again.
     project(model, to_vectors(features)).write.mode("overwrite").parquet(
         storage.join_uri(output_uri, PCA)
@@ -179,6 +185,7 @@ def run_pca(
     if variance is not None:
         summary["variance_target"] = variance
     storage.write_json(spark, storage.join_uri(output_uri, PCA_SUMMARY), summary)
+    progress.phase("projected")
     return summary
 
 

@@ -26,7 +26,7 @@ from imagefeatures.contract import (
 from imagefeatures.errors import CheckFailedError, JobInputError
 from imagefeatures.listing import image_files, listing
 from imagefeatures.plot import pca_scatter_png
-from imagefeatures.progress import add_progress_arguments
+from imagefeatures.progress import JobProgress, add_progress_arguments
 
 MAX_LISTED_REJECTS = 1000
 MAX_PLOTTED_POINTS = 50_000
@@ -112,13 +112,18 @@ def _read_dataset(spark: SparkSession, uri: str) -> DataFrame:
         raise JobInputError(f"dataset {uri} cannot be read: {str(exc).splitlines()[0]}") from exc
 
 
-def run_validate(spark: SparkSession, input_uri: str, output_uri: str) -> dict:
+def run_validate(
+    spark: SparkSession, input_uri: str, output_uri: str, progress: JobProgress | None = None
+) -> dict:
     """Check the run under `output_uri` against the images under `input_uri`.
 
     Always writes report.json (and pca.png when there is something to plot); raises
-    CheckFailedError naming every failed check and its numbers.
+    CheckFailedError naming every failed check and its numbers. `progress`: where the job says
+    which phase it is in (none by default).
     """
     started = time.time()
+    progress = progress or JobProgress(spark, None, "validate")
+    progress.phase("listing the input")
     out = lambda *parts: storage.join_uri(output_uri, *parts)  # noqa: E731
     listed = listing(image_files(spark, input_uri))
     features = _read_dataset(spark, out(FEATURES))
@@ -127,6 +132,7 @@ def run_validate(spark: SparkSession, input_uri: str, output_uri: str) -> dict:
     featurize_summary = storage.read_json_if_exists(spark, out(FEATURIZE_SUMMARY)) or {}
     pca_summary = storage.read_json_if_exists(spark, out(PCA_SUMMARY)) or {}
 
+    progress.phase("checking the outputs")
     facts = gather_facts(listed, features, rejects, pca, pca_summary)
     results = run_checks(facts, FEATURE_SIZE)
     passed = all(r.passed for r in results)
@@ -163,6 +169,7 @@ def run_validate(spark: SparkSession, input_uri: str, output_uri: str) -> dict:
             if (found := storage.read_json_if_exists(spark, out(progress_file(step))))
         },
     }
+    progress.phase("writing the report")
     if facts.pca > 0 and facts.pca_lengths:
         components, labels = plot_points(pca)
         title = f"MobileNetV2 features, PCA ({facts.pca} images, {len(set(labels))} labels)"

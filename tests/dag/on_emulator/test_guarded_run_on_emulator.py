@@ -13,10 +13,10 @@ from tests.dag.dag_shapes import keys_under, put, read_json, states
 from tests.dag.on_emulator.world import (
     DAG_ID,
     INPUT,
-    MODEL_CACHE,
     OUTPUT,
     client,
     conf,
+    empty_model_cache,
     snapshot,
     wait_until_ended,
     write_earlier_passed_run,
@@ -39,8 +39,7 @@ def test_a_guarded_run_reads_what_preflight_counted_and_touches_only_its_own_pre
         put(s3, INPUT + hidden, jpeg_bytes(picture(len(hidden))))
     weights = "s3://example-fruit-features/models/mobilenet_v2_random.weights.h5"
     put(s3, weights, random_weights_file.read_bytes())
-    for key in keys_under(s3, MODEL_CACHE):  # cold: this run exports the model and stores it
-        s3.delete_object(Bucket="example-fruit-features", Key=key)
+    empty_model_cache(s3)  # cold: this run exports the model and stores it
     before = snapshot(s3)
 
     dag_run = dag.test(

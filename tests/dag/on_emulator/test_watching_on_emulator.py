@@ -17,7 +17,7 @@ import pytest
 from imagefeatures.inference import TEST_HANG_AFTER_IMAGES
 from localdev.dag_run import run_output_uri
 from tests.dag.dag_shapes import read_json, states
-from tests.dag.on_emulator.world import OUTPUT, client, conf, wait_until_ended
+from tests.dag.on_emulator.world import OUTPUT, client, conf, empty_model_cache, wait_until_ended
 from tests.fault_keys import ENDED_CLUSTER_STATES
 
 # The sensor's progress lines (not the step's own log lines, shown as "stdout | ...").
@@ -54,6 +54,7 @@ def check_watched_while_running(log: str, until: str) -> None:
 # Poke mode is watched in the hung step's runs below (one DAG run fewer in make test).
 @pytest.mark.parametrize("wait_mode", [True], ids=["deferrable"], indirect=True)
 def test_a_running_step_logs_its_progress_and_new_log_lines(dag, world, wait_mode, capfd):
+    empty_model_cache(client(world.endpoint_url, "s3"))  # a model's first run: its phases all
     dag_run = dag.test(run_conf=conf(deferrable=wait_mode))
 
     assert str(dag_run.state) == "success", states(dag_run)
@@ -71,6 +72,8 @@ def test_a_running_step_logs_its_progress_and_new_log_lines(dag, world, wait_mod
     assert featurized["done"] == featurized["total"] == report["features"] == 4
     assert featurized["rejects"] == 0
     assert report["progress"]["pca"]["state"] == "finished"
+    assert report["progress"]["pca"]["phase"] == "projected"  # pca says its phases too
+    assert "pca: projected, finished after" in log
     # The links the Airflow UI shows on the wait, read as its API server reads them.
     links = extra_links(dag_run, "featurize.wait_for_step")
     step_logs = re.fullmatch(
@@ -94,6 +97,9 @@ def test_a_hung_step_is_reported_stuck_and_fail_when_stuck_ends_the_run_and_its_
 ):
     # The job's test hook: a Python worker stops answering after its first image.
     monkeypatch.setenv(TEST_HANG_AFTER_IMAGES, "1")
+    # The model's export, a phase of its own before the hang: with a cached model the phases
+    # before it can pass between two looks.
+    empty_model_cache(client(world.endpoint_url, "s3"))
 
     # 30 s: longer than a step's start (the JVM, the session, the listing) takes on a loaded
     # 2-core machine, so the first stuck report is where the step hung, not before it began.

@@ -8,9 +8,10 @@ import json
 from typing import Any
 
 from emr_pipeline.run_prefix import RUN_MARKER
+from emr_pipeline.uris import split_s3_uri
 from localdev.airflow_stack.processes import wait_until
 from localdev.dag_run import run_output_uri
-from tests.dag.dag_shapes import put, run_conf
+from tests.dag.dag_shapes import keys_under, put, run_conf
 from tests.emulator.helpers import wait_for_cluster
 from tests.fakes import aws_client
 from tests.fault_keys import ENDED_CLUSTER_STATES, SETUP_ACCESS_KEY
@@ -121,3 +122,11 @@ def write_earlier_passed_run(s3: Any) -> str:
     put(s3, out + "features/part-00000.snappy.parquet", b"PAR1 earlier features PAR1")
     put(s3, out + "report.json", json.dumps({"status": "passed", "images": 4}))
     return out
+
+
+def empty_model_cache(s3: Any) -> None:
+    """Delete the DAG's model cache, which the world carries from earlier tests: the next run
+    exports the model (a phase of its own) and stores it."""
+    bucket, _ = split_s3_uri(MODEL_CACHE)
+    for key in keys_under(s3, MODEL_CACHE):
+        s3.delete_object(Bucket=bucket, Key=key)
