@@ -54,7 +54,7 @@ def check_watched_while_running(log: str, until: str) -> None:
 # Poke mode is watched in the hung step's runs below (one DAG run fewer in make test).
 @pytest.mark.parametrize("wait_mode", [True], ids=["deferrable"], indirect=True)
 def test_a_running_step_logs_its_progress_and_new_log_lines(dag, world, wait_mode, capfd):
-    empty_model_cache(client(world.endpoint_url, "s3"))  # a model's first run: its phases all
+    empty_model_cache(client(world.endpoint_url, "s3"))  # a first run: the export is a phase
     dag_run = dag.test(run_conf=conf(deferrable=wait_mode))
 
     assert str(dag_run.state) == "success", states(dag_run)
