@@ -23,7 +23,7 @@ from emr_pipeline.idempotency import find_steps
 from emr_pipeline.links import STEP_LINKS, persist_step_links, step_link_fields
 from emr_pipeline.operators import check_cluster_is_the_runs
 from emr_pipeline.step_logs import explain_step_failure
-from emr_pipeline.step_watch import StepWatch, progress_uri, read_progress
+from emr_pipeline.step_watch import StepWatch, progress_uri
 from emr_pipeline.triggers import StepCancellingEmrStepTrigger, cancel_step
 
 
@@ -212,8 +212,7 @@ class ExplainedEmrStepSensor(EmrStepSensor):
             return
         try:
             if read_application_id:
-                progress = read_progress(self._s3_client(), self.watch.progress_uri)
-                self.watch.application_id = (progress or {}).get("spark_application_id")
+                self.watch.read_progress(self._s3_client())
             cluster = self.watch.describe_cluster(self.hook.conn, self.job_flow_id)
             fields = step_link_fields(
                 cluster, self.step_id, self.watch.progress_uri, self.watch.application_id

@@ -155,6 +155,13 @@ class StepWatch:
             f"such a run (its cluster is then terminated)."
         )
 
+    def read_progress(self, s3: Any) -> dict[str, Any] | None:
+        """The step's progress now, noting its Spark application id once it appears."""
+        progress = read_progress(s3, self.progress_uri)
+        if progress and progress.get("spark_application_id"):
+            self.application_id = progress["spark_application_id"]
+        return progress
+
     def describe_cluster(self, emr: Any, cluster_id: str) -> dict[str, Any]:
         """The cluster's description, asked again only until its primary node has a name (a
         starting cluster's has none; its LogUri never changes)."""
@@ -197,9 +204,7 @@ class StepWatch:
         """Log the step's progress and its new log lines; return the stuck message when the
         step is RUNNING and its progress has not moved for stuck_after_seconds, else ""."""
         try:
-            progress = read_progress(s3, self.progress_uri)
-            if progress and progress.get("spark_application_id"):
-                self.application_id = progress["spark_application_id"]
+            progress = self.read_progress(s3)
             self.say(describe_progress(self.step, progress), log)
             log_uri = self.describe_cluster(emr, cluster_id).get("LogUri")
             for stream, line in self.new_log_lines(s3, log_uri, cluster_id, step_id):
