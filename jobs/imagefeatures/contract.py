@@ -32,7 +32,10 @@ IMAGE_NAME_PATTERN = re.compile(r"(?i)\.(" + "|".join(IMAGE_EXTENSIONS) + r")\Z"
 IMAGE_KINDS = ", ".join(f".{ext}" for ext in IMAGE_EXTENSIONS[:-1]) + f" or .{IMAGE_EXTENSIONS[-1]}"
 
 # What a run writes under its output prefix.
-FEATURES = "features"  # parquet: path, label, features, length, modificationTime
+# The run's input, fixed once by preflight (imagefeatures.manifest): every step reads it.
+MANIFEST = "manifest.parquet"  # parquet: path, label, size, etag, last_modified
+MANIFEST_SUMMARY = "manifest.json"  # its source (listing, inventory, folder), counts, region
+FEATURES = "features"  # parquet: path, label, features, size, etag
 REJECTS = "rejects"  # parquet: path, label, error
 PCA = "pca"  # parquet: path, label, pca
 PCA_MODEL = "pca_model"  # Spark ML's PCAModel
@@ -43,6 +46,11 @@ PLOT = "pca.png"
 # Each step's progress while it runs (<run>/_progress/<step>.json; `_` hides it from Spark).
 PROGRESS = "_progress"
 STEP_NAMES = ("featurize", "pca", "validate")
+
+
+def manifest_summary_uri(manifest_uri: str) -> str:
+    """manifest.json beside a manifest's parquet file."""
+    return manifest_uri.rsplit("/", 1)[0] + "/" + MANIFEST_SUMMARY
 
 
 def progress_file(step: str) -> str:
