@@ -1,4 +1,5 @@
-"""EMR step / spark-submit entrypoint: images -> <output>/features and <output>/rejects."""
+"""EMR step / spark-submit entrypoint: the run's manifest (or a local folder) -> <output>/features
+and <output>/rejects."""
 
 import sys
 
@@ -15,16 +16,16 @@ def main(argv: list[str] | None = None) -> int:
             spark,
             a.input,
             a.output,
-            a.weights,
-            a.batch_size,
-            a.partitions,
-            a.files_per_task,
-            a.runtime,
-            a.precision,
-            a.model_cache,
-            a.base,
-            a.full_run_reason,
-            progress,
+            weights=a.weights,
+            batch_size=a.batch_size,
+            partitions=a.partitions,
+            files_per_task=a.files_per_task,
+            runtime=a.runtime,
+            precision=a.precision,
+            model_cache=a.model_cache,
+            base=a.base,
+            full_run_reason=a.full_run_reason,
+            progress=progress,
         ),
         argv,
         before_spark=lambda a: export_model_ahead(a.weights, a.runtime, a.model_cache),

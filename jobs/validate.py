@@ -10,7 +10,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_job(
         "validate",
         parse_args,
-        lambda spark, a, progress: run_validate(spark, a.input, a.output, progress),
+        lambda spark, a, progress: run_validate(spark, a.output, progress),
         argv,
     )
 

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             ["--input", str(images), "--output", str(results), "--weights", args.weights],
         ),
         "pca": run_step("pca", ["--input", str(results / "features"), "--output", str(results)]),
-        "validate": run_step("validate", ["--input", str(images), "--output", str(results)]),
+        "validate": run_step("validate", ["--output", str(results)]),
     }
     print_summary(results, seconds)
     return 0

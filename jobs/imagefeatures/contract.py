@@ -50,7 +50,8 @@ STEP_NAMES = ("featurize", "pca", "validate")
 
 def manifest_summary_uri(manifest_uri: str) -> str:
     """manifest.json beside a manifest's parquet file."""
-    return manifest_uri.rsplit("/", 1)[0] + "/" + MANIFEST_SUMMARY
+    folder, slash, _ = manifest_uri.rpartition("/")
+    return folder + slash + MANIFEST_SUMMARY
 
 
 def progress_file(step: str) -> str:

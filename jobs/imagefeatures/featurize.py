@@ -1,12 +1,15 @@
-"""Featurize job: image files -> MobileNetV2 vectors (features) and undecodable files (rejects).
+"""Featurize job: the run's manifest -> MobileNetV2 vectors (features) and the images that have
+none (rejects), with the reason.
 
-Every listed file ends in exactly one of the two datasets, so features + rejects = input. With
+Every manifest row ends in exactly one of the two datasets, so features + rejects = manifest.
+Workers read each image by its key (image_reads): the driver never lists the input. With
 `--base` (an earlier run's output), unchanged images keep that run's vectors (incremental).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from functools import reduce
 
@@ -22,20 +25,15 @@ from imagefeatures.contract import (
     DEFAULT_RUNTIME,
     FEATURES,
     FEATURIZE_SUMMARY,
+    MANIFEST,
     PRECISIONS,
     REJECTS,
     RUNTIMES,
 )
-from imagefeatures.images import EMPTY_FILE_ERROR
-from imagefeatures.incremental import (
-    FILE_IDENTITY,
-    Increment,
-    featurizer_key,
-    plan_increment,
-    read_listed,
-)
+from imagefeatures.errors import JobInputError
+from imagefeatures.image_reads import split_s3_path
+from imagefeatures.incremental import FILE_IDENTITY, Increment, featurizer_key, plan_increment
 from imagefeatures.inference import precisions_that_ran, summarize_precision, with_features
-from imagefeatures.listing import as_images, image_files, listed_paths, listing, with_label
 from imagefeatures.model_shipping import (
     check_model_choice,
     model_key_of,
@@ -44,10 +42,11 @@ from imagefeatures.model_shipping import (
     take_export_ahead,
 )
 from imagefeatures.progress import ImageCounters, JobProgress, add_progress_arguments
+from imagefeatures.run_input import read_manifest, read_manifest_summary, write_folder_manifest
 
-# Images per scan task. Spark counts each file as at least openCostInBytes (4 MB by
-# default), so small photos made tasks of ~32 files, each paying the per-task set-up of the
-# JVM and the Python worker; 128 cuts that 4x at the cost of a longer tail (BENCHMARKS.md).
+# Images per task. Each task pays the set-up of a Python worker's batch loop; 128 small photos
+# keep that small against the model's time and still spread a few hundred images over every
+# core (BENCHMARKS.md).
 DEFAULT_FILES_PER_TASK = 128
 
 
@@ -55,7 +54,7 @@ def with_reused(increment: Increment) -> DataFrame:
     """The base run's vectors of unchanged images, as results rows (no error; the precision
     of a run before this one is not known per image)."""
     none = F.lit(None).cast("string")
-    return with_label(increment.reused).select(
+    return increment.reused.select(
         "path", "label", *FILE_IDENTITY[1:], "features", none.alias("error"),
         none.alias("precision"),
     )  # fmt: skip
@@ -82,49 +81,29 @@ def write_features(
 
 
 def accepted(results: DataFrame) -> DataFrame:
-    """Features, with the file's size and modification time: what tells the next run
-    whether the image changed."""
+    """Features, with the image's size and ETag: what tells the next run whether it changed."""
     return results.where(F.col("error").isNull()).select(
         "path", "label", "features", *FILE_IDENTITY[1:]
     )
 
 
-def rejected(results: DataFrame, listed: DataFrame) -> DataFrame:
-    """Files that failed to decode, plus listed files the scan never returned (empty ones)."""
-    failed = results.where(F.col("error").isNotNull()).select("path", "label", "error")
-    unread = listed.join(results.select("path"), "path", "left_anti").select(
-        "path", "label", F.lit(EMPTY_FILE_ERROR).alias("error")
-    )
-    return failed.unionByName(unread)
+def rejected(results: DataFrame) -> DataFrame:
+    """Images without a vector, and why: undecodable, empty, gone or changed since the
+    manifest was made."""
+    return results.where(F.col("error").isNotNull()).select("path", "label", "error")
 
 
-def pack_small_files(spark: SparkSession, files_per_task: int) -> None:
-    """Let each scan task take up to about `files_per_task` small files.
-
-    Spark packs files into a task up to spark.sql.files.maxPartitionBytes, counting each as
-    its size plus openCostInBytes; setting the latter to maxPartitionBytes / files_per_task
-    groups small images without a shuffle: exactly `files_per_task` of a few KB each (up to
-    maxPartitionBytes / files_per_task², 8 KiB at the defaults), fewer of larger files, whose
-    size counts too. Small inputs still spread over every core (Spark caps a task's bytes
-    at the input's total / the default parallelism).
-    """
-    # Spark's own parse of the setting, which may be written as "128m" or "134217728b".
-    max_partition_bytes = spark._jsparkSession.sessionState().conf().filesMaxPartitionBytes()
-    open_cost = max(1, max_partition_bytes // files_per_task)
-    spark.conf.set("spark.sql.files.openCostInBytes", str(open_cost))
-
-
-def set_partitions(images: DataFrame, partitions: int | None) -> DataFrame:
-    """Shrink without a shuffle (coalesce); grow only when asked for more than the listing gives."""
-    if not partitions:
-        return images
-    current = images.rdd.getNumPartitions()
-    return images.coalesce(partitions) if partitions <= current else images.repartition(partitions)
+def spread(todo: DataFrame, images: int, partitions: int | None, files_per_task: int) -> DataFrame:
+    """The images to featurize in `partitions` tasks, or about `files_per_task` images each
+    (at least one task per core): a manifest's row groups are far larger than a task."""
+    parallelism = todo.sparkSession.sparkContext.defaultParallelism
+    wanted = partitions or max(parallelism, math.ceil(images / files_per_task))
+    return todo.repartition(max(1, min(wanted, max(images, 1))))
 
 
 def run_featurize(
     spark: SparkSession,
-    input_uri: str,
+    input_uri: str | None,
     output_uri: str,
     weights: str = "imagenet",
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -137,67 +116,71 @@ def run_featurize(
     full_run_reason: str | None = None,
     progress: JobProgress | None = None,
 ) -> dict:
-    """Write <output>/features, <output>/rejects and <output>/featurize_summary.json.
+    """Write <output>/features, <output>/rejects and <output>/featurize_summary.json for the
+    images of <output>/manifest.parquet; `input_uri` (a local folder) writes that manifest
+    first, None reads the one the DAG's preflight wrote.
     `model_cache`: a folder or URI where exported OpenVINO models are kept between runs.
     `base`: an earlier run's output folder whose vectors of unchanged images are reused;
     `full_run_reason`: why there is none (the summary keeps it). `progress`: where the job
     says what it is doing (the images through the model while it runs)."""
     started = time.time()
     progress = progress or JobProgress(spark, None, "featurize")
-    progress.phase("listing")
+    progress.phase("reading the manifest")
     check_model_choice(runtime, precision)
-    pack_small_files(spark, files_per_task)
-    files = image_files(spark, input_uri)
-    paths = listed_paths(files)
+    if input_uri is not None:
+        write_folder_manifest(spark, input_uri, output_uri)
+    inputs = read_manifest_summary(spark, output_uri)
+    manifest = read_manifest(spark, output_uri)
     exported = take_export_ahead(weights, runtime)
     weights_ref = ship_weights(spark, weights)
     model_key = model_key_of(weights_ref)
     featurizer = featurizer_key(model_key, runtime, precision)
     progress.phase("comparing with the base run" if base else "planning")
-    increment = plan_increment(spark, files, paths, base, featurizer, full_run_reason)
+    increment = plan_increment(spark, manifest, inputs.images, base, featurizer, full_run_reason)
     if increment.reason:
         print(f"featurize: full run: {increment.reason}", flush=True)
-    # Files the scan may skip (empty ones) are among those to featurize, never among the reused.
-    listed = listing(files, increment.todo)
     computed, cached, counters = None, None, ImageCounters.live(spark)
-    if increment.todo:  # an unchanged input needs no model at all
+    if increment.todo_count:  # an unchanged input needs no model at all
         progress.phase("preparing the model")
         model_ref, cached = ship_model(
             spark, weights_ref, runtime, exported, model_cache, model_key
         )
         # Arrow batches are what the UDF sees at once: keep them at the model's batch size.
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
-        images = files if increment.base is None else read_listed(spark, increment.todo)
-        images = set_partitions(as_images(images), partitions)
+        todo = spread(increment.todo, increment.todo_count, partitions, files_per_task)
         # Both datasets come from one pass of the model. Reused vectors are not kept: they
-        # are read once, by the features' write (the rejects need only their paths).
-        computed = with_features(images, model_ref, batch_size, precision, counters)
+        # are read once, by the features' write.
+        computed = with_features(todo, model_ref, batch_size, precision, counters, inputs.region)
         computed = computed.persist(StorageLevel.MEMORY_AND_DISK)
     reused = None if increment.reused is None else with_reused(increment)
-    results = reduce(DataFrame.unionByName, [p for p in (computed, reused) if p is not None])
+    parts = [p for p in (computed, reused) if p is not None]
+    if not parts:
+        raise JobInputError(f"the run's manifest under {output_uri} holds no image")
     try:
         features_uri = storage.join_uri(output_uri, FEATURES)
         rejects_uri = storage.join_uri(output_uri, REJECTS)
         # The model runs in this write: its images are counted as each task ends.
-        progress.phase("featurizing", total=len(increment.todo), counters=counters)
+        progress.phase("featurizing", total=increment.todo_count, counters=counters)
+        results = reduce(DataFrame.unionByName, parts)
         write_features(spark, accepted(results), features_uri, increment)
         progress.phase("writing rejects and counts")
-        rejected(results, listed).write.mode("overwrite").parquet(rejects_uri)
+        rejected(results).write.mode("overwrite").parquet(rejects_uri)
         # Counts read back from what was written: the numbers the datasets really hold.
         written = {
             name: spark.read.parquet(uri).count()
             for name, uri in ((FEATURES, features_uri), (REJECTS, rejects_uri))
         }
         ran = {} if computed is None else precisions_that_ran(computed)
-        # Every image to featurize has its outcome: features, or a reject (the empty files the
-        # model never saw among them).
-        done = ImageCounters.settled(len(increment.todo), written[REJECTS])
-        progress.phase("featurized", total=len(increment.todo), counters=done)
+        # Every image to featurize has its outcome: features, or a reject.
+        done = ImageCounters.settled(increment.todo_count, written[REJECTS])
+        progress.phase("featurized", total=increment.todo_count, counters=done)
     finally:
         if computed is not None:
             computed.unpersist()
+        increment.release()
     summary = {
-        "input": input_uri,
+        "input": inputs.input_uri,
+        "manifest": storage.join_uri(output_uri, MANIFEST),
         "weights": weights,
         "runtime": runtime,
         "precision": summarize_precision(ran),
@@ -210,7 +193,9 @@ def run_featurize(
         "reuse": increment.reuse() if increment.base else None,
         "batch_size": batch_size,
         "files_per_task": files_per_task,
-        "listed": len(paths),
+        "listed": inputs.images,
+        # Images read from S3, one GET each (an empty image is rejected unread).
+        "s3_gets": _s3_reads(increment) if split_s3_path(inputs.input_uri) else 0,
         **written,
         "seconds": round(time.time() - started, 2),
     }
@@ -218,12 +203,25 @@ def run_featurize(
     return summary
 
 
+def _s3_reads(increment: Increment) -> int:
+    if not increment.todo_count:
+        return 0
+    return increment.todo.where(F.col("size") > 0).count()
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="featurize.py", description="Image files -> MobileNetV2 feature vectors (parquet)."
     )
-    parser.add_argument("--input", required=True, help="folder or s3:// prefix of images")
-    parser.add_argument("--output", required=True, help="run folder: features/, rejects/")
+    parser.add_argument(
+        "--input",
+        default=None,
+        help=f"a local folder of images: its manifest is written to <output>/{MANIFEST} first "
+        "(without it, the run's manifest is read: the DAG's preflight writes it)",
+    )
+    parser.add_argument(
+        "--output", required=True, help=f"run folder: {MANIFEST}, features/, rejects/"
+    )
     parser.add_argument(
         "--weights",
         default="imagenet",
@@ -240,7 +238,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--files-per-task",
         type=positive_int,
         default=DEFAULT_FILES_PER_TASK,
-        help="small image files per scan task (larger files count by their size)",
+        help="images per task (when --partitions is not given)",
     )
     parser.add_argument(
         "--runtime",
@@ -264,7 +262,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--base",
         default=None,
         help="an earlier run's output folder: its vectors of images unchanged since (same "
-        "path, size and modification time, same model) are reused, the rest featurized",
+        "path, size and ETag, same model) are reused, the rest featurized",
     )
     parser.add_argument(
         "--full-run-reason",

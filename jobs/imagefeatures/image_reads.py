@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from imagefeatures.images import EMPTY_FILE_ERROR
@@ -134,12 +133,3 @@ def read_image(path: str, size: int, etag: str, region: str | None = None) -> Im
     if location is None:
         return read_local_image(path, size, etag)
     return read_s3_image(s3_client(region), *location, size, etag)
-
-
-def read_images(
-    paths: list[str], sizes: list[int], etags: list[str], region: str | None, pool: ThreadPoolExecutor
-) -> list[ImageRead]:
-    """read_image for each row, READ_THREADS at a time, in the rows' order."""
-    return list(
-        pool.map(lambda row: read_image(*row, region), zip(paths, sizes, etags, strict=True))
-    )

@@ -1,26 +1,26 @@
-"""Reusing an earlier run's features: which listed images keep their vector, which are featurized.
+"""Reusing an earlier run's features: which images of the manifest keep their vector.
 
 An image keeps its vector when the base run (an earlier run's output folder) featurized the same
-path with the same size and modification time, and made it with the same featurizer: the same
-weights, runtime, requested precision and the packages that turn a file into a vector
+path with the same size and ETag, so the same bytes, and made it with the same featurizer: the
+same weights, runtime, requested precision and the packages that turn a file into a vector
 (`featurizer_key`). Everything else is featurized: new images, changed ones, and the base's
-rejects (a fixed file may decode now). Images the base had but the input no longer holds are
+rejects (a fixed file may decode now). Images the base had but the manifest no longer holds are
 dropped. Anything wrong with the base makes a full run, with the reason in the summary.
 
-Reused vectors are not rewritten where that can be helped: a base part file whose rows are all
-reused is copied into the new run as it is (`Increment.copied`), and only the reused rows of
-the other part files go through Spark again (`Increment.reused`).
+Everything is a DataFrame: the driver holds counts and the names of the base's part files, never
+a row per image. Reused vectors are not rewritten where that can be helped: a base part file
+whose rows are all reused is copied into the new run as it is (`Increment.copied`), and only the
+reused rows of the other part files go through Spark again (`Increment.reused`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -28,17 +28,19 @@ from imagefeatures import storage
 from imagefeatures.contract import FEATURES, FEATURIZE_SUMMARY, REJECTS
 from imagefeatures.errors import first_line
 
-# The columns that tell an unchanged file, as Spark's binaryFile source reports them; the
-# features dataset keeps them beside each vector.
-FILE_IDENTITY = ("path", "length", "modificationTime")
+# What tells an unchanged image: its path and the manifest's size and ETag (same ETag and
+# size, same bytes). The features dataset keeps them beside each vector.
+FILE_IDENTITY = ("path", "size", "etag")
 # Bump when preprocessing changes the vector made from the same file and model.
-FEATURE_FORMAT = 1
+# 2: reuse keyed on the ETag (1 kept binaryFile's length and modificationTime).
+FEATURE_FORMAT = 2
 # Besides the model's (model_cache.cache_key): what decodes and resizes the image.
 _DECODE_PACKAGES = ("pillow",)
-# Hadoop's glob characters, escaped so that a listed path is read as itself.
-_GLOB_CHARACTERS = re.compile(r"([\\*?\[\]{}])")
 # The base part file a row was read from (Spark's hidden file metadata, a plain file name).
 _PART_FILE = "_part_file"
+# What becomes of each image of the manifest, and of each the base had.
+NEW, CHANGED, RETRIED, REUSED, REMOVED = "new", "changed", "retried", "reused", "removed"
+_TO_FEATURIZE = (NEW, CHANGED, RETRIED)
 
 
 def featurizer_key(model_key: str, runtime: str, precision: str) -> str:
@@ -59,19 +61,21 @@ class Increment:
     """What this run featurizes and what it reuses; `base` is None for a full run."""
 
     base: str | None
+    todo: DataFrame  # manifest rows (path, label, size, etag) to featurize
+    todo_count: int
     reason: str | None = None  # why a full run, when one was not asked for
-    todo: list[str] = field(default_factory=list)  # listed paths to featurize
-    # Reused rows to write again (path, length, modificationTime, features): those of the
-    # base part files that also hold a changed, removed or rejected image.
+    # Reused rows to write again (path, label, features, size, etag): those of the base part
+    # files that also hold a changed, removed or rejected image.
     reused: DataFrame | None = None
     # Base part files (names under <base>/features) whose every row is reused: copied as they are.
     copied: list[str] = field(default_factory=list)
     copied_rows: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    _cached: list[DataFrame] = field(default_factory=list)
 
     def reuse(self) -> dict[str, int]:
         """How the reused vectors reach the new run: part files copied, rows written again."""
-        rewritten = self.counts.get("reused", 0) - self.copied_rows
+        rewritten = self.counts.get(REUSED, 0) - self.copied_rows
         return {"files_copied": len(self.copied), "rows_rewritten": rewritten}
 
     def summary(self) -> dict:
@@ -79,63 +83,87 @@ class Increment:
             return {"base_run": None, "reason": self.reason}
         return {"base_run": self.base, **self.counts}
 
+    def release(self) -> None:
+        """Drop what planning kept cached once the outputs are written."""
+        for df in self._cached:
+            df.unpersist()
 
-def full_run(paths: list[str], reason: str | None) -> Increment:
-    return Increment(base=None, reason=reason, todo=list(paths))
+
+def full_run(manifest: DataFrame, images: int, reason: str | None) -> Increment:
+    return Increment(base=None, todo=manifest, todo_count=images, reason=reason)
 
 
 def plan_increment(
     spark: SparkSession,
-    files: DataFrame,
-    listed_paths: list[str],
+    manifest: DataFrame,
+    images: int,
     base_uri: str | None,
     key: str,
     full_run_reason: str | None = None,
 ) -> Increment:
-    """Compare the input (`files`: binaryFile's rows; `listed_paths`: its file index) with
-    the base run under `base_uri`; a full run when there is none (`full_run_reason` says why)
-    or it cannot be used."""
+    """Compare the manifest's `images` rows with the base run under `base_uri`; a full run
+    when there is none (`full_run_reason` says why) or it cannot be used."""
     if not base_uri:
-        return full_run(listed_paths, full_run_reason)
+        return full_run(manifest, images, full_run_reason)
     try:
         base_features, base_rejects = _read_base(spark, base_uri, key)
     except BaseUnusableError as exc:
-        return full_run(listed_paths, f"base run {base_uri} not used: {exc}")
+        return full_run(manifest, images, f"base run {base_uri} not used: {exc}")
     except Exception as exc:  # unreadable: a full run costs time, never the run
-        return full_run(listed_paths, f"base run {base_uri} unreadable: {first_line(exc)}")
-    # The scan reads no content (not selected): one file status per image, kept (a few MB)
-    # for the two queries that join it.
-    current = files.select(*FILE_IDENTITY).persist()
-    base_rows = base_features.select(
-        *FILE_IDENTITY, "features", F.col("_metadata.file_name").alias(_PART_FILE)
+        return full_run(manifest, images, f"base run {base_uri} unreadable: {first_line(exc)}")
+    fates = image_fates(manifest, base_features, base_rejects).persist(StorageLevel.MEMORY_AND_DISK)
+    counts = {fate: 0 for fate in (NEW, CHANGED, RETRIED, REUSED, REMOVED)}
+    for row in fates.groupBy("fate").count().collect():
+        counts[row["fate"]] = row["count"]
+    # Per base part file: its rows, and how many of them are reused (a few thousand files at
+    # most: what the driver holds).
+    per_file = (
+        fates.where(F.col(_PART_FILE).isNotNull())
+        .groupBy(_PART_FILE)
+        .agg(
+            F.count("*").alias("rows"), F.sum((F.col("fate") == REUSED).cast("long")).alias("kept")
+        )
+        .where(F.col("rows") == F.col("kept"))
+        .collect()
     )
-    reused = current.join(base_rows, list(FILE_IDENTITY))
-    kept = dict(reused.select("path", _PART_FILE).collect())
-    featurized = dict(base_rows.select("path", _PART_FILE).collect())
-    rejected = {row.path for row in base_rejects.select("path").collect()}
-    copied = whole_part_files(featurized, kept)
-    rewritten = reused.where(~F.col(_PART_FILE).isin(sorted(copied))).drop(_PART_FILE)
-    todo = [path for path in listed_paths if path not in kept]
-    changed = sum(path in featurized for path in todo)
-    retried = sum(path in rejected for path in todo)
-    counts = {
-        "new": len(todo) - changed - retried,
-        "changed": changed,
-        "retried": retried,
-        "reused": len(kept),
-        "removed": len((featurized.keys() | rejected) - set(listed_paths)),
-    }
+    copied = sorted(row[_PART_FILE] for row in per_file)
+    reused_paths = fates.where((F.col("fate") == REUSED) & ~F.col(_PART_FILE).isin(copied)).select(
+        "path"
+    )
+    rewritten = base_features.join(reused_paths, "path", "left_semi").select(
+        "path", "label", "features", *FILE_IDENTITY[1:]
+    )
+    todo = fates.where(F.col("fate").isin(*_TO_FEATURIZE)).select("path", "label", "size", "etag")
     return Increment(
-        base=base_uri, todo=todo, reused=rewritten, copied=sorted(copied),
-        copied_rows=sum(part in copied for part in kept.values()), counts=counts,
+        base=base_uri, todo=todo, todo_count=sum(counts[f] for f in _TO_FEATURIZE),
+        reused=rewritten, copied=copied, copied_rows=sum(row["rows"] for row in per_file),
+        counts=counts, _cached=[fates],
     )  # fmt: skip
 
 
-def whole_part_files(featurized: dict[str, str], kept: dict[str, str]) -> set[str]:
-    """The part files whose every row is kept, from {path: part file} of the base's rows and
-    of the kept ones."""
-    rows, kept_rows = Counter(featurized.values()), Counter(kept.values())
-    return {part for part, count in kept_rows.items() if count == rows[part]}
+def image_fates(
+    manifest: DataFrame, base_features: DataFrame, base_rejects: DataFrame
+) -> DataFrame:
+    """One row per image of the manifest or the base: (path, label, size, etag, fate, the base
+    part file that holds its vector). Reads no vector."""
+    base = base_features.select(
+        "path",
+        F.col("size").alias("_base_size"),
+        F.col("etag").alias("_base_etag"),
+        F.col("_metadata.file_name").alias(_PART_FILE),
+    )
+    rejected = base_rejects.select("path", F.lit(True).alias("_rejected")).dropDuplicates(["path"])
+    current = manifest.withColumn("_listed", F.lit(True))
+    joined = current.join(base, "path", "full_outer").join(rejected, "path", "left_outer")
+    same = (F.col("size") == F.col("_base_size")) & (F.col("etag") == F.col("_base_etag"))
+    fate = (
+        F.when(F.col("_listed").isNull(), REMOVED)
+        .when(F.col(_PART_FILE).isNotNull() & same, REUSED)
+        .when(F.col(_PART_FILE).isNotNull(), CHANGED)
+        .when(F.col("_rejected").isNotNull(), RETRIED)
+        .otherwise(NEW)
+    )
+    return joined.select("path", "label", "size", "etag", fate.alias("fate"), _PART_FILE)
 
 
 class BaseUnusableError(ValueError):
@@ -160,10 +188,3 @@ def _read_base(spark: SparkSession, base_uri: str, key: str) -> tuple[DataFrame,
         raise BaseUnusableError(f"its features hold {rows} rows, its summary says {wrote}")
     rejects = spark.read.parquet(storage.join_uri(base_uri, REJECTS))
     return features, rejects
-
-
-def read_listed(spark: SparkSession, paths: list[str]) -> DataFrame:
-    """binaryFile rows of exactly these listed paths (the `path` column's form), without
-    listing the whole input again: each path is read as itself, glob characters included."""
-    escaped = [_GLOB_CHARACTERS.sub(r"\\\1", path) for path in paths]
-    return spark.read.format("binaryFile").load(escaped)

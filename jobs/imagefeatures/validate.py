@@ -24,9 +24,9 @@ from imagefeatures.contract import (
     progress_file,
 )
 from imagefeatures.errors import CheckFailedError, JobInputError
-from imagefeatures.listing import image_files, listing
 from imagefeatures.plot import pca_scatter_png
 from imagefeatures.progress import JobProgress, add_progress_arguments
+from imagefeatures.run_input import read_manifest, read_manifest_summary
 
 MAX_LISTED_REJECTS = 1000
 MAX_PLOTTED_POINTS = 50_000
@@ -112,10 +112,8 @@ def _read_dataset(spark: SparkSession, uri: str) -> DataFrame:
         raise JobInputError(f"dataset {uri} cannot be read: {str(exc).splitlines()[0]}") from exc
 
 
-def run_validate(
-    spark: SparkSession, input_uri: str, output_uri: str, progress: JobProgress | None = None
-) -> dict:
-    """Check the run under `output_uri` against the images under `input_uri`.
+def run_validate(spark: SparkSession, output_uri: str, progress: JobProgress | None = None) -> dict:
+    """Check the run under `output_uri` against its manifest, key by key.
 
     Always writes report.json (and pca.png when there is something to plot); raises
     CheckFailedError naming every failed check and its numbers. `progress`: where the job says
@@ -123,9 +121,10 @@ def run_validate(
     """
     started = time.time()
     progress = progress or JobProgress(spark, None, "validate")
-    progress.phase("listing the input")
+    progress.phase("reading the manifest")
     out = lambda *parts: storage.join_uri(output_uri, *parts)  # noqa: E731
-    listed = listing(image_files(spark, input_uri))
+    inputs = read_manifest_summary(spark, output_uri)
+    listed = read_manifest(spark, output_uri).select("path", "label")
     features = _read_dataset(spark, out(FEATURES))
     rejects = _read_dataset(spark, out(REJECTS))
     pca = _read_dataset(spark, out(PCA))
@@ -140,9 +139,18 @@ def run_validate(
     rejected_rows = rejects.orderBy("path").limit(MAX_LISTED_REJECTS).collect()
     report = {
         "status": "passed" if passed else "failed",
-        "input": input_uri,
+        "input": inputs.input_uri,
         "output": output_uri,
         "images": facts.listed,
+        # Where the run's input list came from: a listing, an S3 Inventory report (its date),
+        # or a local folder.
+        "manifest": {
+            "source": inputs.source,
+            "created_at": inputs.created_at,
+            "inventory": inputs.inventory,
+            "images": inputs.images,
+            "list_requests": inputs.list_requests,
+        },
         "features": facts.features,
         "rejects": facts.rejects,
         "labels": counts_per_label(features, rejects),
@@ -154,6 +162,8 @@ def run_validate(
         },
         "checks": [r.as_dict() for r in results],
         # What ran the model, as featurize recorded it (precision: what ran, not what was asked).
+        # Requests the run made to S3 for its images (the cost block prices them).
+        "s3_gets": featurize_summary.get("s3_gets"),
         "model": {
             key: featurize_summary.get(key)
             for key in ("weights", "runtime", "precision", "precision_requested", "model_cache")
@@ -189,7 +199,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="validate.py", description="Check a run's outputs; write report.json and pca.png."
     )
-    parser.add_argument("--input", required=True, help="the images the run featurized")
-    parser.add_argument("--output", required=True, help="the run folder to check")
+    parser.add_argument(
+        "--output", required=True, help="the run folder to check (against its manifest.parquet)"
+    )
     add_progress_arguments(parser)
     return parser.parse_args(argv)
