@@ -1,112 +1,168 @@
-"""The input as featurize's Spark listing will see it, counted from an S3 listing before any
-cluster exists: the images per label, what Hadoop hides, and what would fail the whole job."""
+"""The run's input, fixed once before any cluster exists: its manifest (one row per image).
+
+Preflight lists the input once (or reads the deployment's S3 Inventory report) and writes
+every image's key, size, ETag and last modification to a local parquet file, a row group at a
+time; `preflight.publish_manifest` puts it under the run's prefix, and every step reads it
+instead of the bucket. Keys are taken as they are: the executors read them by key with boto3,
+so no Hadoop listing rule (hidden `_`/`.` names, `:`, `//`) decides what a run sees.
+
+Memory stays flat in the number of objects: nothing holds one entry per key beyond the
+writer's current row group and a few example keys for messages.
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from emr_pipeline.job_contract import contract
-from emr_pipeline.s3_reads import EXAMPLES, PreflightError, examples, list_objects
+from emr_pipeline import inventory
+from emr_pipeline.job_contract import contract, manifest_format
+from emr_pipeline.s3_reads import EXAMPLES, PreflightError, examples, list_pages
 from emr_pipeline.uris import as_prefix, split_s3_uri
 
-IMAGE_NAME_PATTERN = contract.IMAGE_NAME_PATTERN  # the rule Spark's glob applies in featurize
+IMAGE_NAME_PATTERN = contract.IMAGE_NAME_PATTERN  # what featurize reads as an image
 
 
-@dataclass(frozen=True)
-class InputListing:
-    images: int
-    labels: dict[str, int]  # images per label (= parent folder)
-    # Image names Spark skips (a `_` or `.` name on the way), at most a few, and their count.
-    hidden_examples: list[str] = field(default_factory=list)
-    hidden: int = 0
+@dataclass
+class InputManifest:
+    """The manifest written to `local_path` (a temporary file) and its summary."""
+
+    summary: Any  # the manifest format's ManifestSummary (loaded by path: job_contract)
+    local_path: Path
+
+    @property
+    def images(self) -> int:
+        return self.summary.images
+
+    @property
+    def labels(self) -> dict[str, int]:
+        return self.summary.labels
+
+    def describe(self) -> str:
+        """What preflight logs: the count, and where it came from."""
+        said = f"{self.images} images in {len(self.labels)} labels under {self.summary.input_uri}"
+        if self.summary.inventory:
+            said += f" from the S3 Inventory report of {self.summary.inventory['created']}"
+        return said
+
+    def discard(self) -> None:
+        """Remove the local file (once published, or when the run is refused)."""
+        self.local_path.unlink(missing_ok=True)
 
 
-def hidden_by_hadoop(name: str) -> bool:
-    """Spark's rule for the files and folders its listing skips (HadoopFSUtils
-    .shouldFilterOutPathName): a `_` or `.` start, except `_metadata`, `_common_metadata`
-    and `_` names holding `=` (partition folders); and `._COPYING_` ends."""
-    excluded = (name.startswith("_") and "=" not in name) or name.startswith(".")
-    excluded = excluded or name.endswith("._COPYING_")
-    kept = name.startswith("_common_metadata") or name.startswith("_metadata")
-    return excluded and not kept
+@dataclass
+class _Examples:
+    """A count of keys and the first few of them, for a message (never every key)."""
+
+    count: int = 0
+    keys: list[str] = field(default_factory=list)
+
+    def add(self, key: str) -> None:
+        self.count += 1
+        if len(self.keys) < EXAMPLES:
+            self.keys.append(key)
 
 
-def list_images(s3: Any, input_uri: str, max_image_bytes: int | None = None) -> InputListing:
-    """Count the images under `input_uri` exactly as featurize's Spark listing will see them.
+def build_manifest(
+    s3: Any,
+    input_uri: str,
+    max_image_bytes: int | None = None,
+    inventory_uri: str | None = None,
+    page_size: int | None = None,
+) -> InputManifest:
+    """The manifest of the images under `input_uri`: listed with ListObjectsV2 (one pass), or
+    read from the latest report under `inventory_uri` when the deployment names one.
 
-    Skips what Hadoop hides (`_`/`.` names, at any depth below the input); refuses, with
-    examples, what Spark cannot read at all: keys with `:` (Hadoop's Path breaks on them and
-    the whole listing fails), keys with empty segments (`a//b.jpg`: Hadoop collapses them into
-    another path), images over `max_image_bytes` (Spark's binaryFile limit fails the job).
+    Refuses an input with no image, and images over `max_image_bytes` (with examples).
+    `page_size`: keys per LIST request, below S3's 1,000 only for tests.
     """
+    fmt = manifest_format()
     bucket, key = split_s3_uri(input_uri)
     prefix = as_prefix(key) if key.strip("/") else ""
     input_uri = as_prefix(input_uri)  # shown as the folder it is
-    labels: dict[str, int] = {}
-    hidden: list[str] = []
-    unreadable: dict[str, list[str]] = {"colon": [], "empty segment": [], "too large": []}
-    for obj in list_objects(s3, bucket, prefix, "input_uri", input_uri):
-        name = obj["Key"]
-        if name.endswith("/"):
-            continue  # a console "folder": no file for Spark
-        # Walk down the key as Hadoop's listing does: a name it must turn into a Path breaks
-        # on ':' or an empty segment, even a hidden name (its parent's listing makes that
-        # Path); below a hidden folder it never looks.
-        problem = None
-        for segment in name[len(prefix) :].split("/"):
-            if ":" in segment:
-                problem = "colon"
-            elif not segment:
-                problem = "empty segment"
-            elif hidden_by_hadoop(segment):
-                problem = "hidden"
-            if problem:
-                break
-        if problem == "hidden":
-            if IMAGE_NAME_PATTERN.search(name):
-                hidden.append(name)
-            continue
-        if problem:
-            unreadable[problem].append(name)
-            continue
-        if not IMAGE_NAME_PATTERN.search(name):
-            continue
-        if max_image_bytes is not None and obj.get("Size", 0) > max_image_bytes:
-            unreadable["too large"].append(name)
-            continue
-        parts = name.split("/")
-        label = parts[-2] if len(parts) > 1 else ""
-        labels[label] = labels.get(label, 0) + 1
-    if unreadable["colon"]:
-        keys = unreadable["colon"]
-        raise PreflightError(
-            f"input_uri: {len(keys)} objects under {input_uri} have ':' in their key, which "
-            f"breaks Hadoop's paths (Spark's listing of the whole input fails): "
-            f"{examples(keys, bucket)}. Rename them or move them out of the input"
-        )
-    if unreadable["empty segment"]:
-        keys = unreadable["empty segment"]
-        raise PreflightError(
-            f"input_uri: {len(keys)} objects under {input_uri} have an empty folder name "
-            f"('//') in their key, which Hadoop reads as another path: {examples(keys, bucket)}"
-            ". Rename them or move them out of the input"
-        )
-    if unreadable["too large"]:
-        keys = unreadable["too large"]
-        raise PreflightError(
-            f"input_uri: {len(keys)} images under {input_uri} are larger than "
-            f"{max_image_bytes} bytes (deployment setting max_image_bytes; Spark's binaryFile "
-            f"reader fails the whole job on one): {examples(keys, bucket)}"
-        )
-    if not labels:
-        raise PreflightError(
-            f"input {input_uri} holds no {contract.IMAGE_KINDS} image"
-            + (f" that Spark reads ({len(hidden)} hidden by a '_' or '.' name)" if hidden else "")
-        )
-    return InputListing(
-        images=sum(labels.values()),
-        labels=dict(sorted(labels.items())),
-        hidden_examples=hidden[:EXAMPLES],
-        hidden=len(hidden),
+    summary = fmt.ManifestSummary(
+        input_uri=input_uri, source=fmt.FROM_LISTING, region=s3.meta.region_name
     )
+    requests = inventory.Requests()
+    if inventory_uri:
+        report = inventory.latest_report(s3, inventory_uri, requests)
+        if report.source_bucket != bucket:
+            raise PreflightError(
+                f"{inventory.SETTING}: its S3 Inventory report {report.uri} lists the bucket "
+                f"{report.source_bucket}, not the input's ({bucket}); name the inventory "
+                f"configuration of s3://{bucket}"
+            )
+        summary.source = fmt.FROM_INVENTORY
+        summary.inventory = {"manifest": report.uri, "created": report.created}
+        rows: Iterable[inventory.Row] = inventory.report_rows(s3, report, prefix, requests)
+    else:
+        rows = _listed_rows(s3, bucket, prefix, input_uri, requests, page_size)
+    handle, name = tempfile.mkstemp(prefix="manifest-", suffix=".parquet")
+    os.close(handle)
+    manifest = InputManifest(summary=summary, local_path=Path(name))
+    try:
+        too_large = _write(fmt, manifest, bucket, prefix, rows, max_image_bytes)
+        summary.list_requests = requests.count
+        _refuse(manifest, bucket, too_large, max_image_bytes)
+    except BaseException:
+        manifest.discard()
+        raise
+    return manifest
+
+
+def _listed_rows(
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    input_uri: str,
+    requests: inventory.Requests,
+    page_size: int | None,
+) -> Iterable[inventory.Row]:
+    for page in list_pages(s3, bucket, prefix, "input_uri", input_uri, page_size):
+        requests.count += 1
+        for obj in page.get("Contents", ()):
+            yield obj["Key"], obj["Size"], obj["ETag"], obj["LastModified"]
+
+
+def _write(
+    fmt: Any,
+    manifest: InputManifest,
+    bucket: str,
+    prefix: str,
+    rows: Iterable[inventory.Row],
+    max_image_bytes: int | None,
+) -> _Examples:
+    """Every image of `rows` into the manifest; the ones over the limit as examples."""
+    too_large = _Examples()
+    matches = IMAGE_NAME_PATTERN.search
+    with fmt.ManifestWriter(manifest.local_path, manifest.summary) as writer:
+        for key, size, etag, modified in rows:
+            # A console "folder" (a key ending in '/') is no image, whatever its name.
+            if key.endswith("/") or not key.startswith(prefix) or not matches(key):
+                continue
+            if max_image_bytes is not None and size > max_image_bytes:
+                too_large.add(key)
+                continue
+            writer.add(f"s3://{bucket}/{key}", key, size, etag, modified)
+    return too_large
+
+
+def _refuse(
+    manifest: InputManifest, bucket: str, too_large: _Examples, max_image_bytes: int | None
+) -> None:
+    input_uri = manifest.summary.input_uri
+    if too_large.count:
+        raise PreflightError(
+            f"input_uri: {too_large.count} images under {input_uri} are larger than "
+            f"{max_image_bytes} bytes (deployment setting max_image_bytes; featurize cannot "
+            f"hold a larger file in one row): {examples(too_large.keys, bucket, too_large.count)}"
+        )
+    if not manifest.images:
+        source = ""
+        if manifest.summary.inventory:
+            source = f" in the S3 Inventory report {manifest.summary.inventory['manifest']}"
+        raise PreflightError(f"input {input_uri} holds no {contract.IMAGE_KINDS} image{source}")

@@ -19,7 +19,8 @@ PACKAGE_NAME = "imagefeatures"
 
 
 def load_job_module(jobs_dir: Path, name: str) -> ModuleType:
-    """jobs/imagefeatures/<name>.py as a module of its own (standard-library modules only)."""
+    """jobs/imagefeatures/<name>.py as a module of its own (it may import the standard library
+    and pyarrow, never the imagefeatures package)."""
     path = Path(jobs_dir) / PACKAGE_NAME / f"{name}.py"
     module_name = f"_{PACKAGE_NAME}_{name}"
     loaded = sys.modules.get(module_name)
@@ -39,3 +40,9 @@ def load_job_module(jobs_dir: Path, name: str) -> ModuleType:
 
 
 contract = load_job_module(Path(jobs_dir_from_env()), "contract")
+
+
+def manifest_format() -> ModuleType:
+    """The manifest's format (jobs/imagefeatures/manifest.py), loaded on first use: it imports
+    pyarrow, which the DAG file's parse should not pay for."""
+    return load_job_module(Path(jobs_dir_from_env()), "manifest")

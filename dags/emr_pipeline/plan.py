@@ -56,6 +56,8 @@ class RunPlan:
     # later incremental run knows whether they are its to reuse: emr_pipeline.base_run).
     features_of: dict[str, str] = field(default_factory=dict)
     base_run_uri: str | None = None  # the earlier run whose unchanged vectors featurize reuses
+    # The deployment's S3 Inventory destination (settings.inventory_uri); None = list the input.
+    inventory_uri: str | None = None
 
     def as_xcom(self) -> dict[str, Any]:
         """Flat, JSON-serialisable; each key is pushed as its own XCom (multiple_outputs)."""
@@ -201,6 +203,11 @@ def make_plan(
             "precision": options.precision,
         },
         base_run_uri=base_run_uri,
+        inventory_uri=(
+            as_prefix(_setting_uri("inventory_uri", deployment.inventory_uri))
+            if deployment.inventory_uri
+            else None
+        ),
     )
 
 

@@ -1,9 +1,10 @@
-"""Checks made before any money is spent: the input is what Spark will read, the weights exist,
-the run's output prefix is free or this run's own.
+"""Checks made before any money is spent: the input holds images (and its manifest is written,
+locally), the weights exist, the run's output prefix is free or this run's own.
 
 Functions take a boto3 S3 client (the DAG passes the one from its Airflow connection), so
-tests run them against moto. Everything here reads; only `run_prefix.claim_run_prefix` writes
-or deletes, and the DAG calls it once every check has passed.
+tests run them against moto. The checks only read S3; `run_prefix.claim_run_prefix` writes or
+deletes, and the DAG calls it once every check has passed, then `publish_manifest` (the claim
+clears what an earlier attempt wrote under the run's prefix, its manifest included).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from emr_pipeline.input_listing import InputListing, list_images
+from emr_pipeline.input_listing import InputManifest, build_manifest
+from emr_pipeline.job_contract import contract
 from emr_pipeline.plan import RunPlan
 from emr_pipeline.run_prefix import check_run_prefix
 from emr_pipeline.s3_reads import DENIED, NOT_FOUND, PreflightError, error_code, require_bucket
-from emr_pipeline.uris import split_s3_uri
+from emr_pipeline.uris import join_uri, split_s3_uri
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +67,43 @@ def check_run(
     run_id: str,
     overwrite: bool,
     say: Callable[[str], None] = log.info,
-) -> InputListing:
+) -> InputManifest:
     """Every read-only preflight check, in order of what is most likely wrong; `say`s what it
-    found. Returns the input listing."""
-    listing = list_images(s3, input_uri, plan.max_image_bytes)
-    say(f"{listing.images} images in {len(listing.labels)} labels under {input_uri}")
-    if listing.hidden:
-        say(
-            f"skipped {listing.hidden} images that Spark does not read (a name starting with "
-            f"'_' or '.' on the way), e.g. {', '.join(listing.hidden_examples)}"
-        )
-    if plan.weights_uri:
-        check_weights(s3, plan.weights_uri)
-    say(check_run_prefix(s3, plan, dag_id, run_id, overwrite))
-    require_bucket(s3, plan.artifacts_uri, "deployment setting artifacts_uri")
-    require_bucket(s3, plan.log_uri, "deployment setting log_uri")
+    found. Returns the input's manifest, written to a local file that `publish_manifest` puts
+    under the run's prefix (or `discard()` removes, when the run stops before)."""
+    manifest = build_manifest(s3, input_uri, plan.max_image_bytes, plan.inventory_uri)
+    try:
+        say(manifest.describe())
+        if plan.weights_uri:
+            check_weights(s3, plan.weights_uri)
+        say(check_run_prefix(s3, plan, dag_id, run_id, overwrite))
+        require_bucket(s3, plan.artifacts_uri, "deployment setting artifacts_uri")
+        require_bucket(s3, plan.log_uri, "deployment setting log_uri")
+    except BaseException:
+        manifest.discard()
+        raise
     say(f"run output: {plan.output_uri}  artifacts: {plan.artifacts_uri}")
-    return listing
+    return manifest
+
+
+def publish_manifest(
+    s3: Any, manifest: InputManifest, output_uri: str, encryption: dict[str, str] | None
+) -> str:
+    """Put the manifest (parquet, a multipart upload when large) and its summary (JSON) under
+    the run's output prefix, with the deployment's encryption; remove the local file. Call it
+    after `claim_run_prefix`, which clears the prefix of an earlier attempt. Returns the
+    manifest's URI, which the steps read."""
+    uri = join_uri(output_uri, contract.MANIFEST)
+    bucket, key = split_s3_uri(uri)
+    _, summary_key = split_s3_uri(contract.manifest_summary_uri(uri))
+    extra = dict(encryption or {})
+    s3.upload_file(str(manifest.local_path), bucket, key, ExtraArgs=extra)
+    s3.put_object(
+        Bucket=bucket,
+        Key=summary_key,
+        Body=manifest.summary.as_json().encode(),
+        ContentType="application/json",
+        **extra,
+    )
+    manifest.discard()
+    return uri

@@ -28,9 +28,28 @@ def error_code(exc: Exception) -> str:
 def list_objects(s3: Any, bucket: str, prefix: str, what: str, uri: str) -> Iterator[dict]:
     """Every object under `prefix`; a missing bucket or a refused listing is a PreflightError
     naming `what` (the parameter), not a retried ClientError."""
+    for page in list_pages(s3, bucket, prefix, what, uri):
+        yield from page.get("Contents", [])
+
+
+def list_pages(
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    what: str,
+    uri: str,
+    page_size: int | None = None,
+    **list_args: Any,
+) -> Iterator[dict]:
+    """Each ListObjectsV2 answer under `prefix` (one request each), errors as list_objects'.
+
+    `page_size` below S3's 1,000 only for tests; `list_args` e.g. Delimiter="/".
+    """
+    config = {"PageSize": page_size} if page_size else {}
     try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            yield from page.get("Contents", [])
+        yield from s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix, PaginationConfig=config, **list_args
+        )
     except s3.exceptions.ClientError as exc:
         raise named_error(exc, what, uri) from exc
 
@@ -46,10 +65,12 @@ def named_error(exc: Exception, what: str, uri: str) -> Exception:
     return exc
 
 
-def examples(keys: list[str], bucket: str) -> str:
-    """The first few of `keys` as URIs, and how many more there are."""
+def examples(keys: list[str], bucket: str, total: int | None = None) -> str:
+    """The first few of `keys` as URIs, and how many more there are (of `total`, when only
+    the first few keys were kept)."""
+    total = len(keys) if total is None else total
     shown = ", ".join(f"s3://{bucket}/{key}" for key in keys[:EXAMPLES])
-    more = f" and {len(keys) - EXAMPLES} more" if len(keys) > EXAMPLES else ""
+    more = f" and {total - EXAMPLES} more" if total > EXAMPLES else ""
     return shown + more
 
 

@@ -105,6 +105,12 @@ class DeploymentSettings:
     # Spark's binaryFile reader refuses larger files (and fails the whole job on one):
     # preflight refuses them first, and featurize is told the same limit.
     max_image_bytes: str = "2147483647"
+    # Where an S3 Inventory configuration of the input's bucket writes its reports, as AWS lays
+    # them out: s3://<destination-bucket>/<prefix>/<source-bucket>/<configuration id>/ (CSV
+    # or Parquet, with the Size and ETag fields). Preflight then builds the run's manifest
+    # from the latest report instead of listing the input: for catalogues too large to list
+    # per run; objects newer than the report wait for the next one. "" = list the input.
+    inventory_uri: str = ""
     # The prices a run's cost estimate uses (emr_pipeline.cost): a local path on the workers or
     # an s3:// URI the connection may read; "" = the table shipped beside the DAG.
     price_table_uri: str = ""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from emr_pipeline import input_listing, options
-from emr_pipeline.job_contract import contract, load_job_module
+from emr_pipeline.job_contract import contract, load_job_module, manifest_format
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,10 +36,12 @@ def test_the_contract_imports_only_the_standard_library():
 
 
 def test_the_dag_side_never_imports_the_jobs_package():
-    """Loading the DAG's modules leaves numpy, PIL and the imagefeatures package unimported."""
+    """Loading the DAG's modules leaves numpy, PIL and the imagefeatures package unimported (and
+    pyarrow: the manifest's format loads when preflight first writes one)."""
     code = (
         "import sys; import emr_pipeline.plan, emr_pipeline.preflight; "
-        "bad = [m for m in ('imagefeatures', 'numpy', 'PIL') if m in sys.modules]; print(bad)"
+        "bad = [m for m in ('imagefeatures', 'numpy', 'PIL', 'pyarrow') if m in sys.modules]; "
+        "print(bad)"
     )
     env_path = f"{REPO / 'dags'}"
     result = subprocess.run(
@@ -47,6 +49,22 @@ def test_the_dag_side_never_imports_the_jobs_package():
         capture_output=True, text=True, check=True, env={"PYTHONPATH": env_path, "PATH": ""},
     )  # fmt: skip
     assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_the_dag_writes_manifests_with_the_jobs_manifest_file():
+    from imagefeatures import manifest as jobs_manifest
+
+    fmt = manifest_format()
+    assert Path(fmt.__file__).resolve() == Path(jobs_manifest.__file__).resolve()
+    assert fmt is manifest_format()  # loaded once
+    tree = ast.parse(Path(fmt.__file__).read_text())
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module)])
+    }
+    assert imported <= set(sys.stdlib_module_names) | {"__future__", "pyarrow"}, imported
 
 
 def test_a_jobs_folder_without_the_module_is_named(tmp_path):

@@ -1,17 +1,22 @@
-"""Preflight against moto S3: the input as Spark lists it, weights, who owns the output prefix.
+"""Preflight against moto S3: the input's manifest from one listing, weights, who owns the
+output prefix, the manifest published under the run's prefix.
 
 The same guards through the real DAG on the emulator: test_guards_on_emulator.py."""
 
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from emr_pipeline import preflight
-from emr_pipeline.input_listing import list_images
+from emr_pipeline.input_listing import InputManifest, build_manifest
+from emr_pipeline.job_contract import contract, manifest_format
 from emr_pipeline.plan import RunPlan
-from emr_pipeline.preflight import check_weights
+from emr_pipeline.preflight import check_run, check_weights, publish_manifest
 from emr_pipeline.run_prefix import RUN_MARKER, check_run_prefix, claim_run_prefix, marker_body
 from emr_pipeline.s3_reads import PreflightError, require_bucket
 from tests.dag.dag_shapes import put
@@ -27,33 +32,111 @@ def buckets(s3):
     return s3
 
 
+@pytest.fixture(autouse=True)
+def own_temp_dir(tmp_path, monkeypatch) -> Path:
+    """The manifests' local files go here, so a test sees what is left behind."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def rows(manifest: InputManifest) -> list[dict]:
+    return pq.read_table(manifest.local_path).to_pylist()
+
+
 def test_counts_images_per_label_any_case(buckets):
     for key in ("Apple/a.jpg", "Apple/b.JPEG", "Banana Split/c.Png", "Banana Split/notes.txt"):
         put(buckets, f"s3://in-bucket/fruits/{key}")
     put(buckets, "s3://in-bucket/fruitsalad/x.jpg")  # a sibling prefix, not under fruits/
-    listing = list_images(buckets, "s3://in-bucket/fruits")
-    assert listing.images == 3
-    assert listing.labels == {"Apple": 2, "Banana Split": 1}
+    manifest = build_manifest(buckets, "s3://in-bucket/fruits")
+    assert manifest.images == 3
+    assert manifest.labels == {"Apple": 2, "Banana Split": 1}
+    assert manifest.describe() == "3 images in 2 labels under s3://in-bucket/fruits/"
 
 
-def test_no_images_fails_before_any_cluster(buckets):
+# Keys as they are: what Hadoop's listing hid or broke on is an image like any other now.
+KEYS = [
+    "Apple/a.jpg",
+    "Apple/_DSC0001.JPG",
+    "Apple/10:30.jpg",
+    "Apple//double-slash.jpg",
+    ".cache/e.png",
+    "Kiwi/sub/k.jpeg",
+    "Kiwi/",  # a console "folder"
+    "Kiwi/notes.txt",
+    "Kiwi/folder.jpg/",  # a "folder" with an image's name
+    "Apple/g.jpg\n",  # not an image: the name ends in a newline
+]
+
+
+def test_the_manifest_holds_every_listed_image_as_it_is(buckets, own_temp_dir):
+    for number, key in enumerate(KEYS):
+        put(buckets, f"s3://in-bucket/fruits/{key}", b"x" * (number + 1))
+    put(buckets, "s3://in-bucket/elsewhere/z.jpg")
+    listed = buckets.list_objects_v2(Bucket="in-bucket", Prefix="fruits/")["Contents"]
+    manifest = build_manifest(buckets, "s3://in-bucket/fruits/", page_size=3)
+
+    images = [o for o in listed if contract.IMAGE_NAME_PATTERN.search(o["Key"])]
+    images = [o for o in images if not o["Key"].endswith("/")]
+    assert rows(manifest) == [
+        {
+            "path": f"s3://in-bucket/{o['Key']}",
+            "label": manifest_format().label_of(o["Key"]),
+            "size": o["Size"],
+            "etag": o["ETag"].strip('"'),
+            "last_modified": o["LastModified"],
+        }
+        for o in images
+    ]
+    assert {row["path"] for row in rows(manifest)} == {
+        f"s3://in-bucket/fruits/{key}" for key in KEYS[:6]
+    }
+    assert all('"' not in row["etag"] and len(row["etag"]) == 32 for row in rows(manifest))
+    # The label is the key's last folder name, as label_of says: '' after a '//'.
+    assert manifest.labels == {"": 1, ".cache": 1, "Apple": 3, "sub": 1}
+    summary = manifest.summary
+    assert (summary.source, summary.input_uri, summary.region) == (
+        "listing",
+        "s3://in-bucket/fruits/",
+        "us-east-1",
+    )
+    assert summary.images == 6 and summary.bytes == sum(o["Size"] for o in images)
+    assert summary.list_requests == 4  # 10 keys, 3 a page
+    assert summary.inventory is None and summary.created_at
+    assert list(own_temp_dir.iterdir()) == [manifest.local_path]
+
+
+def test_a_whole_bucket_is_an_input_too(buckets):
+    put(buckets, "s3://in-bucket/top.jpg")
+    put(buckets, "s3://in-bucket/Apple/a.jpg")
+    manifest = build_manifest(buckets, "s3://in-bucket")
+    assert [row["path"] for row in rows(manifest)] == [
+        "s3://in-bucket/Apple/a.jpg",
+        "s3://in-bucket/top.jpg",
+    ]
+    assert manifest.labels == {"": 1, "Apple": 1} and manifest.summary.list_requests == 1
+
+
+def test_no_images_fails_before_any_cluster(buckets, own_temp_dir):
     put(buckets, "s3://in-bucket/fruits/readme.txt")
-    with pytest.raises(PreflightError, match="holds no .jpg, .jpeg or .png image"):
-        list_images(buckets, "s3://in-bucket/fruits/")
+    with pytest.raises(PreflightError, match="holds no .jpg, .jpeg or .png image$"):
+        build_manifest(buckets, "s3://in-bucket/fruits/")
     with pytest.raises(PreflightError, match="holds no"):
-        list_images(buckets, "s3://in-bucket/empty/")
+        build_manifest(buckets, "s3://in-bucket/empty/")
+    assert not list(own_temp_dir.iterdir())  # a refused run leaves no local manifest
 
 
 def test_missing_bucket(s3):
     with pytest.raises(PreflightError, match="input_uri: the bucket of s3://nope/fruits/ does"):
-        list_images(s3, "s3://nope/fruits/")
+        build_manifest(s3, "s3://nope/fruits/")
     with pytest.raises(PreflightError, match="output_uri: the bucket of s3://nope/runs/x/ does"):
         check_run_prefix(s3, _plan("s3://nope/runs/x/"), "dag", "run-1", False)
     with pytest.raises(PreflightError, match="artifacts: the bucket of"):
         require_bucket(s3, "s3://nope/arts/", "artifacts")
 
 
-def _plan(output: str = OUT, weights: str | None = None) -> RunPlan:
+def _plan(output: str = OUT, weights: str | None = None, inventory: str | None = None) -> RunPlan:
     return RunPlan(
         run_key="k",
         output_uri=output,
@@ -63,6 +146,8 @@ def _plan(output: str = OUT, weights: str | None = None) -> RunPlan:
         job_flow_overrides={},
         steps={},
         weights_uri=weights,
+        max_image_bytes=10,
+        inventory_uri=inventory,
     )
 
 
@@ -103,32 +188,20 @@ def test_what_this_run_did_not_write_is_never_cleared(buckets, overwrite, marker
         check_run_prefix(buckets, _plan(), "dag", "run-1", overwrite=overwrite)
 
 
-def test_hadoop_hidden_names_are_skipped_like_spark_does(buckets):
-    for key in ("Apple/a.jpg", "Apple/.b.jpg", "Apple/_c.jpg", "_tmp/Kiwi/d.jpg",
-                ".cache/e.jpg", "Kiwi/_metadata.jpg", "year=2024/_p=1/f.png", "Kiwi/",
-                "Apple/g.jpg\n",  # Hadoop's glob matches whole names: not an image
-                "_tmp/10:30.jpg", ".cache//x.jpg"):  # fmt: skip  # never listed by Hadoop
-        put(buckets, f"s3://in-bucket/fruits/{key}")
-    listing = list_images(buckets, "s3://in-bucket/fruits")
-    assert listing.labels == {"Apple": 1, "Kiwi": 1, "_p=1": 1}
-    assert listing.hidden == 6
-
-
-@pytest.mark.parametrize(
-    ("key", "size", "message"),
-    [
-        ("Apple/10:30.jpg", 1, "':' in their key"),
-        ("Apple//a.jpg", 1, "empty folder name"),
-        ("Apple/big.jpg", 11, "larger than 10 bytes"),
-        ("Apple/.hidden:name.jpg", 1, "':' in their key"),  # its folder's listing breaks
-    ],
-)
-def test_what_spark_cannot_read_is_refused_with_examples(buckets, key, size, message):
-    put(buckets, "s3://in-bucket/fruits/Apple/ok.jpg")
-    put(buckets, f"s3://in-bucket/fruits/{key}", b"x" * size)
-    with pytest.raises(PreflightError, match=message) as caught:
-        list_images(buckets, "s3://in-bucket/fruits/", max_image_bytes=10)
-    assert f"s3://in-bucket/fruits/{key}" in str(caught.value)
+def test_images_over_the_limit_are_refused_with_examples(buckets, own_temp_dir):
+    put(buckets, "s3://in-bucket/fruits/Apple/ok.jpg", b"x" * 10)
+    big = [f"s3://in-bucket/fruits/Apple/big{n}.jpg" for n in range(7)]
+    for uri in big:
+        put(buckets, uri, b"x" * 11)
+    with pytest.raises(PreflightError) as caught:
+        build_manifest(buckets, "s3://in-bucket/fruits/", max_image_bytes=10)
+    message = str(caught.value)
+    assert message.startswith(
+        "input_uri: 7 images under s3://in-bucket/fruits/ are larger than 10 bytes "
+        "(deployment setting max_image_bytes"
+    )
+    assert ", ".join(big[:5]) + " and 2 more" in message
+    assert not list(own_temp_dir.iterdir())
 
 
 def test_weights_must_exist_and_be_hdf5(buckets):
@@ -154,4 +227,46 @@ def test_a_refused_listing_names_the_parameter(buckets, monkeypatch):
 
     monkeypatch.setattr(buckets, "get_paginator", lambda name: Refused())
     with pytest.raises(PreflightError, match="input_uri: the Airflow connection may not list"):
-        list_images(buckets, "s3://in-bucket/fruits/")
+        build_manifest(buckets, "s3://in-bucket/fruits/")
+
+
+def test_check_run_says_what_it_found_and_returns_the_manifest(buckets):
+    put(buckets, "s3://in-bucket/fruits/Apple/a.jpg")
+    said: list[str] = []
+    manifest = check_run(
+        buckets, _plan(), "s3://in-bucket/fruits", "dag", "run-1", False, said.append
+    )
+    assert manifest.images == 1 and manifest.local_path.is_file()
+    assert said[0] == "1 images in 1 labels under s3://in-bucket/fruits/"
+    assert "free" in said[1] and said[2].startswith("run output: " + OUT)
+
+
+def test_a_refused_check_after_the_listing_leaves_no_local_manifest(buckets, own_temp_dir):
+    put(buckets, "s3://in-bucket/fruits/Apple/a.jpg")
+    plan = _plan(weights="s3://in-bucket/missing.weights.h5")
+    with pytest.raises(PreflightError, match="weights: .* does not exist"):
+        check_run(buckets, plan, "s3://in-bucket/fruits/", "dag", "run-1", False, print)
+    assert not list(own_temp_dir.iterdir())
+
+
+def test_publish_puts_the_manifest_and_its_summary_under_the_run(buckets, own_temp_dir):
+    for key in ("Apple/a.jpg", "Apple/_DSC0001.JPG", "Kiwi/b.png"):
+        put(buckets, f"s3://in-bucket/fruits/{key}")
+    manifest = build_manifest(buckets, "s3://in-bucket/fruits/")
+    expected = rows(manifest)
+    encryption = {"ServerSideEncryption": "AES256"}
+    uri = publish_manifest(buckets, manifest, OUT, encryption)
+
+    assert uri == OUT + "manifest.parquet"
+    assert not list(own_temp_dir.iterdir())  # the local file is gone
+    key = uri.removeprefix("s3://out-bucket/")
+    body = buckets.get_object(Bucket="out-bucket", Key=key)
+    assert body["ServerSideEncryption"] == "AES256"
+    local = own_temp_dir / "read-back.parquet"
+    local.write_bytes(body["Body"].read())
+    assert pq.read_table(local).to_pylist() == expected
+    answer = buckets.get_object(Bucket="out-bucket", Key=key.replace(".parquet", ".json"))
+    assert answer["ServerSideEncryption"] == "AES256"
+    summary = manifest_format().ManifestSummary.from_json(answer["Body"].read())
+    assert summary == manifest.summary
+    assert (summary.images, summary.labels) == (3, {"Apple": 2, "Kiwi": 1})
