@@ -99,36 +99,45 @@ with DAG(
             )
             plan = plan_with()
             s3 = _s3_client()
-            listing = preflight.check_run(
+            # The run's input, fixed once: every step reads this manifest, none lists the input.
+            manifest = preflight.check_run(
                 s3, plan, options.input_uri, DAG_ID, run_id, options.overwrite, say=print
             )
-            # Incremental: featurize reuses this earlier run's vectors of unchanged images.
-            base = base_for_run(s3, options, plan, DAG_ID)
+        except (InvalidRunOptionsError, PreflightError) as exc:
+            # A verdict on the run's inputs, not a hiccup: retrying would only repeat it.
+            raise AirflowFailException(str(exc)) from exc
+        with manifest:  # its local file goes whatever happens below
+            try:
+                # Incremental: featurize reuses this earlier run's vectors of unchanged images.
+                base = base_for_run(s3, options, plan, DAG_ID)
+            except (InvalidRunOptionsError, PreflightError) as exc:
+                raise AirflowFailException(str(exc)) from exc
             print(base.describe())
             if base.uri:
                 plan = plan_with(base_run_uri=base.uri)
             else:  # featurize keeps the reason in its summary, and so in report.json
                 plan = plan_with(full_run_reason=base.reason)
-        except (InvalidRunOptionsError, PreflightError) as exc:
-            # A verdict on the run's inputs, not a hiccup: retrying would only repeat it.
-            raise AirflowFailException(str(exc)) from exc
-        # The run starts (again): a cluster an earlier attempt of this same run left behind
-        # (a killed worker, a cleared run) ends before this attempt starts its own, and the
-        # run's own output prefix starts empty but for its marker, so no partial output mixes
-        # with this one.
-        tags = idempotency.run_tags(plan.job_flow_overrides["Tags"])
-        ended = idempotency.end_earlier_attempts(
-            EmrHook(aws_conn_id=CONN_ID).conn, tags, poll_seconds=options.poke_interval_seconds
-        )
-        if ended:
-            print(f"terminated clusters left running by an earlier attempt of this run: {ended}")
-        try:
-            removed = claim_run_prefix(s3, plan, DAG_ID, run_id, plan.s3_encryption)
-        except PreflightError as exc:
-            raise AirflowFailException(str(exc)) from exc
-        if removed:
-            print(f"removed {removed} objects of an earlier attempt under {plan.output_uri}")
-        return {**plan.as_xcom(), "images": listing.images}
+            # The run starts (again): a cluster an earlier attempt of this same run left behind
+            # (a killed worker, a cleared run) ends before this attempt starts its own, and the
+            # run's own output prefix starts empty but for its marker, so no partial output
+            # mixes with this one.
+            tags = idempotency.run_tags(plan.job_flow_overrides["Tags"])
+            ended = idempotency.end_earlier_attempts(
+                EmrHook(aws_conn_id=CONN_ID).conn, tags, poll_seconds=options.poke_interval_seconds
+            )
+            if ended:
+                print(
+                    f"terminated clusters left running by an earlier attempt of this run: {ended}"
+                )
+            try:
+                removed = claim_run_prefix(s3, plan, DAG_ID, run_id, plan.s3_encryption)
+            except PreflightError as exc:
+                raise AirflowFailException(str(exc)) from exc
+            if removed:
+                print(f"removed {removed} objects of an earlier attempt under {plan.output_uri}")
+            written = preflight.publish_manifest(s3, manifest, plan.output_uri, plan.s3_encryption)
+            print(f"the run's manifest: {written} ({manifest.images} images)")
+        return {**plan.as_xcom(), "images": manifest.images}
 
     @task
     def upload_artifacts(

@@ -53,6 +53,12 @@ class InputManifest:
         """Remove the local file (once published, or when the run is refused)."""
         self.local_path.unlink(missing_ok=True)
 
+    def __enter__(self) -> InputManifest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()  # whatever happened: a task that fails leaves no file on the worker
+
 
 @dataclass
 class _Examples:

@@ -33,7 +33,8 @@ from emr_pipeline.uris import (
 REPORT_NAME = contract.REPORT
 # EMR tag values (the run_id tag): letters, digits, spaces and _ . : / = + - @, at most 256.
 _TAG_VALUE = re.compile(r"[\w .:/=+\-@]{1,256}")
-# Spark's binaryFile reader cannot hold a larger file in one row (its length is an int).
+# The most a featurize worker reads of one image into memory (a Java int, as Spark's
+# binaryFile limit was): larger images are refused before the cluster.
 SPARK_MAX_FILE_BYTES = 2**31 - 1
 
 
@@ -116,7 +117,7 @@ def max_image_bytes(deployment: DeploymentSettings) -> int:
     if not re.fullmatch(r"[0-9]+", text) or not 1 <= int(text) <= SPARK_MAX_FILE_BYTES:
         raise InvalidRunOptionsError(
             f"deployment setting max_image_bytes: expected an integer in "
-            f"[1, {SPARK_MAX_FILE_BYTES}] (Spark's binaryFile limit), got {text!r} "
+            f"[1, {SPARK_MAX_FILE_BYTES}] (what a worker reads of one image), got {text!r} "
             f"(set in {where_to_set('max_image_bytes')})"
         )
     return int(text)
@@ -173,7 +174,6 @@ def make_plan(
         artifacts,
         output.rstrip("/"),
         weights=weights_copy,
-        max_file_bytes=image_limit,
         # Beside every run's artifacts, not in one: exported models serve the runs after it.
         model_cache=join_uri(artifacts_root, dag_id, MODEL_CACHE_FOLDER),
         base_run=base_run_uri,

@@ -16,9 +16,11 @@ def check_report(report: dict[str, Any], expected_images: int | None = None) -> 
         failed = [c for c in report.get("checks", []) if not c.get("passed", True)]
         raise ReportError(f"report status is {report.get('status')!r}; failed checks: {failed}")
     if expected_images is not None and report.get("images") != expected_images:
-        # Validate counts the input again; a change means the input moved under the run.
+        # Validate counts the run's manifest, which preflight wrote: another count means the
+        # report is not of this run's input.
         raise ReportError(
-            f"report counts {report.get('images')} images, preflight listed {expected_images}"
+            f"report counts {report.get('images')} images, the run's manifest holds "
+            f"{expected_images}"
         )
 
 
@@ -81,6 +83,20 @@ def describe_incremental(report: dict[str, Any]) -> str | None:
     return f"base run {increment['base_run']}: {counts}"
 
 
+def describe_manifest(report: dict[str, Any]) -> str | None:
+    """Where the run's input list came from: `listing of s3://in/ (2026-12-07T09:00:00+00:00,
+    3 LIST requests)` or `S3 Inventory report of <date>`; None for a report without one."""
+    manifest = report.get("manifest")
+    if not manifest:
+        return None
+    if manifest.get("source") == "inventory":
+        created = (manifest.get("inventory") or {}).get("created")
+        return f"S3 Inventory report of {created} (read {manifest.get('created_at')})"
+    requests = manifest.get("list_requests")
+    made = f", {requests} LIST requests" if requests else ""
+    return f"{manifest.get('source')} of {report.get('input')} ({manifest.get('created_at')}{made})"
+
+
 def format_summary(report: dict[str, Any]) -> str:
     """Human-readable lines: totals, per-label counts, the model, explained variance."""
     s = summarize(report)
@@ -88,6 +104,9 @@ def format_summary(report: dict[str, Any]) -> str:
         f"{s['images']} images: {s['features']} featurized, {s['rejects']} rejected, "
         f"{s['labels']} labels",
     ]
+    manifest = describe_manifest(report)
+    if manifest:
+        lines.append(f"input: {manifest}")
     for label, counts in sorted((report.get("labels") or {}).items()):
         lines.append(f"  {label}: {counts.get('features', 0)} features, "
                      f"{counts.get('rejects', 0)} rejects")  # fmt: skip

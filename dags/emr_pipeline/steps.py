@@ -10,8 +10,8 @@ from emr_pipeline.options import RunOptions
 from emr_pipeline.step_watch import progress_seconds, progress_uri
 from emr_pipeline.uris import join_uri
 
-# A failed step terminates the cluster at once (each step is added alone, so nothing is
-# queued behind it); Airflow's teardown would do the same a poke later.
+# A failed step terminates the cluster at once, cancelling the steps queued behind it;
+# Airflow's teardown would do the same a poke later.
 ACTION_ON_FAILURE = "TERMINATE_CLUSTER"
 STEP_NAMES = contract.STEP_NAMES  # the order EMR runs them in
 
@@ -53,15 +53,15 @@ def build_steps(
     artifacts: ArtifactUris,
     run_output_uri: str,
     weights: str | None = None,
-    max_file_bytes: int | None = None,
     model_cache: str | None = None,
     base_run: str | None = None,
     full_run_reason: str | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """{"featurize": [step], "pca": [step], "validate": [step]} for this run.
 
-    `weights` replaces options.weights (the run's copy of a weights file); `max_file_bytes`
-    is Spark's binaryFile limit, the same one preflight applied to the input listing;
+    Every step reads the run's input from its manifest (<run>/manifest.parquet, written by
+    preflight), never from options.input_uri: the input is fixed once.
+    `weights` replaces options.weights (the run's copy of a weights file);
     `model_cache` is where featurize keeps exported models between runs; `base_run` the
     earlier run whose vectors of unchanged images featurize reuses, or `full_run_reason` why
     there is none.
@@ -77,11 +77,7 @@ def build_steps(
             spark_step(name, artifacts.entrypoint(f"{name}.py"), artifacts.package_zip, args, conf)
         ]
 
-    featurize_conf = {}
-    if max_file_bytes is not None:
-        featurize_conf["spark.sql.sources.binaryFile.maxLength"] = str(max_file_bytes)
     featurize_args = [
-        "--input", options.input_uri,
         "--output", run_output_uri,
         "--weights", weights or options.weights,
         "--batch-size", str(options.batch_size),
@@ -97,7 +93,7 @@ def build_steps(
     elif full_run_reason:
         featurize_args += ["--full-run-reason", full_run_reason]
     return {
-        "featurize": step("featurize", featurize_args, featurize_conf),
+        "featurize": step("featurize", featurize_args),
         "pca": step(
             "pca",
             [
@@ -108,5 +104,5 @@ def build_steps(
                 *options.pca_args,
             ],
         ),  # fmt: skip
-        "validate": step("validate", ["--input", options.input_uri, "--output", run_output_uri]),
+        "validate": step("validate", ["--output", run_output_uri]),
     }

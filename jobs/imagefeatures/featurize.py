@@ -42,7 +42,7 @@ from imagefeatures.model_shipping import (
     take_export_ahead,
 )
 from imagefeatures.progress import ImageCounters, JobProgress, add_progress_arguments
-from imagefeatures.run_input import read_manifest, read_manifest_summary, write_folder_manifest
+from imagefeatures.run_input import read_manifest, read_manifest_summary, run_manifest
 
 # Images per task. Each task pays the set-up of a Python worker's batch loop; 128 small photos
 # keep that small against the model's time and still spread a few hundred images over every
@@ -95,10 +95,15 @@ def rejected(results: DataFrame) -> DataFrame:
 
 def spread(todo: DataFrame, images: int, partitions: int | None, files_per_task: int) -> DataFrame:
     """The images to featurize in `partitions` tasks, or about `files_per_task` images each
-    (at least one task per core): a manifest's row groups are far larger than a task."""
+    (at least one task per core): a manifest's row groups are far larger than a task.
+
+    Tasks take ranges of paths, so each part file of the features holds neighbouring images
+    (a folder together): the next incremental run finds whole part files unchanged and copies
+    them instead of writing their vectors again.
+    """
     parallelism = todo.sparkSession.sparkContext.defaultParallelism
     wanted = partitions or max(parallelism, math.ceil(images / files_per_task))
-    return todo.repartition(max(1, min(wanted, max(images, 1))))
+    return todo.repartitionByRange(max(1, min(wanted, max(images, 1))), "path")
 
 
 def run_featurize(
@@ -127,80 +132,83 @@ def run_featurize(
     progress = progress or JobProgress(spark, None, "featurize")
     progress.phase("reading the manifest")
     check_model_choice(runtime, precision)
-    if input_uri is not None:
-        write_folder_manifest(spark, input_uri, output_uri)
-    inputs = read_manifest_summary(spark, output_uri)
-    manifest = read_manifest(spark, output_uri)
     exported = take_export_ahead(weights, runtime)
-    weights_ref = ship_weights(spark, weights)
+    weights_ref = ship_weights(spark, weights)  # unreadable weights: before any output
     model_key = model_key_of(weights_ref)
     featurizer = featurizer_key(model_key, runtime, precision)
-    progress.phase("comparing with the base run" if base else "planning")
-    increment = plan_increment(spark, manifest, inputs.images, base, featurizer, full_run_reason)
-    if increment.reason:
-        print(f"featurize: full run: {increment.reason}", flush=True)
-    computed, cached, counters = None, None, ImageCounters.live(spark)
-    if increment.todo_count:  # an unchanged input needs no model at all
-        progress.phase("preparing the model")
-        model_ref, cached = ship_model(
-            spark, weights_ref, runtime, exported, model_cache, model_key
+    with run_manifest(spark, input_uri, output_uri) as manifest_folder:
+        inputs = read_manifest_summary(spark, manifest_folder)
+        manifest = read_manifest(spark, manifest_folder)
+        progress.phase("comparing with the base run" if base else "planning")
+        increment = plan_increment(
+            spark, manifest, inputs.images, base, featurizer, full_run_reason
         )
-        # Arrow batches are what the UDF sees at once: keep them at the model's batch size.
-        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
-        todo = spread(increment.todo, increment.todo_count, partitions, files_per_task)
-        # Both datasets come from one pass of the model. Reused vectors are not kept: they
-        # are read once, by the features' write.
-        computed = with_features(todo, model_ref, batch_size, precision, counters, inputs.region)
-        computed = computed.persist(StorageLevel.MEMORY_AND_DISK)
-    reused = None if increment.reused is None else with_reused(increment)
-    parts = [p for p in (computed, reused) if p is not None]
-    if not parts:
-        raise JobInputError(f"the run's manifest under {output_uri} holds no image")
-    try:
-        features_uri = storage.join_uri(output_uri, FEATURES)
-        rejects_uri = storage.join_uri(output_uri, REJECTS)
-        # The model runs in this write: its images are counted as each task ends.
-        progress.phase("featurizing", total=increment.todo_count, counters=counters)
-        results = reduce(DataFrame.unionByName, parts)
-        write_features(spark, accepted(results), features_uri, increment)
-        progress.phase("writing rejects and counts")
-        rejected(results).write.mode("overwrite").parquet(rejects_uri)
-        # Counts read back from what was written: the numbers the datasets really hold.
-        written = {
-            name: spark.read.parquet(uri).count()
-            for name, uri in ((FEATURES, features_uri), (REJECTS, rejects_uri))
+        if increment.reason:
+            print(f"featurize: full run: {increment.reason}", flush=True)
+        computed, cached, counters = None, None, ImageCounters.live(spark)
+        if increment.todo_count:  # an unchanged input needs no model at all
+            progress.phase("preparing the model")
+            model_ref, cached = ship_model(
+                spark, weights_ref, runtime, exported, model_cache, model_key
+            )
+            # Arrow batches are what the UDF sees at once: keep them at the model's batch size.
+            spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
+            todo = spread(increment.todo, increment.todo_count, partitions, files_per_task)
+            # Both datasets come from one pass of the model. Reused vectors are not kept: they
+            # are read once, by the features' write.
+            computed = with_features(
+                todo, model_ref, batch_size, precision, counters, inputs.region
+            )
+            computed = computed.persist(StorageLevel.MEMORY_AND_DISK)
+        reused = None if increment.reused is None else with_reused(increment)
+        parts = [p for p in (computed, reused) if p is not None]
+        if not parts:
+            raise JobInputError(f"the run's manifest under {output_uri} holds no image")
+        try:
+            features_uri = storage.join_uri(output_uri, FEATURES)
+            rejects_uri = storage.join_uri(output_uri, REJECTS)
+            # The model runs in this write: its images are counted as each task ends.
+            progress.phase("featurizing", total=increment.todo_count, counters=counters)
+            results = reduce(DataFrame.unionByName, parts)
+            write_features(spark, accepted(results), features_uri, increment)
+            progress.phase("writing rejects and counts")
+            rejected(results).write.mode("overwrite").parquet(rejects_uri)
+            # Counts read back from what was written: the numbers the datasets really hold.
+            written = {
+                name: spark.read.parquet(uri).count()
+                for name, uri in ((FEATURES, features_uri), (REJECTS, rejects_uri))
+            }
+            ran = {} if computed is None else precisions_that_ran(computed)
+            # Every image to featurize has its outcome: features, or a reject.
+            done = ImageCounters.settled(increment.todo_count, written[REJECTS])
+            progress.phase("featurized", total=increment.todo_count, counters=done)
+        finally:
+            if computed is not None:
+                computed.unpersist()
+            increment.release()
+        summary = {
+            "input": inputs.input_uri,
+            "manifest": storage.join_uri(output_uri, MANIFEST),
+            "weights": weights,
+            "runtime": runtime,
+            "precision": summarize_precision(ran),
+            "precision_requested": precision,
+            "images_per_precision": ran,
+            "model_cache": cached,
+            # What made the vectors: a later run reuses them only if its own key is the same.
+            "featurizer": featurizer,
+            "incremental": increment.summary(),
+            "reuse": increment.reuse() if increment.base else None,
+            "batch_size": batch_size,
+            "files_per_task": files_per_task,
+            "listed": inputs.images,
+            # Images read from S3, one GET each (an empty image is rejected unread).
+            "s3_gets": _s3_reads(increment) if split_s3_path(inputs.input_uri) else 0,
+            **written,
+            "seconds": round(time.time() - started, 2),
         }
-        ran = {} if computed is None else precisions_that_ran(computed)
-        # Every image to featurize has its outcome: features, or a reject.
-        done = ImageCounters.settled(increment.todo_count, written[REJECTS])
-        progress.phase("featurized", total=increment.todo_count, counters=done)
-    finally:
-        if computed is not None:
-            computed.unpersist()
-        increment.release()
-    summary = {
-        "input": inputs.input_uri,
-        "manifest": storage.join_uri(output_uri, MANIFEST),
-        "weights": weights,
-        "runtime": runtime,
-        "precision": summarize_precision(ran),
-        "precision_requested": precision,
-        "images_per_precision": ran,
-        "model_cache": cached,
-        # What made the vectors: a later run reuses them only if its own key is the same.
-        "featurizer": featurizer,
-        "incremental": increment.summary(),
-        "reuse": increment.reuse() if increment.base else None,
-        "batch_size": batch_size,
-        "files_per_task": files_per_task,
-        "listed": inputs.images,
-        # Images read from S3, one GET each (an empty image is rejected unread).
-        "s3_gets": _s3_reads(increment) if split_s3_path(inputs.input_uri) else 0,
-        **written,
-        "seconds": round(time.time() - started, 2),
-    }
-    storage.write_json(spark, storage.join_uri(output_uri, FEATURIZE_SUMMARY), summary)
-    return summary
+        storage.write_json(spark, storage.join_uri(output_uri, FEATURIZE_SUMMARY), summary)
+        return summary
 
 
 def _s3_reads(increment: Increment) -> int:

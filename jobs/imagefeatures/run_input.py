@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,13 +26,9 @@ from imagefeatures.manifest import FROM_FOLDER, ManifestSummary, ManifestWriter
 MANIFEST_COLUMNS = ("path", "label", "size", "etag")
 
 
-def manifest_uri(output_uri: str) -> str:
-    return storage.join_uri(output_uri, MANIFEST)
-
-
-def write_folder_manifest(spark: SparkSession, folder: str, output_uri: str) -> ManifestSummary:
-    """List the images under the local `folder` once and write the run's manifest for them
-    (each file's MD5 as its ETag, as S3 gives for a single-part upload)."""
+def write_folder_manifest(folder: str, target: Path) -> ManifestSummary:
+    """List the images under the local `folder` once and write their manifest (each file's MD5
+    as its ETag, as S3 gives for a single-part upload) into the local folder `target`."""
     if split_s3_path(folder) is not None:
         raise JobInputError(
             f"--input {folder}: an S3 input is read through the run's manifest, which the "
@@ -40,30 +38,43 @@ def write_folder_manifest(spark: SparkSession, folder: str, output_uri: str) -> 
     if not root.is_dir():
         raise JobInputError(f"input {folder} is not a folder")
     summary = ManifestSummary(input_uri=root.as_uri(), source=FROM_FOLDER)
-    with tempfile.TemporaryDirectory() as scratch:
-        local = Path(scratch) / MANIFEST
-        with ManifestWriter(local, summary) as writer:
-            for directory, folders, files in os.walk(root):
-                folders.sort()
-                for name in sorted(files):
-                    if not IMAGE_NAME_PATTERN.search(name):
-                        continue
-                    path = Path(directory) / name
-                    stat = path.stat()
-                    modified = datetime.fromtimestamp(stat.st_mtime, UTC)
-                    key = path.relative_to(root).as_posix()
-                    writer.add(f"file:{path}", key, stat.st_size, file_etag(str(path)), modified)
-        if not summary.images:
-            raise JobInputError(f"input {folder} holds no {IMAGE_KINDS} image")
-        storage.copy_from_local(spark, local, manifest_uri(output_uri))
-    storage.write_bytes(
-        spark, storage.join_uri(output_uri, MANIFEST_SUMMARY), summary.as_json().encode()
-    )
+    target.mkdir(parents=True, exist_ok=True)
+    with ManifestWriter(target / MANIFEST, summary) as writer:
+        for directory, folders, files in os.walk(root):
+            folders.sort()
+            for name in sorted(files):
+                if not IMAGE_NAME_PATTERN.search(name):
+                    continue
+                path = Path(directory) / name
+                stat = path.stat()
+                modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+                key = path.relative_to(root).as_posix()
+                writer.add(f"file:{path}", key, stat.st_size, file_etag(str(path)), modified)
+    if not summary.images:
+        raise JobInputError(f"input {folder} holds no {IMAGE_KINDS} image")
+    (target / MANIFEST_SUMMARY).write_text(summary.as_json())
     return summary
 
 
-def read_manifest_summary(spark: SparkSession, output_uri: str) -> ManifestSummary:
-    uri = storage.join_uri(output_uri, MANIFEST_SUMMARY)
+@contextmanager
+def run_manifest(spark: SparkSession, input_uri: str | None, output_uri: str) -> Iterator[str]:
+    """The folder holding the run's manifest: the run's output (written by the DAG's
+    preflight) when `input_uri` is None; else a scratch folder with the manifest of the local
+    folder `input_uri`, copied into the run's output when the block ends without an error, so
+    a job that fails early leaves no output at all."""
+    if input_uri is None:
+        yield output_uri
+        return
+    with tempfile.TemporaryDirectory(prefix="manifest-") as scratch:
+        write_folder_manifest(input_uri, Path(scratch))
+        yield Path(scratch).as_uri()
+        for name in (MANIFEST, MANIFEST_SUMMARY):
+            storage.copy_from_local(spark, Path(scratch) / name, storage.join_uri(output_uri, name))
+
+
+def read_manifest_summary(spark: SparkSession, folder_uri: str) -> ManifestSummary:
+    """manifest.json of the run (or scratch) folder `folder_uri`."""
+    uri = storage.join_uri(folder_uri, MANIFEST_SUMMARY)
     try:
         return ManifestSummary.from_json(storage.read_bytes(spark, uri))
     except Exception as exc:
@@ -73,9 +84,9 @@ def read_manifest_summary(spark: SparkSession, output_uri: str) -> ManifestSumma
         ) from exc
 
 
-def read_manifest(spark: SparkSession, output_uri: str) -> DataFrame:
-    """(path, label, size, etag) of every image of the run."""
-    uri = manifest_uri(output_uri)
+def read_manifest(spark: SparkSession, folder_uri: str) -> DataFrame:
+    """(path, label, size, etag) of every image of the run's manifest in `folder_uri`."""
+    uri = storage.join_uri(folder_uri, MANIFEST)
     try:
         return spark.read.parquet(uri).select(*MANIFEST_COLUMNS)
     except Exception as exc:

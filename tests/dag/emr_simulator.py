@@ -88,13 +88,15 @@ class EmrStepSimulator:
                     later.state = "CANCELLED"
 
     def _write_report(self, args: list[str]) -> None:
-        input_uri, output_uri = _arg(args, "--input"), _arg(args, "--output")
-        in_bucket, in_prefix = split_s3_uri(input_uri)
-        listed = self.s3.list_objects_v2(Bucket=in_bucket, Prefix=in_prefix).get("Contents", [])
-        images = [o["Key"] for o in listed if o["Key"].lower().endswith((".jpg", ".png"))]
+        output_uri = _arg(args, "--output")
+        bucket, prefix = split_s3_uri(output_uri)
+        # The run's manifest, as validate reads it: preflight wrote it under the run's prefix.
+        manifest_key = f"{prefix.rstrip('/')}/manifest.json"
+        manifest = json.loads(self.s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
+        images = [None] * manifest["images"]
         report = {
             "status": "passed",
-            "input": input_uri,
+            "input": manifest["input_uri"],
             "output": output_uri,
             "images": len(images),
             "features": len(images),
@@ -104,7 +106,6 @@ class EmrStepSimulator:
             "pca": {"k": 2, "explained_variance": [0.6, 0.2], "cumulative_variance": [0.6, 0.8]},
             "checks": [],
         }
-        bucket, prefix = split_s3_uri(output_uri)
         self.s3.put_object(
             Bucket=bucket, Key=f"{prefix.rstrip('/')}/report.json", Body=json.dumps(report)
         )

@@ -126,5 +126,5 @@ def test_report_checks():
               "checks": [{"name": "counts", "passed": False, "detail": "5 != 4"}]}  # fmt: skip
     with pytest.raises(ReportError, match="5 != 4"):
         check_report(failed)
-    with pytest.raises(ReportError, match="preflight listed 6"):
+    with pytest.raises(ReportError, match="the run's manifest holds 6"):
         check_report(REPORT, expected_images=6)

@@ -99,18 +99,22 @@ def test_image_name_rules_agree(name, is_image):
 
 
 @pytest.mark.parametrize(
-    ("uri", "path"),
+    ("path", "location"),
     [
-        ("file:///tmp/Apple%20R%C3%A9d/a%20b.jpg", "file:/tmp/Apple Réd/a b.jpg"),
-        ("file:///tmp/Apple%20Réd/x.JPG", "file:/tmp/Apple Réd/x.JPG"),
-        ("file:///tmp/b%2520+c.png", "file:/tmp/b%20+c.png"),
-        ("s3://bucket/in/Pêche%202/r_0_100.jpg", "s3://bucket/in/Pêche 2/r_0_100.jpg"),
+        ("s3://bucket/in/Pêche 2/r_0_100.jpg", ("bucket", "in/Pêche 2/r_0_100.jpg")),
+        # Keys as they are: what Hadoop's paths broke on or rewrote is read as written.
+        ("s3://bucket/in/10:30.jpg", ("bucket", "in/10:30.jpg")),
+        ("s3://bucket/in//a/../_b.jpg", ("bucket", "in//a/../_b.jpg")),
+        ("s3a://bucket/x.png", ("bucket", "x.png")),
+        ("file:/tmp/Apple Réd/a b.jpg", None),
     ],
 )
-def test_listing_uris_become_spark_paths(uri, path):
-    from imagefeatures.listing import spark_path
+def test_a_manifest_path_is_read_by_its_key_as_written(path, location):
+    from imagefeatures.image_reads import local_file_path, split_s3_path
 
-    assert spark_path(uri) == path
+    assert split_s3_path(path) == location
+    if location is None:
+        assert local_file_path(path) == "/tmp/Apple Réd/a b.jpg"
 
 
 def test_scaling_equals_keras_preprocess_input_for_every_pixel_value():

@@ -39,7 +39,6 @@ def test_featurize_options():
 @pytest.mark.parametrize(
     "argv",
     [
-        ["--output", "out"],
         ["--input", "in"],
         ["--input", "in", "--output", "out", "--batch-size", "0"],
         ["--input", "in", "--output", "out", "--partitions", "-2"],

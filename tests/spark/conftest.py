@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.image_cases import bad_input_cases, write, write_good_images
+from tests.image_cases import bad_input_cases, jpeg_bytes, picture, write, write_good_images
 
 GOOD_LABELS = ["Apple Red 1", "Banana", "Kiwi"]
 GOOD_PER_LABEL = 8
@@ -31,6 +31,9 @@ def build_input_tree(root: Path) -> Path:
     for relative, content, _ in bad_input_cases().values():
         write(root / relative, content)
     (root / "Banana" / "README.txt").write_text("not an image: never listed\n")
+    # Names Hadoop's listing hid: a camera's `_DSC` file and a dot file are images too.
+    for name, seed in (("_DSC0001.JPG", 5), (".IMG_0002.jpg", 6)):
+        write(root / "Camera" / name, jpeg_bytes(picture(seed)))
     return root
 
 
@@ -51,5 +54,5 @@ def pipeline_run(spark, tmp_path_factory) -> PipelineRun:
             spark, str(images), str(output), weights="random", batch_size=8, progress=progress
         )
     pca = run_pca(spark, str(output / "features"), str(output), k=2)
-    report = run_validate(spark, str(images), str(output))
+    report = run_validate(spark, str(output))
     return PipelineRun(images, output, featurize, pca, report)

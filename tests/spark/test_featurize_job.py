@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 from imagefeatures.errors import JobInputError
-from imagefeatures.featurize import pack_small_files, run_featurize, set_partitions
-from imagefeatures.listing import read_images
+from imagefeatures.featurize import run_featurize, spread
+from imagefeatures.image_reads import CHANGED, GONE, read_image
 from imagefeatures.model import ONEDNN_SWITCH
+from imagefeatures.run_input import read_manifest, write_folder_manifest
 from tests.image_cases import bad_input_cases
 from tests.spark.conftest import FEATURE_ROUND_OFF, GOOD_LABELS, GOOD_PER_LABEL
 
@@ -46,11 +47,10 @@ def test_features_plus_rejects_is_every_input_file(spark, pipeline_run):
 def test_output_schemas(spark, pipeline_run):
     features = spark.read.parquet(str(pipeline_run.output / "features"))
     rejects = spark.read.parquet(str(pipeline_run.output / "rejects"))
-    # length and modificationTime: as binaryFile read them (what tells a later run whether
-    # the image changed).
+    # size and etag: as the manifest recorded them (what tells a later run whether the image
+    # changed).
     assert features.schema.simpleString() == (
-        "struct<path:string,label:string,features:array<float>,length:bigint,"
-        "modificationTime:timestamp>"
+        "struct<path:string,label:string,features:array<float>,size:bigint,etag:string>"
     )
     assert rejects.schema.simpleString() == "struct<path:string,label:string,error:string>"
     lengths = {r[0] for r in features.selectExpr("size(features)").distinct().collect()}
@@ -115,30 +115,60 @@ def test_same_vectors_run_after_run(spark, pipeline_run, tmp_path):
         assert row.features == pytest.approx(first[row.path], abs=FEATURE_ROUND_OFF)
 
 
-def test_partitions_option_is_honoured(spark, pipeline_run):
-    images, _ = read_images(spark, str(pipeline_run.images))
+def test_an_underscore_or_dot_named_image_is_featurized(spark, pipeline_run):
+    """Keys as they are: Hadoop's listing hid `_` and `.` names; the manifest does not."""
+    features = spark.read.parquet(str(pipeline_run.output / "features"))
+    named = {Path(local(r.path)).name for r in features.select("path").collect()}
+    assert {"_DSC0001.JPG", ".IMG_0002.jpg"} <= named
 
-    assert set_partitions(images, 1).rdd.getNumPartitions() == 1
-    assert set_partitions(images, 7).rdd.getNumPartitions() == 7
+
+def test_partitions_and_images_per_task(spark, pipeline_run):
+    manifest = read_manifest(spark, str(pipeline_run.output))
+    images = manifest.count()
+    assert spread(manifest, images, 1, 128).rdd.getNumPartitions() == 1
+    assert spread(manifest, images, 7, 128).rdd.getNumPartitions() == 7
+    # About files_per_task images a task, at least a task per core.
+    parallelism = spark.sparkContext.defaultParallelism
+    assert spread(manifest, images, None, 2).rdd.getNumPartitions() == -(-images // 2)
+    assert spread(manifest, images, None, 10_000).rdd.getNumPartitions() == parallelism
 
 
-def test_small_files_are_packed_files_per_task(spark, tmp_path):
+def test_an_image_gone_or_changed_since_the_manifest_is_a_reject_with_its_reason(tmp_path):
+    image = tmp_path / "Apple" / "a.jpg"
+    image.parent.mkdir()
+    image.write_bytes(b"first bytes")
+    path, size = f"file:{image}", image.stat().st_size
+    from imagefeatures.image_reads import file_etag
+
+    etag = file_etag(str(image))
+    assert read_image(path, size, etag).content == b"first bytes"
+    image.write_bytes(b"other bytes")  # same size, same second: only the bytes tell
+    assert read_image(path, size, etag).error.startswith(CHANGED)
+    image.unlink()
+    assert read_image(path, size, etag).error == GONE
+
+
+def test_a_local_folder_gets_a_manifest(spark, tmp_path):
     from localdev.sample_data import generate_images
 
     generate_images(tmp_path / "images", 10, seed=3)
-    before = spark.conf.get("spark.sql.files.openCostInBytes")
-    try:
-        for files_per_task, tasks in ((2, 5), (5, 2)):
-            pack_small_files(spark, files_per_task)
-            images, _ = read_images(spark, str(tmp_path / "images"))
-            assert images.rdd.getNumPartitions() == tasks, files_per_task
-    finally:
-        spark.conf.set("spark.sql.files.openCostInBytes", before)
+    summary = write_folder_manifest(str(tmp_path / "images"), tmp_path / "out")
+    rows = read_manifest(spark, str(tmp_path / "out")).collect()
+    assert summary.images == len(rows) == 10 and summary.source == "folder"
+    assert sum(summary.labels.values()) == 10
+    for row in rows:
+        local_path = Path(local(row.path))
+        assert row.label == local_path.parent.name and row.size == local_path.stat().st_size
 
 
 def test_missing_input_is_named(spark, tmp_path):
     with pytest.raises(JobInputError, match=str(tmp_path / "nowhere")):
-        read_images(spark, str(tmp_path / "nowhere"))
+        write_folder_manifest(str(tmp_path / "nowhere"), tmp_path / "out")
+
+
+def test_an_s3_input_needs_the_runs_manifest(spark, tmp_path):
+    with pytest.raises(JobInputError, match="manifest"):
+        write_folder_manifest("s3://bucket/images/", tmp_path / "out")
 
 
 def test_empty_input_exits_non_zero_and_writes_nothing(spark, tmp_path, capsys):

@@ -3,6 +3,7 @@ rest are featurized as a full run would, and a base that cannot be trusted makes
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -47,28 +48,39 @@ def uri(path: Path) -> str:
     return f"file:{path}"
 
 
+def uncompressed_png(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    picture(seed).save(buffer, format="PNG", compress_level=0)
+    return buffer.getvalue()
+
+
 @pytest.fixture(scope="module")
 def runs(spark, tmp_path_factory):
     """A full run; then the input changes (one image added with glob characters in its name,
-    one rewritten, one removed, the truncated reject fixed, the empty file left) and an
-    incremental run and a full run follow."""
+    one rewritten with the same size and modification time, one removed, the truncated reject
+    fixed, the empty file left) and an incremental run and a full run follow."""
     root = tmp_path_factory.mktemp("incremental")
     images, cache = root / "images", root / "model-cache"
     write_good_images(images, LABELS, 4)
     truncated, content, _ = bad_input_cases()["truncated_jpeg"]
     write(images / "Kiwi" / "broken.jpg", content)
     write(images / "Kiwi" / "empty.jpg", b"")
+    # An uncompressed PNG's size depends only on its dimensions: a rewrite keeps the size.
+    rewritten = write(images / "Apple Red 1" / "same-size.png", uncompressed_png(600))
     first = featurize(spark, images, root / "first", cache)
 
     kiwis = sorted((images / "Kiwi").glob("*.jpg"))
     apples = sorted((images / "Apple Red 1").glob("*.jpg"))
     write(images / "Kiwi" / "new [1] {a}.jpg", jpeg_bytes(picture(500)))
-    changed = write(apples[0], jpeg_bytes(picture(501)))
-    later = changed.stat().st_mtime + 5  # a rewrite within the same second still moves it
-    os.utime(changed, (later, later))
+    before = rewritten.stat()
+    changed = write(rewritten, uncompressed_png(601))
+    # Same size and time (a `cp -p`, or a rewrite within the second on S3): only the bytes,
+    # and so the ETag, tell.
+    os.utime(changed, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert changed.stat().st_size == before.st_size
     apples[1].unlink()
     write(images / "Kiwi" / "broken.jpg", jpeg_bytes(picture(502)))  # fixed
-    assert len(kiwis) == 6
+    assert len(kiwis) == 6 and len(apples) == 4
     second = featurize(spark, images, root / "second", cache, base=uri(root / "first"))
     full = featurize(spark, images, root / "full", cache)
     return root, images, cache, first, second, full, uri(changed)
@@ -77,18 +89,18 @@ def runs(spark, tmp_path_factory):
 def test_a_first_run_records_what_tells_a_changed_image(spark, runs):
     root, _, _, first, _, _, _ = runs
     assert first["incremental"] == {"base_run": None, "reason": None}
-    assert (first["features"], first["rejects"]) == (8, 2)
+    assert (first["features"], first["rejects"]) == (9, 2)
     columns = spark.read.parquet(str(root / "first" / "features")).columns
-    assert columns == ["path", "label", "features", "length", "modificationTime"]
+    assert columns == ["path", "label", "features", "size", "etag"]
 
 
 def test_an_incremental_run_reuses_unchanged_vectors_and_featurizes_the_rest(spark, runs):
     root, _, _, _, second, _, changed = runs
     assert second["incremental"] == {
         "base_run": uri(root / "first"),
-        "new": 1, "changed": 1, "retried": 2, "reused": 6, "removed": 1,
+        "new": 1, "changed": 1, "retried": 2, "reused": 7, "removed": 1,
     }  # fmt: skip
-    assert (second["listed"], second["features"], second["rejects"]) == (10, 9, 1)
+    assert (second["listed"], second["features"], second["rejects"]) == (11, 10, 1)
     # Only the new, the changed and the fixed image went through the model.
     assert second["images_per_precision"] == {"f32": 3}
     first_vectors, ours, reference = (
@@ -96,7 +108,8 @@ def test_an_incremental_run_reuses_unchanged_vectors_and_featurizes_the_rest(spa
     )
     assert sorted(ours) == sorted(reference)
     reused = [p for p in ours if p in first_vectors and p != changed]
-    assert len(reused) == 6
+    assert len(reused) == 7
+    assert ours[changed].tobytes() != first_vectors[changed].tobytes()
     for path in reused:  # bit for bit: copied, never computed again
         assert ours[path].tobytes() == first_vectors[path].tobytes(), path
     worst = max(float(np.abs(ours[p] - reference[p]).max()) for p in reference)
@@ -114,7 +127,7 @@ def test_an_incremental_run_reuses_unchanged_vectors_and_featurizes_the_rest(spa
             root / "first" / "features" / name
         ).read_bytes()
     in_copies = sum(part_rows(spark, root / "second", name) for name in copied)
-    assert in_copies + reuse["rows_rewritten"] == 6
+    assert in_copies + reuse["rows_rewritten"] == 7
 
 
 def test_an_unchanged_input_needs_no_model(spark, runs, tmp_path):
@@ -124,7 +137,7 @@ def test_an_unchanged_input_needs_no_model(spark, runs, tmp_path):
     again = featurize(spark, images, tmp_path / "again", cache, base=uri(root / "second"))
     assert again["incremental"] == {
         "base_run": uri(root / "second"),
-        "new": 0, "changed": 0, "retried": 1, "reused": 9, "removed": 0,
+        "new": 0, "changed": 0, "retried": 1, "reused": 10, "removed": 0,
     }  # fmt: skip
     assert again["model_cache"] is None or again["images_per_precision"] == {}
     ours, before = vectors(spark, tmp_path / "again"), vectors(spark, root / "second")
@@ -168,6 +181,6 @@ def test_a_base_that_cannot_be_trusted_makes_a_full_run(
     summary = featurize(spark, images, tmp_path / "out", cache, base=uri(base))
     assert summary["incremental"]["base_run"] is None
     assert reason in summary["incremental"]["reason"]
-    assert (summary["features"], summary["rejects"]) == (9, 1)
-    assert summary["images_per_precision"] == {"f32": 9}
+    assert (summary["features"], summary["rejects"]) == (10, 1)
+    assert summary["images_per_precision"] == {"f32": 10}
     assert f"featurize: full run: base run {uri(base)}" in capfd.readouterr().out

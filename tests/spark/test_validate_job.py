@@ -50,7 +50,7 @@ def replace_dataset(spark, output: Path, name: str, transform) -> None:
 def test_a_lost_feature_row_is_caught(spark, run_copy):
     from pyspark.sql import functions as F
 
-    images, output = run_copy
+    _, output = run_copy
     replace_dataset(
         spark,
         output,
@@ -58,24 +58,24 @@ def test_a_lost_feature_row_is_caught(spark, run_copy):
         lambda df: df.where(~F.col("path").endswith("r_3_100.jpg") | (F.col("label") != "Kiwi")),
     )
     with pytest.raises(CheckFailedError) as failure:
-        run_validate(spark, str(images), str(output))
+        run_validate(spark, str(output))
     message = str(failure.value)
-    assert "check failed: features + rejects = input: 31 features + 3 rejects vs 35" in message
+    assert "check failed: features + rejects = input: 33 features + 3 rejects vs 37" in message
     assert "1 missing" in message and "Kiwi/r_3_100.jpg" in message
     assert json.loads((output / "report.json").read_text())["status"] == "failed"
 
 
 def test_pca_rows_missing_are_caught(spark, run_copy):
-    images, output = run_copy
+    _, output = run_copy
     replace_dataset(spark, output, "pca", lambda df: df.limit(5))
     with pytest.raises(CheckFailedError, match="pca rows = feature rows: 5 pca rows vs"):
-        run_validate(spark, str(images), str(output))
+        run_validate(spark, str(output))
 
 
 def test_nan_in_features_is_caught(spark, run_copy):
     from pyspark.sql import functions as F
 
-    images, output = run_copy
+    _, output = run_copy
     replace_dataset(
         spark,
         output,
@@ -88,7 +88,7 @@ def test_nan_in_features_is_caught(spark, run_copy):
         ),
     )
     with pytest.raises(CheckFailedError) as failure:
-        run_validate(spark, str(images), str(output))
+        run_validate(spark, str(output))
     message = str(failure.value)
     assert "no nulls or NaN in features: 8 feature rows" in message
     assert "feature vector length" in message
