@@ -72,6 +72,9 @@ class StepRunner:
         # Fault injection for tests: {step name: message}. A step with that name fails with
         # exit code 1 and the message on its stderr, instead of running its command.
         self.step_faults: dict[str, str] = {}
+        # The world moving under a run, for tests: {step name: callable}, called once the step
+        # is RUNNING, before its command starts (a catalogue that changes while featurize runs).
+        self.on_step_start: dict[str, Callable[[], None]] = {}
         self._thread: threading.Thread | None = None
         self._workers: dict[tuple[str, str, str], threading.Thread] = {}
 

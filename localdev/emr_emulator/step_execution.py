@@ -115,6 +115,9 @@ class StepExecution:
                     staged,
                     defaults,
                 )
+                world_moves = runner.on_step_start.get(step.name)
+                if world_moves is not None:
+                    world_moves()
                 fault = runner.step_faults.get(step.name)
                 if fault is not None:
                     command = _failing_command(fault)

@@ -49,6 +49,24 @@ def parquet_column(s3, bucket: str, key: str, column: str) -> list:
     return pq.read_table(io.BytesIO(body), columns=[column]).column(column).to_pylist()
 
 
+def uncompressed_png(seed: int) -> bytes:
+    """A PNG whose size depends only on its dimensions: a rewrite that keeps the size."""
+    import io
+
+    buffer = io.BytesIO()
+    picture(seed).save(buffer, format="PNG", compress_level=0)
+    return buffer.getvalue()
+
+
+def input_requests(emulator, operation: str) -> int:
+    """`operation` requests on the input bucket the emulator has answered so far."""
+    return sum(
+        1
+        for call in emulator.api_calls.calls
+        if call.operation == operation and call.resource.startswith("arn:aws:s3:::fruit-in")
+    )
+
+
 def conf(**overrides):
     return run_conf({"input_uri": INPUT, "output_uri": OUTPUT}, **overrides)
 
@@ -70,30 +88,59 @@ def test_a_full_run_then_incremental_runs_that_reuse_only_what_passed(
     emulated_aws, emulator, tmp_path
 ):
     """One scenario, four DAG runs on one emulator:
-    1. a first, full run (a bad image among good ones) that exports and caches the model and
-       records its cost;
+    1. a first, full run (a bad image among good ones, a camera's `_DSC` name that Hadoop's
+       listing would hide) that exports and caches the model and records its cost, while the
+       catalogue moves under it: once featurize runs, an image lands and one is rewritten. The
+       run's manifest fixed its input: the added image waits for the next run, the rewritten
+       one is a reject with its reason, and the counts agree;
     2. a run that fails after its featurize step wrote complete features (pca fails), whose
        cost is recorded all the same;
-    3. after images were added, changed, removed and fixed, an incremental run: its base is
-       run 1, never the newer failed run 2; it featurizes only what changed, from the cached
-       model, and keeps run 1's vectors of the rest bit for bit;
+    3. after images were added, changed (one with the same size), removed and fixed, an
+       incremental run: its base is run 1, never the newer failed run 2; it featurizes only
+       what changed and what landed during run 1, from the cached model, reads only those
+       images, and keeps run 1's vectors of the rest bit for bit;
     4. full_refresh=true: every image again, the same features as run 3's."""
     images = tmp_path / "images"
     write_good_images(images, ["Apple Red 1", "Kiwi"], 4)
     relative, content, _ = bad_input_cases()["truncated_jpeg"]
     write(images / "Kiwi" / "broken.jpg", content)
+    write(images / "Camera" / "_DSC0001.JPG", jpeg_bytes(picture(703)))
+    write(images / "Apple Red 1" / "same-size.png", uncompressed_png(704))
     s3 = s3_client(emulated_aws)
-    assert upload_tree(s3, images, INPUT) == 9
+    assert upload_tree(s3, images, INPUT) == 11
 
-    result = run_dag(conf())
+    def catalogue_moves() -> None:  # once featurize is RUNNING: after the manifest, before reads
+        s3.put_object(Bucket="fruit-in", Key="fruits/Kiwi/late.jpg", Body=jpeg_bytes(picture(705)))
+        s3.put_object(
+            Bucket="fruit-in", Key="fruits/Apple Red 1/r_2_100.jpg", Body=jpeg_bytes(picture(706))
+        )
+
+    emulator.runner.on_step_start["featurize"] = catalogue_moves
+    try:
+        result = run_dag(conf())
+    finally:
+        emulator.runner.on_step_start.clear()
 
     assert result.state == "success", result.task_states
     assert result.task_states["terminate_cluster"] == "success"
-    assert result.summary["images"] == 9 and result.summary["rejects"] == 1
+    assert result.summary["images"] == 11 and result.summary["rejects"] == 2
     out = run_output_uri(OUTPUT, result.run_id)
     report = read_json(s3, out + "report.json")
     assert report["status"] == "passed" and all(c["passed"] for c in report["checks"])
-    assert (report["features"], report["rejects"]) == (8, 1)
+    assert (report["images"], report["features"], report["rejects"]) == (11, 9, 2)
+    # The manifest, written once by preflight, is the run's input: what landed later is not in it.
+    assert report["manifest"] == {
+        **report["manifest"], "source": "listing", "images": 11, "list_requests": 1,
+    }  # fmt: skip
+    assert f"{INPUT}Camera/_DSC0001.JPG" in features_by_path(s3, out)
+    assert f"{INPUT}Kiwi/late.jpg" not in features_by_path(s3, out)
+    moved = {r["path"]: r["error"] for r in report["rejected_files"]}
+    assert moved[f"{INPUT}Apple Red 1/r_2_100.jpg"].startswith(
+        "changed since the run's manifest was made (its ETag is no longer"
+    ), moved
+    # Nothing on the cluster listed the input: the workers read each image by its key, once.
+    assert input_requests(emulator, "ListBucket") == 1  # preflight's listing (one page)
+    assert input_requests(emulator, "GetObject") == report["s3_gets"] == 11
     assert report["incremental"] == {
         "base_run": None, "reason": "no earlier run of this input and model passed",
     }  # fmt: skip
@@ -101,8 +148,7 @@ def test_a_full_run_then_incremental_runs_that_reuse_only_what_passed(
     # The defaults: OpenVINO in f32 (TensorFlow's features), as the summary says too.
     assert (report["model"]["runtime"], report["model"]["precision"]) == ("openvino", "f32")
     assert (result.summary["runtime"], result.summary["precision"]) == ("openvino", "f32")
-    (rejected,) = report["rejected_files"]
-    assert rejected == {**rejected, "path": f"{INPUT}Kiwi/broken.jpg", "label": "Kiwi"}
+    assert moved[f"{INPUT}Kiwi/broken.jpg"].startswith("OSError")
     keys = keys_under(s3, out)
     # As on EMR: every path the jobs wrote is an s3:// URI, never the emulator's local copy.
     paths = [
@@ -111,7 +157,7 @@ def test_a_full_run_then_incremental_runs_that_reuse_only_what_passed(
         if key.endswith(".parquet") and ("/features/" in key or "/rejects/" in key)
         for path in parquet_column(s3, "fruit-out", key, "path")
     ]
-    assert len(paths) == 9 and all(p.startswith(INPUT) for p in paths), paths
+    assert len(paths) == 11 and all(p.startswith(INPUT) for p in paths), paths
     for key in keys:
         if key.endswith(".json"):
             body = s3.get_object(Bucket="fruit-out", Key=key)["Body"].read().decode()
@@ -129,7 +175,7 @@ def test_a_full_run_then_incremental_runs_that_reuse_only_what_passed(
         for name in ("manifest.json", "model.xml", "model.bin")
     )
     first = features_by_path(s3, out)
-    assert len(first) == 8
+    assert len(first) == 9
     # What the cluster used and cost, after the teardown: in report.json, cost.json and the
     # summary (the Asset event's extra), consistent with EMR's own instance timelines.
     assert result.task_states["record_cost"] == "success"
@@ -159,33 +205,53 @@ def test_a_full_run_then_incremental_runs_that_reuse_only_what_passed(
     failed_cost = read_json(s3, failed_out + "cost.json")
     check_cost_block(failed_cost, emr_client(emulated_aws), failed_cost["cluster_id"])
 
-    # 3. One image added, one rewritten, one removed, the broken one fixed.
+    # 3. One image added, one rewritten, one rewritten with the same size, one removed, the
+    # broken one fixed.
     s3.put_object(Bucket="fruit-in", Key="fruits/Kiwi/new.jpg", Body=jpeg_bytes(picture(700)))
     s3.put_object(
         Bucket="fruit-in", Key="fruits/Apple Red 1/r_0_100.jpg", Body=jpeg_bytes(picture(701))
     )
+    same_size = s3.put_object(
+        Bucket="fruit-in", Key="fruits/Apple Red 1/same-size.png", Body=uncompressed_png(707)
+    )
+    assert (
+        s3.head_object(Bucket="fruit-in", Key="fruits/Apple Red 1/same-size.png")["ContentLength"]
+        == len(uncompressed_png(704))
+        and same_size["ETag"]
+    )
     s3.delete_object(Bucket="fruit-in", Key="fruits/Apple Red 1/r_1_100.jpg")
     s3.put_object(Bucket="fruit-in", Key="fruits/Kiwi/broken.jpg", Body=jpeg_bytes(picture(702)))
+    gets_before = input_requests(emulator, "GetObject")
 
     again = run_dag(conf())
 
     assert again.state == "success", again.task_states
     again_out = run_output_uri(OUTPUT, again.run_id)
     rerun = read_json(s3, again_out + "report.json")
+    # New: new.jpg and late.jpg (landed during run 1); changed: r_0 and the same-size PNG;
+    # retried: run 1's rejects (broken.jpg, and r_2 that changed under it).
     assert rerun["incremental"] == {
-        "base_run": out, "new": 1, "changed": 1, "retried": 1, "reused": 6, "removed": 1,
+        "base_run": out, "new": 2, "changed": 2, "retried": 2, "reused": 6, "removed": 1,
     }  # fmt: skip
     assert again.summary["base_run"] == out
-    assert (rerun["images"], rerun["features"], rerun["rejects"]) == (9, 9, 0)
+    assert (rerun["images"], rerun["features"], rerun["rejects"]) == (12, 12, 0)
+    # Only the six images it featurized were read from S3.
+    assert input_requests(emulator, "GetObject") - gets_before == rerun["s3_gets"] == 6
     # It exported nothing: the model came from run 1's cache entry.
     assert rerun["model"]["model_cache"] == {"uri": cache["uri"], "key": cache["key"], "hit": True}
     ours = features_by_path(s3, again_out)
     touched = {
-        f"{INPUT}{name}" for name in ("Kiwi/new.jpg", "Apple Red 1/r_0_100.jpg", "Kiwi/broken.jpg")
-    }
+        f"{INPUT}{name}"
+        for name in (
+            "Kiwi/new.jpg", "Kiwi/late.jpg", "Apple Red 1/r_0_100.jpg",
+            "Apple Red 1/same-size.png", "Apple Red 1/r_2_100.jpg", "Kiwi/broken.jpg",
+        )
+    }  # fmt: skip
     reused = set(ours) - touched
     assert len(reused) == 6 and reused <= set(first)
     assert {p: ours[p] for p in reused} == {p: first[p] for p in reused}  # bit for bit
+    same = f"{INPUT}Apple Red 1/same-size.png"
+    assert ours[same] != first[same]  # same size, other bytes: a new vector
 
     # 4. A full refresh featurizes every image again: the same features as run 3's.
     refresh = run_dag(conf(full_refresh=True))
