@@ -1,10 +1,12 @@
 """The price table a run's cost estimate uses: EC2 on-demand plus EMR's uplift, USD per hour,
-per region and instance type, dated and with its sources. The one shipped beside this module
-(emr_prices.json), or a deployment's own (`price_table_uri`: a local path or an s3:// URI)."""
+per region and instance type, and S3's request prices per region (`s3`, USD per 1,000
+requests), dated and with its sources. The one shipped beside this module (emr_prices.json),
+or a deployment's own (`price_table_uri`: a local path or an s3:// URI)."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,8 @@ from emr_pipeline.uris import split_s3_uri
 
 SHIPPED_PRICE_TABLE = Path(__file__).with_name("emr_prices.json")
 SPOT_LABEL = "spot, priced at on-demand: an upper bound"
+# S3 Standard request prices, USD per 1,000 requests: LIST (and PUT, COPY, POST) and GET.
+S3_REQUEST_PRICES = ("list_per_1000", "put_per_1000", "get_per_1000")
 
 
 class PriceTableError(ValueError):
@@ -19,8 +23,9 @@ class PriceTableError(ValueError):
 
 
 def parse_price_table(text: str, uri: str) -> dict[str, Any]:
-    """The table in `text` (JSON), checked: date, sources and, per region and instance type,
-    non-negative `ec2` and `emr` USD per hour. `uri` is where it came from (for messages)."""
+    """The table in `text` (JSON), checked: date, sources, per region and instance type
+    `ec2` and `emr` USD per hour, and per region (optional `s3`) S3's request prices; every
+    price a finite, non-negative number. `uri` is where it came from (for messages)."""
     try:
         table = json.loads(text)
     except ValueError as exc:
@@ -36,16 +41,44 @@ def parse_price_table(text: str, uri: str) -> dict[str, Any]:
         if not isinstance(prices, dict):
             raise PriceTableError(f"price table {uri}: region {region} is not an object")
         for instance_type, price in prices.items():
-            ok = isinstance(price, dict) and all(
-                isinstance(price.get(part), int | float) and price[part] >= 0
-                for part in ("ec2", "emr")
-            )
-            if not ok:
+            if not _has_prices(price, ("ec2", "emr")):
                 raise PriceTableError(
                     f"price table {uri}: {region} {instance_type} needs non-negative numbers "
                     f"'ec2' and 'emr' (USD per hour), got {price!r}"
                 )
+    # Optional: a deployment's older table without S3 prices still prices the instances.
+    s3 = table.get("s3", {})
+    if not isinstance(s3, dict):
+        raise PriceTableError(f"price table {uri}: 's3' is not an object of regions")
+    for region, prices in s3.items():
+        if not _has_prices(prices, S3_REQUEST_PRICES):
+            raise PriceTableError(
+                f"price table {uri}: s3 {region} needs non-negative numbers "
+                f"{', '.join(repr(p) for p in S3_REQUEST_PRICES)} (USD per 1,000 requests), "
+                f"got {prices!r}"
+            )
     return {**table, "uri": uri}
+
+
+def _is_price(value: Any) -> bool:
+    # JSON's true is a Python int and json.loads reads Infinity and NaN: none is a price.
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+def _has_prices(entry: Any, names: tuple[str, ...]) -> bool:
+    return isinstance(entry, dict) and all(_is_price(entry.get(name)) for name in names)
+
+
+def s3_request_prices(table: dict[str, Any] | None, region: str) -> dict[str, float] | None:
+    """USD per 1,000 LIST, PUT and GET requests to a bucket in `region`; None when the table
+    has none for it."""
+    prices = ((table or {}).get("s3") or {}).get(region)
+    return None if prices is None else {name: prices[name] for name in S3_REQUEST_PRICES}
 
 
 def load_price_table(uri: str = "", s3_client: Any = None) -> dict[str, Any]:
