@@ -5,6 +5,12 @@ instance group, and DescribeCluster gives EMR's NormalizedInstanceHours. The est
 those hours with a dated price table (EC2 on-demand plus EMR's uplift, per region): the one
 shipped beside this module, or a deployment's own (`price_table_uri`). A price that the table
 lacks gives no estimate (`estimate_usd: null`, with the reason in `notes`), never an error.
+
+The run's S3 requests (`s3_requests`) are derived from what the run recorded, never guessed:
+preflight's LIST requests (manifest.json), featurize's GETs of images (featurize_summary.json,
+else report.json), one PUT per object under the run's prefix (one listing of it), and this
+step's own requests. A figure whose record is missing is unknown (null, and `unknown` says
+why); the S3 table's prices turn the known ones into dollars, added to the estimate.
 """
 
 from __future__ import annotations
@@ -12,12 +18,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from emr_pipeline.idempotency import check_run_cluster
-from emr_pipeline.price_table import SPOT_LABEL, PriceTableError, load_price_table, price_groups
-from emr_pipeline.uris import split_s3_uri
+from emr_pipeline.job_contract import contract
+from emr_pipeline.price_table import (
+    SPOT_LABEL,
+    PriceTableError,
+    load_price_table,
+    price_groups,
+    s3_request_prices,
+)
+from emr_pipeline.uris import as_prefix, split_s3_uri
 
 COST_NAME = "cost.json"  # beside report.json in the run's output prefix
 # EC2 (Linux) and EMR both bill per second with a one-minute minimum per instance: an
@@ -103,9 +117,11 @@ def run_cost(
     table: dict[str, Any] | None,
     now: datetime | None = None,
     table_error: str | None = None,
+    s3_parts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The run's `cost` block (JSON-serialisable) for `cluster_id`: usage from EMR, priced
-    with `table` (None: usage only, `table_error` says why)."""
+    with `table` (None: usage only, `table_error` says why), and with `s3_parts` (from
+    `s3_request_parts`) the run's S3 requests, priced and added to the estimate."""
     now = now or datetime.now(UTC)
     cluster = emr_client.describe_cluster(ClusterId=cluster_id)["Cluster"]
     region = region_of(cluster, emr_client.meta.region_name)
@@ -121,7 +137,17 @@ def run_cost(
     if state not in TERMINATED_STATES:
         notes.append(f"the cluster was {state}: running instances are counted until now")
     spot = any(g["market"] == "SPOT" for g in groups)
-    return {
+    instances_usd = estimate
+    s3_block = None
+    if s3_parts is not None:
+        s3_block = price_s3_requests(s3_parts, table, region)
+        notes += [f"S3 {reason}" for reason in s3_block["unknown"]]
+        notes += s3_block.pop("price_notes")
+        if estimate is not None and s3_block["usd"] is not None:
+            estimate += s3_block["usd"]
+        if estimate is not None and not s3_block["complete"]:
+            notes.append("the estimate leaves out the S3 requests not counted or not priced")
+    block = {
         "cluster_id": cluster_id,
         "region": region,
         "cluster_state": state,
@@ -129,6 +155,7 @@ def run_cost(
         "instance_hours": sum(g["hours"] for g in groups),
         "billing": f"per second, {MIN_BILLED_SECONDS} s minimum per instance",
         "groups": groups,
+        "instances_usd": instances_usd,
         "estimate_usd": estimate,
         "estimate_is_upper_bound": spot and estimate is not None,
         "currency": "USD",
@@ -141,6 +168,210 @@ def run_cost(
         },
         "computed_at": now.isoformat(),
         "notes": notes,
+    }
+    if s3_block is not None:
+        block["s3_requests"] = s3_block
+    return block
+
+
+# --- The run's S3 requests ---------------------------------------------------------------
+
+REQUEST_KINDS = ("list", "get", "put")
+# manifest.json's `source` for a manifest read from an S3 Inventory report
+# (imagefeatures.manifest.FROM_INVENTORY; not imported: that module imports pyarrow).
+FROM_INVENTORY = "inventory"
+LOWER_BOUND = (
+    "a lower bound: a multipart upload is several PUTs and an object written more than once "
+    "(progress files, a retried task) several, each counted as one; the steps' reads of the "
+    "run's own outputs (pca, validate) and EMRFS's HEAD and LIST requests are not counted"
+)
+
+
+@dataclass
+class RunRecords:
+    """What the cost step found under the run's prefix: one listing of it (its pages and the
+    objects it holds) and the run's records of its requests, read (None: not there)."""
+
+    run_uri: str
+    list_pages: int = 0
+    objects: int = 0
+    gets: int = 0
+    manifest: dict[str, Any] | None = None
+    featurize_summary: dict[str, Any] | None = None
+    report: dict[str, Any] | None = None
+    has_report: bool = False
+    unreadable: dict[str, str] = field(default_factory=dict)  # file name: why
+
+
+def read_run_records(s3_client: Any, run_uri: str, page_size: int | None = None) -> RunRecords:
+    """Lists the run's prefix once (paged; `page_size` below S3's 1,000 only for tests) and
+    reads the records that are there: manifest.json, featurize_summary.json, report.json.
+    Listed first, not read and caught: S3 answers a read of a missing key with 403, not 404,
+    to a role that may list the bucket only under some prefixes (this connection)."""
+    bucket, key = split_s3_uri(run_uri)
+    prefix = as_prefix(key)
+    names = (contract.MANIFEST_SUMMARY, contract.FEATURIZE_SUMMARY, contract.REPORT)
+    records, found = RunRecords(run_uri=as_prefix(run_uri)), set()
+    config = {"PageSize": page_size} if page_size else {}
+    pages = s3_client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix, PaginationConfig=config
+    )
+    for page in pages:  # counted as they come: a run's prefix may hold many part files
+        records.list_pages += 1
+        for obj in page.get("Contents", ()):
+            name = obj["Key"][len(prefix) :]
+            if name == COST_NAME:
+                continue  # this step (re)writes it: one of its own PUTs
+            records.objects += 1
+            if name in names:
+                found.add(name)
+    read = {}
+    for name in names:
+        if name not in found:
+            continue
+        records.gets += 1
+        try:
+            body = s3_client.get_object(Bucket=bucket, Key=prefix + name)["Body"].read()
+            document = json.loads(body)
+            if not isinstance(document, dict):
+                raise ValueError("not a JSON object")
+            read[name] = document
+        except (ValueError, s3_client.exceptions.ClientError) as exc:
+            records.unreadable[name] = f"{name} cannot be read ({exc})"
+    records.manifest = read.get(contract.MANIFEST_SUMMARY)
+    records.featurize_summary = read.get(contract.FEATURIZE_SUMMARY)
+    records.report = read.get(contract.REPORT)
+    records.has_report = contract.REPORT in found
+    return records
+
+
+def _count(value: Any) -> int | None:
+    """A count from a record: a non-negative integer, else None (unknown)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if ok else None
+
+
+def _why_missing(records: RunRecords, name: str, what: str) -> str:
+    return records.unreadable.get(name) or f"no {name} under {records.run_uri} ({what})"
+
+
+def s3_request_parts(records: RunRecords) -> list[dict[str, Any]]:
+    """The run's S3 requests, part by part, from its records: each part has counts of some
+    of `list`, `get`, `put` (None: unknown, and `unknown` says why), the record it comes
+    from, and the region of the bucket it went to (None: the cluster's)."""
+    report = records.report or {}
+    manifest = records.manifest
+    source = contract.MANIFEST_SUMMARY
+    if manifest is None and isinstance(report.get("manifest"), dict):
+        manifest, source = report["manifest"], contract.REPORT  # validate copied it
+    listing: dict[str, Any] = {"what": "preflight's listing of the input", "from": source}
+    if manifest is not None and manifest.get("source") == FROM_INVENTORY:
+        # manifest.json counts the inventory's LIST and GET requests together: priced as
+        # LIST, the dearer, this part errs high by at most $0.0046 per 1,000 (a few requests).
+        listing["what"] = "preflight's reads of the S3 Inventory report (LIST and GET)"
+    listing["region"] = (manifest or {}).get("region") or None
+    listing["list"] = _count((manifest or {}).get("list_requests"))
+    if listing["list"] is None:
+        listing["unknown"] = "LIST: " + _why_missing(
+            records, contract.MANIFEST_SUMMARY, "no manifest was published"
+        )
+
+    summary = records.featurize_summary
+    gets = _count((summary or {}).get("s3_gets"))
+    source = contract.FEATURIZE_SUMMARY
+    if gets is None and _count(report.get("s3_gets")) is not None:
+        gets, source = report["s3_gets"], contract.REPORT
+    # Images are read from the input bucket: the manifest's region.
+    images = {"what": "featurize's reads of images", "from": source, "region": listing["region"]}
+    images["get"] = gets
+    if gets is None:
+        why = _why_missing(records, contract.FEATURIZE_SUMMARY, "featurize did not finish")
+        if summary is not None:
+            why = f"{contract.FEATURIZE_SUMMARY} has no s3_gets"
+        images["unknown"] = f"GET: {why}, and report.json has no s3_gets"
+    return [
+        listing,
+        images,
+        {
+            # Every object there was written at least once (a copied part file of a base run
+            # too: COPY is priced as PUT); see LOWER_BOUND for what this misses.
+            "what": "objects under the run's prefix, one PUT each",
+            "from": "listing",
+            "region": None,
+            "put": records.objects,
+        },
+        {
+            "what": "this step: its listing of the run's prefix, its reads, cost.json"
+            + (" and report.json" if records.has_report else ""),
+            "from": "this step",
+            "region": None,
+            "list": records.list_pages,
+            "get": records.gets,
+            "put": 1 + records.has_report,
+        },
+    ]
+
+
+def unknown_s3_parts(error: str) -> list[dict[str, Any]]:
+    """The parts when the run's prefix could not be read at all: every figure unknown."""
+    return [
+        {
+            "what": "the run's S3 requests",
+            "from": None,
+            "region": None,
+            **dict.fromkeys(REQUEST_KINDS),
+            "unknown": f"LIST, GET and PUT: the run's prefix could not be read ({error})",
+        }
+    ]
+
+
+def price_s3_requests(
+    parts: list[dict[str, Any]], table: dict[str, Any] | None, region: str
+) -> dict[str, Any]:
+    """The `s3_requests` block: totals per kind (None when a part's count is unknown: never a
+    partial figure that reads as the whole), the parts with their dollars at their bucket's
+    region (`region`, the cluster's, where a part names none), and the dollars of what was
+    counted and priced (`usd`; `complete` says whether that is everything)."""
+    totals: dict[str, int | None] = dict.fromkeys(REQUEST_KINDS, 0)
+    used: dict[str, dict[str, float]] = {}
+    unpriced: list[str] = []
+    usd: float | None = None
+    for part in parts:
+        part["region"] = part.get("region") or region
+        prices = s3_request_prices(table, part["region"])
+        part["usd"] = None if prices is None else 0.0
+        for kind in REQUEST_KINDS:
+            if kind not in part:
+                continue
+            count = part[kind]
+            total = totals[kind]
+            totals[kind] = None if count is None or total is None else total + count
+            if count is not None and prices is not None:
+                part["usd"] += count * prices[f"{kind}_per_1000"] / 1000
+        if prices is None:
+            unpriced.append(part["region"])
+        else:
+            used[part["region"]] = prices
+            usd = (usd or 0.0) + part["usd"]
+    unknown = [part["unknown"] for part in parts if part.get("unknown")]
+    price_notes = []
+    if table is None:
+        price_notes.append("no price table: the S3 requests are not priced")
+    else:
+        price_notes += [
+            f"the price table has no S3 request prices for {name}: its requests are not priced"
+            for name in sorted(set(unpriced))
+        ]
+    return {
+        **totals,
+        "usd": usd,
+        "complete": not unknown and not unpriced,
+        "unknown": unknown,
+        "prices": used,
+        "parts": parts,
+        "is_lower_bound": True,
+        "note": LOWER_BOUND,
+        "price_notes": price_notes,  # moved into the block's notes by run_cost
     }
 
 
@@ -176,6 +407,8 @@ def summary_fields(block: dict[str, Any] | None) -> dict[str, Any]:
         "cost_estimate_is_upper_bound": block.get("estimate_is_upper_bound"),
         "instance_hours": _rounded(block.get("instance_hours"), 4),
         "normalized_instance_hours": block.get("normalized_instance_hours"),
+        # S3 request dollars are fractions of a cent on small runs: more digits.
+        "s3_requests_usd": _rounded((block.get("s3_requests") or {}).get("usd"), 6),
     }
 
 
@@ -209,11 +442,34 @@ def format_cost(block: dict[str, Any]) -> str:
             + ("" if usd is None else f" = ${usd:.4f}")
             + (f" [{group['priced_as']}]" if group.get("priced_as") == SPOT_LABEL else "")
         )
+    if block.get("s3_requests"):
+        lines.append(format_s3_requests(block["s3_requests"]))
     table = block.get("price_table")
     if table:
         lines.append(f"  prices: {table['uri']} (as of {table['date']})")
     lines += [f"  note: {note}" for note in block.get("notes", [])]
     return "\n".join(lines)
+
+
+def format_s3_requests(s3: dict[str, Any]) -> str:
+    """`  S3 requests: 3 LIST, 1,203 GET, 57 PUT = $0.000780 (prices ...)`; an unknown count
+    reads "GET unknown" (the block's notes say why), never a number."""
+    counts = ", ".join(
+        f"{kind.upper()} unknown" if s3.get(kind) is None else f"{s3[kind]:,} {kind.upper()}"
+        for kind in REQUEST_KINDS
+    )
+    usd = s3.get("usd")
+    if usd is None:
+        price = "not priced"
+    else:
+        price = f"${usd:.6f}" + ("" if s3.get("complete") else " for those counted and priced")
+    per_region = "; ".join(
+        f"{region} ${p['list_per_1000']} LIST, ${p['put_per_1000']} PUT, "
+        f"${p['get_per_1000']} GET per 1,000"
+        for region, p in sorted((s3.get("prices") or {}).items())
+    )
+    detail = f"prices: {per_region}; " if per_region else ""
+    return f"  S3 requests: {counts} = {price} ({detail}a lower bound)"
 
 
 def record_run_cost(
@@ -231,13 +487,16 @@ def record_run_cost(
     poll_seconds: float = 5,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    list_page_size: int | None = None,
 ) -> dict[str, Any]:
     """What the DAG's record_cost task does once the teardown ran: check that the cluster
     carries the run's `tags` (ForeignClusterError otherwise: another's cluster is neither
-    waited for nor costed as this run's), wait (bounded) for it to end, build its cost block,
-    log it, write it to `cost_uri` and add it to the run's report at `report_uri` when there
-    is one. Never raises for want of a price or a usable table; an error reading EMR or S3
-    propagates (the task turns it into a warning)."""
+    waited for nor costed as this run's), wait (bounded) for it to end, count the run's S3
+    requests (one listing of the run's prefix, the folder of `cost_uri`; `list_page_size`
+    only for tests), build its cost block, log it, write it to `cost_uri` and add it to the
+    run's report at `report_uri` when there is one. Never raises for want of a price, a
+    usable table or a record of the run's requests; an error reading EMR, or writing the
+    cost, propagates (the task turns it into a warning)."""
     check_run_cluster(emr_client, cluster_id, tags)
     state = wait_until_terminated(
         emr_client, cluster_id, wait_seconds, poll_seconds, sleep=sleep, clock=clock
@@ -250,7 +509,14 @@ def record_run_cost(
     except PriceTableError as exc:
         table_error = f"{exc}: no estimate (deployment setting price_table_uri)"
         say(f"WARNING: {table_error}")
-    block = run_cost(emr_client, cluster_id, table, table_error=table_error)
+    records: RunRecords | None = None
+    try:
+        records = read_run_records(s3_client, cost_uri.rsplit("/", 1)[0], list_page_size)
+        parts = s3_request_parts(records)
+    except Exception as exc:  # the cluster's cost is worth recording without its S3 part
+        say(f"WARNING: the run's S3 requests cannot be counted: {exc!r}")
+        parts = unknown_s3_parts(repr(exc))
+    block = run_cost(emr_client, cluster_id, table, table_error=table_error, s3_parts=parts)
     say(format_cost(block))
     extra = encryption or {}
     bucket, key = split_s3_uri(cost_uri)
@@ -258,7 +524,15 @@ def record_run_cost(
         Bucket=bucket, Key=key, Body=_json_bytes(block), ContentType="application/json", **extra
     )
     say(f"wrote {cost_uri}")
-    add_to_report(s3_client, report_uri, block, extra, say)
+    # The report as read with the run's records (no second listing and read), when it is
+    # the one at `report_uri`.
+    known = records is not None and report_uri == records.run_uri + contract.REPORT
+    if known and not records.has_report:
+        say(f"no report at {report_uri} (no step wrote one): the cost is in the cost file only")
+    elif known and records.report is not None:
+        _put_report(s3_client, report_uri, {**records.report, "cost": block}, extra, say)
+    else:
+        add_to_report(s3_client, report_uri, block, extra, say)
     return block
 
 
@@ -279,7 +553,18 @@ def add_to_report(
         say(f"no report at {report_uri} (no step wrote one): the cost is in the cost file only")
         return False
     report = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
-    report["cost"] = block
+    _put_report(s3_client, report_uri, {**report, "cost": block}, encryption, say)
+    return True
+
+
+def _put_report(
+    s3_client: Any,
+    report_uri: str,
+    report: dict[str, Any],
+    encryption: dict[str, str],
+    say: Callable[[str], None],
+) -> None:
+    bucket, key = split_s3_uri(report_uri)
     s3_client.put_object(
         Bucket=bucket,
         Key=key,
@@ -288,7 +573,6 @@ def add_to_report(
         **encryption,
     )
     say(f"added the cost to {report_uri}")
-    return True
 
 
 def _json_bytes(document: dict[str, Any]) -> bytes:

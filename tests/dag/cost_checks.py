@@ -2,7 +2,9 @@
 
 `check_cost_block(cost, emr, cluster_id)` recomputes everything from the API (ListInstances'
 timelines, DescribeCluster) and the price table the block names, without emr_pipeline.cost, so
-a test of a real DAG run can call it on report.json's "cost" or cost.json.
+a test of a real DAG run can call it on report.json's "cost" or cost.json. Its S3 requests are
+checked against the table's prices; `check_s3_requests(cost, s3, run_uri)` also re-derives
+their counts from what the run left under its prefix.
 """
 
 from __future__ import annotations
@@ -72,11 +74,79 @@ def check_cost_block(cost: dict[str, Any], emr_client: Any, cluster_id: str) -> 
     for group in cost["groups"]:
         assert group["instance_count"] == len(group["instances"])
         assert group["hours"] == pytest.approx(sum(i["hours"] for i in group["instances"]))
+    s3_usd = _check_s3_prices(cost)
     if unpriced:  # no partial sums: no estimate, and a note says why
         assert cost["estimate_usd"] is None and cost["notes"], cost
         return
     # A second of every instance, at the dearest price in the table, is the tolerance.
     dearest = max((p["ec2"] + p["emr"] for p in table.values()), default=0)
-    assert cost["estimate_usd"] == pytest.approx(expected_usd, abs=count * SECOND * dearest)
+    instances_usd = cost.get("instances_usd", cost["estimate_usd"])
+    assert instances_usd == pytest.approx(expected_usd, abs=count * SECOND * dearest)
+    assert cost["estimate_usd"] == pytest.approx(instances_usd + s3_usd)
     spot = any(group["market"] == "SPOT" for group in cost["groups"])
     assert cost["estimate_is_upper_bound"] is spot
+
+
+KINDS = ("list", "get", "put")
+
+
+def _check_s3_prices(cost: dict[str, Any]) -> float:
+    """The S3 requests' totals are their parts' sums (None where a part is unknown), priced
+    at the table's S3 prices for each part's region; returns the dollars (0 without them)."""
+    s3 = cost.get("s3_requests")
+    if s3 is None:
+        return 0.0
+    prices = _price_table(cost).get("s3", {})
+    expected_usd = None
+    for kind in KINDS:
+        counts = [part[kind] for part in s3["parts"] if kind in part]
+        assert s3[kind] == (None if None in counts else sum(counts)), kind
+    for part in s3["parts"]:
+        price = prices.get(part["region"])
+        if price is None:
+            assert part["usd"] is None and s3["complete"] is False
+            continue
+        usd = sum((part.get(kind) or 0) * price[f"{kind}_per_1000"] / 1000 for kind in KINDS)
+        assert part["usd"] == pytest.approx(usd)
+        expected_usd = (expected_usd or 0.0) + usd
+    unknown = any(
+        None in (part.get(kind) for kind in KINDS if kind in part) for part in s3["parts"]
+    )
+    assert bool(s3["unknown"]) is unknown
+    if unknown:
+        assert s3["complete"] is False
+    if expected_usd is None:
+        assert s3["usd"] is None
+        return 0.0
+    assert s3["usd"] == pytest.approx(expected_usd)
+    return expected_usd
+
+
+def check_s3_requests(cost: dict[str, Any], s3_client: Any, run_uri: str) -> None:
+    """Assert that the block's S3 request counts are the run's own records: LIST from
+    manifest.json, GET of images from featurize_summary.json, one PUT per object under the
+    run's prefix when the cost was recorded (every object but cost.json, which it wrote)."""
+    bucket, _, prefix = run_uri.removeprefix("s3://").partition("/")
+    prefix = prefix.rstrip("/") + "/"
+    pages = s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    keys = [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+    listing, images, objects, own = cost["s3_requests"]["parts"]
+    assert objects["put"] == len([k for k in keys if k != prefix + "cost.json"])
+
+    def record(name: str) -> dict[str, Any] | None:
+        if prefix + name not in keys:
+            return None
+        return json.loads(s3_client.get_object(Bucket=bucket, Key=prefix + name)["Body"].read())
+
+    manifest = record("manifest.json")
+    if manifest is not None:
+        assert listing["list"] == manifest["list_requests"] and listing["from"] == "manifest.json"
+    summary = record("featurize_summary.json")
+    if summary is not None and summary.get("s3_gets") is not None:
+        assert images["get"] == summary["s3_gets"]
+        assert images["from"] == "featurize_summary.json"
+    read = [
+        n for n in ("manifest.json", "featurize_summary.json", "report.json") if prefix + n in keys
+    ]
+    assert own["get"] == len(read) and own["list"] >= 1
+    assert own["put"] == 1 + ("report.json" in read)

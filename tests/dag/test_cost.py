@@ -131,6 +131,17 @@ def test_the_shipped_table_prices_the_dags_default_instance_types():
             '{"us-east-1": {"m5.xlarge": {"ec2": -1, "emr": 0}}}}',
             "needs non-negative numbers",
         ),
+        # JSON's true is a Python int, and json.loads reads Infinity: neither is a price.
+        (
+            '{"date": "2025", "sources": ["x"], "regions": '
+            '{"us-east-1": {"m5.xlarge": {"ec2": true, "emr": 0}}}}',
+            "needs non-negative numbers",
+        ),
+        (
+            '{"date": "2025", "sources": ["x"], "regions": '
+            '{"us-east-1": {"m5.xlarge": {"ec2": 0.2, "emr": Infinity}}}}',
+            "needs non-negative numbers",
+        ),
     ],
 )
 def test_a_bad_table_is_refused_with_its_reason(tmp_path, content, message):
@@ -219,9 +230,14 @@ def test_the_block_goes_to_cost_json_and_into_the_report_encrypted(emr, s3):
     assert (core["market"], core["requested"], core["instance_count"]) == ("SPOT", 2, 2)
     # moto never ends instances (the emulator does): they count until now, at least a minute.
     assert block["instance_hours"] == pytest.approx(3 * 60 / 3600, abs=3 * 5 / 3600)
-    assert block["estimate_usd"] == pytest.approx(
+    assert block["instances_usd"] == pytest.approx(
         roles["MASTER"]["hours"] * 0.24 + core["hours"] * 0.48
     )
+    # Plus the run's S3 requests (tests/dag/test_s3_request_cost.py): this run left only a
+    # report, without the manifest's LIST or featurize's GET counts, so those are unknown.
+    requests = block["s3_requests"]
+    assert (requests["list"], requests["get"], requests["put"]) == (None, None, 3)
+    assert block["estimate_usd"] == pytest.approx(block["instances_usd"] + requests["usd"])
     assert block["estimate_is_upper_bound"] is True
     assert block["price_table"]["uri"].endswith("emr_prices.json")
     log = "\n".join(lines)
