@@ -1,8 +1,8 @@
-"""A run that passes the guards, through the real DAG on the emulator: what preflight counts
-is what Spark reads (hidden names included), a weights file is copied next to the job code, the
-output prefix is written as Hadoop resolves it, the run's marker is written first, the steps go
-in with the cluster, and nothing outside the run's own prefixes changes. (The refusals:
-test_guards_on_emulator.py.)
+"""A run that passes the guards, through the real DAG on the emulator: what preflight lists is
+what featurize reads (names Hadoop would hide or break on included), a weights file is copied
+next to the job code, the output prefix is written as Hadoop resolves it, the run's marker is
+written first, the steps go in with the cluster, and nothing outside the run's own prefixes
+changes. (The refusals: test_guards_on_emulator.py.)
 """
 
 from __future__ import annotations
@@ -28,15 +28,21 @@ from tests.image_cases import jpeg_bytes, picture
 def test_a_guarded_run_reads_what_preflight_counted_and_touches_only_its_own_prefix(
     dag, world, random_weights_file, capfd
 ):
-    """Hidden names in the input (which Spark skips, and so must preflight), an s3:// weights
+    """Names Hadoop's listing would hide (a `_` or `.` start) in the input, an s3:// weights
     file, the output root written as a user might (s3a://, a double slash) and bf16 asked
-    for: the run passes, counts the same images as Spark, says which precision ran, and
-    leaves everything else as it was."""
+    for, under the IAM policies: the run passes, featurizes every image of its manifest, says
+    which precision ran, and leaves everything else as it was."""
     endpoint = world.endpoint_url
     s3 = client(endpoint, "s3")
     earlier = write_earlier_passed_run(s3)
-    for hidden in ("Apple/_partial.jpg", "Kiwi/.thumbnail.jpg", "_staging/Lime/a.jpg"):
-        put(s3, INPUT + hidden, jpeg_bytes(picture(len(hidden))))
+    # Hadoop hid the first three and broke on the last two (':', '//'); the manifest holds
+    # them all, read by key as they are.
+    hidden = (
+        "Apple/_partial.jpg", "Kiwi/.thumbnail.jpg", "_staging/Lime/a.jpg", "Apple/10:30.jpg",
+        "Apple//double-slash.jpg",
+    )  # fmt: skip
+    for name in hidden:
+        put(s3, INPUT + name, jpeg_bytes(picture(len(name))))
     weights = "s3://example-fruit-features/models/mobilenet_v2_random.weights.h5"
     put(s3, weights, random_weights_file.read_bytes())
     empty_model_cache(s3)  # cold: this run exports the model and stores it
@@ -54,12 +60,15 @@ def test_a_guarded_run_reads_what_preflight_counted_and_touches_only_its_own_pre
     ran = states(dag_run)
     assert str(dag_run.state) == "success", ran
     log = "".join(capfd.readouterr())
-    assert "skipped 3 images that Spark does not read" in log
-    # read_report compared preflight's count with the one validate's Spark listing made.
+    assert "9 images in 4 labels under" in log
+    # Keys as they are: every image of the manifest has its vector, hidden names included.
     out = run_output_uri(OUTPUT, dag_run.run_id)
     report = read_json(s3, out + "report.json")
-    assert report["images"] == report["features"] == 4
-    assert sorted(report["labels"]) == ["Apple", "Kiwi"]
+    assert report["images"] == report["features"] == 9
+    # A key's label is its parent folder's name: empty after a '//'.
+    assert sorted(report["labels"]) == ["", "Apple", "Kiwi", "Lime"]
+    features = read_json(s3, out + "featurize_summary.json")
+    assert features["s3_gets"] == 9 and features["features"] == 9
     # bf16 where this CPU has it, else f32: the report says what featurize ran, not what was
     # asked for.
     precision = read_json(s3, out + "featurize_summary.json")["precision"]

@@ -34,7 +34,6 @@ from tests.dag.on_emulator.world import (
     write_earlier_passed_run,
 )
 from tests.fault_keys import DAG_ACCESS_KEY
-from tests.image_cases import jpeg_bytes, picture
 
 LOGICAL_DATE = pendulum.datetime(2025, 7, 1, tz="UTC")
 RUN_ID = f"manual__{LOGICAL_DATE.isoformat()}"  # what dag.test() names a run at that date
@@ -195,16 +194,8 @@ def _this_runs_finished_output(s3: Any) -> None:
     put(s3, out + "report.json", json.dumps({"status": "passed"}))
 
 
-def _colon_key(s3: Any) -> None:
-    put(s3, INPUT + "Apple/10:30.jpg", jpeg_bytes(picture(7)))
-
-
 def _huge_image(s3: Any) -> None:
     put(s3, INPUT + "Kiwi/huge.jpg", b"\xff\xd8" + b"\x00" * 100_000)
-
-
-def _empty_segment(s3: Any) -> None:
-    put(s3, INPUT + "Apple//double-slash.jpg", jpeg_bytes(picture(8)))
 
 
 # (set-up, conf overrides, deployment environment, expected message); reads only.
@@ -221,19 +212,7 @@ STATE_REFUSALS = {
         {},
         r"weights: s3://example-fruit-features/models/page\.weights\.h5 is not an HDF5 file",
     ),
-    "an input key with a colon": (
-        _colon_key,
-        {},
-        {},
-        r"input_uri: 1 objects .* ':' in their key.*Training/Apple/10:30\.jpg",
-    ),
-    "an input key with an empty folder name": (
-        _empty_segment,
-        {},
-        {},
-        r"input_uri: 1 objects .* empty folder name.*Apple//double-slash\.jpg",
-    ),
-    "an image over Spark's binaryFile limit": (
+    "an image over the deployment's max_image_bytes": (
         _huge_image,
         {},
         {"FRUIT_EMR_MAX_IMAGE_BYTES": "100000"},
