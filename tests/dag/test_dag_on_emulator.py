@@ -19,7 +19,7 @@ from localdev.dag_run import (
     s3_client,
     upload_tree,
 )
-from tests.dag.cost_checks import check_cost_block
+from tests.dag.cost_checks import check_cost_block, check_s3_requests
 from tests.dag.dag_shapes import keys_under, read_json, run_conf
 from tests.image_cases import bad_input_cases, jpeg_bytes, picture, write, write_good_images
 from tests.spark.conftest import FEATURE_ROUND_OFF
@@ -182,6 +182,10 @@ def test_a_full_run_then_incremental_runs_that_reuse_only_what_passed(
     block = report["cost"]
     assert read_json(s3, out + "cost.json") == block
     check_cost_block(block, emr_client(emulated_aws), block["cluster_id"])
+    # The run's S3 requests, from its own records: one LIST page, a GET per image read.
+    check_s3_requests(block, s3, out)
+    listing, images = block["s3_requests"]["parts"][:2]
+    assert (listing["list"], images["get"]) == (1, 11) and block["s3_requests"]["usd"] > 0
     # The DAG's defaults: one m5.xlarge primary and two m5.2xlarge core nodes, on-demand,
     # each under an hour: EMR counts 8 + 2 x 16 normalized hours.
     groups = sorted((g["role"], g["instance_type"], g["instance_count"]) for g in block["groups"])
