@@ -4,13 +4,14 @@ Local Spark here cannot read s3:// (no hadoop-aws jars offline), so the emulator
 would: before the step, every s3:// (or s3n://, s3a://) URI found in its arguments, including
 comma-separated lists (`--py-files a.zip,b.zip`) and `key=s3://...` values, is copied to
 `<stage>/<bucket>/<key>`, each object once per step, with its LastModified as the local file's
-modification time (the time binaryFile reports, as EMRFS does).
+modification time (as EMRFS reports it). The input images are not among them: no step names
+the input (each reads the run's manifest), and featurize's workers read the images from the
+emulator's S3 by key, as on EMR.
 
 The job still sees s3:// URIs: `hadoop_confs()` mounts each staged bucket's top-level folders
 on the local copies with Hadoop's ViewFileSystemOverloadScheme (in Spark's own Hadoop jars), so
-Spark reads and writes s3://bucket/key and every path it reports (binaryFile's `path` column,
-the jobs' reports) is the S3 URI, as on EMR. Only what spark-submit itself fetches before
-Spark's Hadoop configuration exists (the primary resource, --py-files, --files...) is given as
+Spark reads and writes s3://bucket/key and every path it reports (the jobs' reports) is the S3
+URI, as on EMR. Only what spark-submit itself fetches before Spark's Hadoop configuration exists (the primary resource, --py-files, --files...) is given as
 the local path (`localize`).
 
 The rule for what a URI is, decided from a listing of moto S3:
