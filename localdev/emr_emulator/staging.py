@@ -11,8 +11,8 @@ emulator's S3 by key, as on EMR.
 The job still sees s3:// URIs: `hadoop_confs()` mounts each staged bucket's top-level folders
 on the local copies with Hadoop's ViewFileSystemOverloadScheme (in Spark's own Hadoop jars), so
 Spark reads and writes s3://bucket/key and every path it reports (the jobs' reports) is the S3
-URI, as on EMR. Only what spark-submit itself fetches before Spark's Hadoop configuration exists (the primary resource, --py-files, --files...) is given as
-the local path (`localize`).
+URI, as on EMR. Only what spark-submit itself fetches before Spark's Hadoop configuration exists
+(the primary resource, --py-files, --files...) is given as the local path (`localize`).
 
 The rule for what a URI is, decided from a listing of moto S3:
 - objects under `<key>/` exist: a folder; the whole prefix is downloaded;
