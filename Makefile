@@ -22,7 +22,7 @@ STACK_IMAGES ?= 240
 # Spark's Python workers must be the venv's interpreter (TensorFlow lives there).
 LOCAL_ENV = export PYSPARK_PYTHON="$(abspath $(PY))" TF_CPP_MIN_LOG_LEVEL=2;
 
-.PHONY: help setup setup-stack demo jobs-demo airflow test lint format clean bench bench-incremental
+.PHONY: help setup setup-stack demo jobs-demo airflow test lint format clean bench bench-incremental bench-scale
 
 help:
 	@echo "make setup   create .venv and install requirements (skipped when up to date)"
@@ -31,6 +31,7 @@ help:
 	@echo "make airflow a real Airflow (UI, scheduler...) + PostgreSQL + the emulator; Ctrl-C stops"
 	@echo "make test    run the whole test suite (unit, spark, e2e)"
 	@echo "make lint    ruff check + ruff format --check"
+	@echo "make bench-scale  issue 29's scale bench: listing at 100k/1M keys, featurize at 1M rows"
 
 setup: $(STAMP)
 
@@ -82,3 +83,12 @@ bench: setup
 
 bench-incremental: setup
 	@$(LOCAL_ENV) $(PY) -m bench.incremental --images $(INCREMENTAL_N)
+
+# Issue 29's scale targets: the listing and manifest at 100k and 1M keys, then an incremental
+# featurize over 100k- and 1M-row manifests with 1% new images (about 12 GB under out/scale,
+# 15-20 min on 2 cores). Both run; the target fails if either missed a target.
+bench-scale: setup
+	@$(LOCAL_ENV) status=0; \
+		$(PY) -m bench.scale_listing --keys 100000 1000000 || status=1; \
+		$(PY) -m bench.scale_featurize --images 100000 1000000 --new-fraction 0.01 || status=1; \
+		exit $$status
