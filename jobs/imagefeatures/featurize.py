@@ -61,10 +61,11 @@ def with_reused(increment: Increment) -> DataFrame:
 
 
 def write_features(
-    spark: SparkSession, features: DataFrame, features_uri: str, increment: Increment
+    spark: SparkSession, features: DataFrame | None, features_uri: str, increment: Increment
 ) -> None:
     """Write `features` to `features_uri`, after copying the base's part files whose every row
-    is reused (increment.copied): those vectors are not read or written again."""
+    is reused (increment.copied): those vectors are not read or written again. None: the
+    copies are the whole dataset."""
     if not increment.copied:
         features.write.mode("overwrite").parquet(features_uri)
         return
@@ -77,7 +78,8 @@ def write_features(
         f"{reuse['rows_rewritten']} reused vectors written again",
         flush=True,
     )
-    features.write.mode("append").parquet(features_uri)
+    if features is not None:
+        features.write.mode("append").parquet(features_uri)
 
 
 def accepted(results: DataFrame) -> DataFrame:
@@ -162,17 +164,22 @@ def run_featurize(
             computed = computed.persist(StorageLevel.MEMORY_AND_DISK)
         reused = None if increment.reused is None else with_reused(increment)
         parts = [p for p in (computed, reused) if p is not None]
-        if not parts:
+        if not parts and not increment.copied:
             raise JobInputError(f"the run's manifest under {output_uri} holds no image")
         try:
             features_uri = storage.join_uri(output_uri, FEATURES)
             rejects_uri = storage.join_uri(output_uri, REJECTS)
             # The model runs in this write: its images are counted as each task ends.
             progress.phase("featurizing", total=increment.todo_count, counters=counters)
-            results = reduce(DataFrame.unionByName, parts)
-            write_features(spark, accepted(results), features_uri, increment)
+            if parts:
+                results = reduce(DataFrame.unionByName, parts)
+                write_features(spark, accepted(results), features_uri, increment)
+                rejects = rejected(results)
+            else:  # nothing to compute or write again: the copied part files hold every vector
+                write_features(spark, None, features_uri, increment)
+                rejects = spark.createDataFrame([], "path string, label string, error string")
             progress.phase("writing rejects and counts")
-            rejected(results).write.mode("overwrite").parquet(rejects_uri)
+            rejects.write.mode("overwrite").parquet(rejects_uri)
             # Counts read back from what was written: the numbers the datasets really hold.
             written = {
                 name: spark.read.parquet(uri).count()

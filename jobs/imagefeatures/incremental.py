@@ -65,7 +65,7 @@ class Increment:
     todo_count: int
     reason: str | None = None  # why a full run, when one was not asked for
     # Reused rows to write again (path, label, features, size, etag): those of the base part
-    # files that also hold a changed, removed or rejected image.
+    # files that also hold a changed, removed or rejected image; None when there are none.
     reused: DataFrame | None = None
     # Base part files (names under <base>/features) whose every row is reused: copied as they are.
     copied: list[str] = field(default_factory=list)
@@ -123,20 +123,25 @@ def plan_increment(
         .agg(
             F.count("*").alias("rows"), F.sum((F.col("fate") == REUSED).cast("long")).alias("kept")
         )
-        .where(F.col("rows") == F.col("kept"))
         .collect()
     )
-    copied = sorted(row[_PART_FILE] for row in per_file)
-    reused_paths = fates.where((F.col("fate") == REUSED) & ~F.col(_PART_FILE).isin(copied)).select(
-        "path"
-    )
-    rewritten = base_features.join(reused_paths, "path", "left_semi").select(
-        "path", "label", "features", *FILE_IDENTITY[1:]
-    )
+    copied = sorted(row[_PART_FILE] for row in per_file if row["kept"] == row["rows"])
+    # Only the part files that hold both reused and other rows are read again, and only
+    # their reused rows written: the vectors of copied files are never read.
+    touched = sorted(row[_PART_FILE] for row in per_file if 0 < row["kept"] < row["rows"])
+    rewritten = None
+    if touched:
+        folder = storage.join_uri(base_uri, FEATURES)
+        touched_rows = spark.read.parquet(*(storage.join_uri(folder, name) for name in touched))
+        reused_paths = fates.where(F.col("fate") == REUSED).select("path")
+        rewritten = touched_rows.join(reused_paths, "path", "left_semi").select(
+            "path", "label", "features", *FILE_IDENTITY[1:]
+        )
     todo = fates.where(F.col("fate").isin(*_TO_FEATURIZE)).select("path", "label", "size", "etag")
     return Increment(
         base=base_uri, todo=todo, todo_count=sum(counts[f] for f in _TO_FEATURIZE),
-        reused=rewritten, copied=copied, copied_rows=sum(row["rows"] for row in per_file),
+        reused=rewritten, copied=copied,
+        copied_rows=sum(row["rows"] for row in per_file if row["kept"] == row["rows"]),
         counts=counts, _cached=[fates],
     )  # fmt: skip
 

@@ -184,3 +184,26 @@ def test_a_base_that_cannot_be_trusted_makes_a_full_run(
     assert (summary["features"], summary["rejects"]) == (10, 1)
     assert summary["images_per_precision"] == {"f32": 10}
     assert f"featurize: full run: base run {uri(base)}" in capfd.readouterr().out
+
+
+def test_a_base_whose_every_part_file_is_reused_needs_no_read_of_its_vectors(spark, tmp_path):
+    """No image to featurize and nothing to rewrite: the copies are the whole dataset; no
+    model, no read of the base's vectors, and an empty rejects dataset with its schema."""
+    images, cache = tmp_path / "images", tmp_path / "cache"
+    write_good_images(images, LABELS, 2)
+    featurize(spark, images, tmp_path / "first", cache)
+    again = featurize(spark, images, tmp_path / "again", cache, base=uri(tmp_path / "first"))
+    assert again["incremental"] == {
+        "base_run": uri(tmp_path / "first"),
+        "new": 0, "changed": 0, "retried": 0, "reused": 4, "removed": 0,
+    }  # fmt: skip
+    assert again["reuse"] == {
+        "files_copied": len(part_files(tmp_path / "first")),
+        "rows_rewritten": 0,
+    }
+    assert again["images_per_precision"] == {} and again["model_cache"] is None
+    assert (again["features"], again["rejects"]) == (4, 0)
+    assert spark.read.parquet(str(tmp_path / "again" / "rejects")).columns == [
+        "path", "label", "error",
+    ]  # fmt: skip
+    assert vectors(spark, tmp_path / "again").keys() == vectors(spark, tmp_path / "first").keys()
