@@ -72,11 +72,15 @@ class PeakMemory:
             total = 0
             try:
                 for proc in [root, *root.children(recursive=True)]:
-                    with contextlib.suppress(psutil.NoSuchProcess):
+                    with contextlib.suppress(psutil.Error):
                         total += proc.memory_info().rss
+                        self.observe(proc)
             except psutil.NoSuchProcess:
                 return
             self.peak = max(self.peak, total)
+
+    def observe(self, proc: psutil.Process) -> None:
+        """Called for each process of the tree at each sample (a subclass's own peaks)."""
 
     def stop(self) -> int:
         self._stop.set()

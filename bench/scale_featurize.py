@@ -50,7 +50,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -62,7 +61,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.run_bench import cpu_description
+from bench.run_bench import PeakMemory, cpu_description
 from localdev.local_spark import (
     LOCAL_DRIVER_JAVA_OPTIONS,
     REPO_ROOT,
@@ -206,17 +205,14 @@ def _hwm_bytes(pid: int) -> int:
     return 0
 
 
-class Peaks:
-    """Polls a process tree: the JVM's and the Python driver's VmHWM, the tree's RSS."""
+class Peaks(PeakMemory):
+    """Polls a process tree: the JVM's and the Python driver's VmHWM, the tree's RSS (peak)."""
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
-        self.pid, self.interval = pid, interval
-        self.jvm = self.python_driver = self.tree = 0
+        self.jvm = self.python_driver = 0
         # (pid, name) -> "jvm", "driver", "fork" or "other" (spark-submit's shell execs java)
         self._kinds: dict[tuple[int, str], str] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__(pid, interval)
 
     def _kind(self, proc: psutil.Process) -> str:
         name = proc.name()
@@ -234,27 +230,12 @@ class Peaks:
             self._kinds[proc.pid, name] = kind
         return kind
 
-    def _run(self) -> None:
-        try:
-            root = psutil.Process(self.pid)
-        except psutil.NoSuchProcess:
-            return
-        while not self._stop.wait(self.interval):
-            total = 0
-            with contextlib.suppress(psutil.NoSuchProcess):
-                for proc in [root, *root.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):
-                        total += proc.memory_info().rss
-                        kind = self._kind(proc)
-                        if kind == "jvm":
-                            self.jvm = max(self.jvm, _hwm_bytes(proc.pid))
-                        elif kind == "driver":
-                            self.python_driver = max(self.python_driver, _hwm_bytes(proc.pid))
-            self.tree = max(self.tree, total)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+    def observe(self, proc: psutil.Process) -> None:
+        kind = self._kind(proc)
+        if kind == "jvm":
+            self.jvm = max(self.jvm, _hwm_bytes(proc.pid))
+        elif kind == "driver":
+            self.python_driver = max(self.python_driver, _hwm_bytes(proc.pid))
 
 
 # --driver-memory for every run (None: the JVM's default, a quarter of the machine's memory).
@@ -308,7 +289,7 @@ def featurize(name: str, run: Path, cache: Path, base: Path | None = None) -> di
     mib = 2**20
     print(
         f"    {seconds:.1f} s; JVM peak {peaks.jvm / mib:.0f} MiB, Python driver "
-        f"{peaks.python_driver / mib:.0f} MiB, tree {peaks.tree / mib:.0f} MiB",
+        f"{peaks.python_driver / mib:.0f} MiB, tree {peaks.peak / mib:.0f} MiB",
         flush=True,
     )
     return {
@@ -316,7 +297,7 @@ def featurize(name: str, run: Path, cache: Path, base: Path | None = None) -> di
         "jvm_heap_after_gc_mib": heap_after_gc_mib(gc_log),
         "jvm_peak_mib": peaks.jvm / mib,
         "python_driver_peak_mib": peaks.python_driver / mib,
-        "tree_peak_mib": peaks.tree / mib,
+        "tree_peak_mib": peaks.peak / mib,
         "summary": summary,
     }
 
