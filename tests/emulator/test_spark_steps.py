@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from emr_pipeline.input_listing import build_manifest
+from emr_pipeline.preflight import publish_manifest
 from imagefeatures.packaging import build_package_zip
 from localdev.local_spark import JOBS_DIR
 from localdev.sample_data import generate_images
@@ -51,18 +53,22 @@ def spark_run(emr, s3, tmp_path_factory) -> SparkRun:
     for job in ("featurize", "pca"):
         s3.upload_file(str(JOBS_DIR / f"{job}.py"), BUCKET, f"code/jobs/{job}.py")
     out = f"s3://{BUCKET}/runs/1"
+    # The run's input as the DAG's preflight fixes it: a manifest under the run's prefix, which
+    # featurize reads (its workers then read each image from the emulator's S3 by key).
+    with build_manifest(s3, f"s3://{BUCKET}/in/") as manifest:
+        publish_manifest(s3, manifest, out, None)
     steps = [
         # Continues after failing, so one cluster shows a failure and a success.
         spark_step(
             "featurize empty",
             "featurize",
-            *("--input", f"s3://{BUCKET}/empty/", "--output", f"s3://{BUCKET}/runs/0"),
+            *("--output", f"s3://{BUCKET}/runs/0"),  # no manifest there
             *("--weights", "random"),
         ),
         spark_step(
             "featurize",
             "featurize",
-            *("--input", f"s3://{BUCKET}/in/", "--output", out, "--weights", "random"),
+            *("--output", out, "--weights", "random"),
             on_failure="CANCEL_AND_WAIT",
         ),
         spark_step(

@@ -21,7 +21,7 @@ def test_spark_submit_runs_the_three_jobs(tmp_path):
             + ["--model-cache", str(cache)],
         ),
         ("pca", ["--input", str(out / "features"), "--output", str(out), "--k", "3"]),
-        ("validate", ["--input", str(images), "--output", str(out)]),
+        ("validate", ["--output", str(out)]),  # the manifest featurize wrote
     ]
     for job, args in commands:
         result = spark_submit(job, args, capture_output=True)
