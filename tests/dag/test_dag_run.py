@@ -110,8 +110,9 @@ def test_empty_input_fails_before_any_cluster_exists(dag, world, aws_endpoint):
 
 def test_deferrable_sensors_wait_in_the_trigger(dag, world, aws_endpoint, caplog):
     # Steps stay RUNNING long enough for the first poke to miss them: the sensor defers.
-    # deferrable is not in the conf: it is the default.
-    with EmrStepSimulator(aws_endpoint, run_seconds=1.5):
+    # deferrable is not in the conf: it is the default. (1.5 s was too short on a loaded
+    # 2-core machine: every step had ended by its sensor's first poke, and none deferred.)
+    with EmrStepSimulator(aws_endpoint, run_seconds=6):
         dag_run = dag.test(run_conf=conf(poke_interval_seconds=1))
     assert str(dag_run.state) == "success", states(dag_run)
     assert "running trigger in line" in caplog.text
