@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     state = work / "incremental_state"
     shutil.rmtree(state / "emulator", ignore_errors=True)
     with emulated_airflow(state) as emulator:
-        s3 = s3_client(emulator.endpoint_url)
+        s3 = s3_client(emulator.key_file)
         # With ensure_images' `.complete` mark, which neither preflight nor Spark lists.
         upload_tree(s3, images, INPUT_URI)
         ensure_bucket(s3, OUTPUT_URI.removeprefix("s3://").split("/")[0])

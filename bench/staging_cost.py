@@ -15,9 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
-
 from localdev.emr_emulator import EmrEmulator
+from localdev.emr_emulator.credentials import read_key_file
 from localdev.emr_emulator.staging import S3Stager
 
 
@@ -35,13 +34,7 @@ def cpu_summary() -> str:
 
 def measure(count: int, size: int = 10_000) -> dict[str, float]:
     with EmrEmulator(port=0) as emulator, tempfile.TemporaryDirectory() as work:
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=emulator.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        s3 = read_key_file(emulator.key_file).client("s3")
         s3.create_bucket(Bucket="staging-bench")
         body = os.urandom(size)
         for index in range(count):

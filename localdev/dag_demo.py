@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     images = out / "images"
     make_images(images, args.images)
     with emulated_airflow(STATE_DIR, say) as emulator:
-        s3 = s3_client(emulator.endpoint_url)
+        s3 = s3_client(emulator.key_file)
         uploaded = upload_tree(s3, images, INPUT_URI)
         ensure_bucket(s3, OUTPUT_URI.removeprefix("s3://").split("/")[0])
         say(f"uploaded {uploaded} files ({len(BAD_FILES)} of them broken) to {INPUT_URI}")
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                 "poke_interval_seconds": 1,
             }
         )
-        clusters = cluster_states(emulator.endpoint_url)
+        clusters = cluster_states(emulator.key_file)
         say(f"clusters: {clusters}")
         if result.state != "success":
             print(f"the run failed: {result.task_states}", file=sys.stderr)

@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
-
+from localdev.emr_emulator.credentials import REGION, Credentials, read_key_file
 from localdev.local_spark import REPO_ROOT, use_local_spark_env
 
 DAG_ID = "fruit_features_emr"
-REGION = "us-east-1"
-# moto accepts any keys; these fakes keep every call away from real AWS.
+# The Airflow process's own environment: fake keys that AWS refuses and the emulator does not
+# know, so that a call made outside the connection reaches nothing.
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -33,17 +32,13 @@ FAKE_CREDENTIALS = {
 }
 
 
-def aws_connection(
-    endpoint_url: str,
-    key: str = FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-    secret: str = FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-) -> str:
+def aws_connection(endpoint_url: str, credentials: Credentials) -> str:
     """AIRFLOW_CONN_AWS_DEFAULT for the emulator (or a moto server), as JSON."""
     return json.dumps(
         {
             "conn_type": "aws",
-            "login": key,
-            "password": secret,
+            "login": credentials.access_key,
+            "password": credentials.secret_key,
             "extra": {"region_name": REGION, "endpoint_url": endpoint_url},
         }
     )
@@ -98,16 +93,19 @@ def emulated_airflow(state_dir: Path, say: Any = print) -> Iterator[Any]:
     from localdev.emr_emulator import EmrEmulator
 
     with EmrEmulator(port=0, work_dir=state_dir / "emulator") as emulator:
-        os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = aws_connection(emulator.endpoint_url)
+        connection = aws_connection(emulator.endpoint_url, emulator.credentials)
+        os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = connection
         yield emulator
 
 
-def s3_client(endpoint_url: str) -> Any:
-    return boto3.client("s3", endpoint_url=endpoint_url, region_name=REGION)
+def s3_client(key_file: Path) -> Any:
+    """An S3 client on the emulator whose key file is `key_file`."""
+    return read_key_file(key_file).client("s3")
 
 
-def emr_client(endpoint_url: str) -> Any:
-    return boto3.client("emr", endpoint_url=endpoint_url, region_name=REGION)
+def emr_client(key_file: Path) -> Any:
+    """An EMR client on the emulator whose key file is `key_file`."""
+    return read_key_file(key_file).client("emr")
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -172,12 +170,12 @@ def run_dag(run_conf: dict[str, Any], dag: Any = None) -> DagRunResult:
     return DagRunResult(str(dag_run.state), dag_run.run_id, states, seconds, summary)
 
 
-def cluster_states(endpoint_url: str, settle_seconds: float = 20) -> dict[str, str]:
+def cluster_states(key_file: Path, settle_seconds: float = 20) -> dict[str, str]:
     """Every cluster the emulator knows, by id: its state, once none is still TERMINATING
     (waiting up to `settle_seconds`: a terminated cluster passes through it, as on EMR)."""
     deadline = time.monotonic() + settle_seconds
     while True:
-        clusters = emr_client(endpoint_url).list_clusters()["Clusters"]
+        clusters = emr_client(key_file).list_clusters()["Clusters"]
         states = {c["Id"]: c["Status"]["State"] for c in clusters}
         if "TERMINATING" not in states.values() or time.monotonic() > deadline:
             return states

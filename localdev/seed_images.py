@@ -15,7 +15,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from localdev.dag_run import ensure_bucket, s3_client, split_s3_uri, upload_tree
+from localdev.dag_run import ensure_bucket, split_s3_uri, upload_tree
+from localdev.emr_emulator.credentials import read_key_file
 from localdev.local_demo import prepare_images
 
 DEFAULT_IMAGES = 240
@@ -36,9 +37,13 @@ def cached_images(cache_dir: Path, count: int) -> Path:
 
 
 def seed(environ: Mapping[str, str], images: Path) -> int:
-    """Upload `images` to FRUIT_EMR_INPUT_URI and create the output bucket; returns the count."""
+    """Upload `images` to FRUIT_EMR_INPUT_URI and create the output bucket; returns the count.
+
+    The emulator is where the Airflow connection says; the key is in the emulator's key file,
+    AWS_CONFIG_FILE (as for the connection, which names no key)."""
     connection = json.loads(environ["AIRFLOW_CONN_AWS_DEFAULT"])
-    s3 = s3_client(connection["extra"]["endpoint_url"])
+    key_file = read_key_file(Path(environ["AWS_CONFIG_FILE"]))
+    s3 = key_file.client("s3", endpoint_url=connection["extra"]["endpoint_url"])
     count = upload_tree(s3, images, environ["FRUIT_EMR_INPUT_URI"])
     ensure_bucket(s3, split_s3_uri(environ["FRUIT_EMR_OUTPUT_URI"])[0])
     return count

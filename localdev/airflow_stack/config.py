@@ -75,6 +75,14 @@ class StackConfig:
         return self.state_dir / "emulator"
 
     @property
+    def emulator_key_file(self) -> Path:
+        return self.emulator_dir / "aws-config"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.state_dir / "secrets"
+
+    @property
     def images_cache(self) -> Path:
         return self.state_dir / "sample-images"
 
@@ -90,15 +98,14 @@ class StackConfig:
         """The FRUIT_LOCAL_* places that airflow.env's `${FRUIT_LOCAL_...:-...}` refer to."""
         places = {
             "FRUIT_LOCAL_REPO_DIR": str(REPO_ROOT),
-            "FRUIT_LOCAL_DB_HOST": "127.0.0.1",
             "FRUIT_LOCAL_API_HOST": "127.0.0.1",
             "FRUIT_LOCAL_EMULATOR_HOST": "127.0.0.1",
+            "FRUIT_LOCAL_EMULATOR_KEY_FILE": str(self.emulator_key_file),
+            "FRUIT_LOCAL_SECRETS_DIR": str(self.secrets_dir),
         }
         for name, port in self.ports.all().items():
-            places[f"FRUIT_LOCAL_{name.upper()}"] = str(port)
-        password = os.environ.get("FRUIT_LOCAL_ADMIN_PASSWORD")
-        if password:
-            places["FRUIT_LOCAL_ADMIN_PASSWORD"] = password
+            if name != "db_port":  # in the secrets folder's connection string (secrets.py)
+                places[f"FRUIT_LOCAL_{name.upper()}"] = str(port)
         return places
 
     def airflow_env(self) -> dict[str, str]:

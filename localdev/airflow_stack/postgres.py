@@ -1,10 +1,12 @@
 """A PostgreSQL cluster of the stack's own, under its state folder, for Airflow's metadata.
 
 Debian's `postgresql` package gives the server binaries; the cluster is ours: `initdb` once into
-<state>/postgres/data, then the `postgres` server as a child process on 127.0.0.1 only, with the
-role and database that localdev/airflow.env's connection string names. PostgreSQL refuses to
-run as root, so where the launcher is root the cluster belongs to, and runs as, an unprivileged
-system user (`postgres`, which the Debian package creates).
+<state>/postgres/data, then the `postgres` server as a child process on 127.0.0.1 only (TCP,
+no socket file), every login by password (scram-sha-256). The passwords are the stack's random
+ones (secrets.py): initdb's superuser `postgres` only creates the `airflow` role, which is no
+superuser, and its database. PostgreSQL refuses to run as root, so where the launcher is root
+the cluster belongs to, and runs as, an unprivileged system user (`postgres`, which the Debian
+package creates).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+
+from localdev.airflow_stack.secrets import DB_NAME, DB_ROLE, DB_SUPERUSER, StackSecrets
 
 INSTALL_HINT = (
     "PostgreSQL's server is not installed. On Debian/Ubuntu: `sudo apt-get install postgresql` "
@@ -69,11 +72,13 @@ def server_user() -> pwd.struct_passwd | None:
 
 @dataclass(frozen=True)
 class LocalPostgres:
-    """The cluster in `root` serving the database of `url` (postgresql://user:pw@host:port/db)."""
+    """The cluster in `root`, on 127.0.0.1:`port`, serving Airflow's database."""
 
     root: Path
-    url: str
+    port: int
+    secrets: StackSecrets
     bin_dir: Path
+    host: str = "127.0.0.1"
 
     @property
     def data_dir(self) -> Path:
@@ -83,19 +88,24 @@ class LocalPostgres:
     def log_file(self) -> Path:
         return self.root / "postgres.log"
 
-    def _parts(self) -> tuple[str, str, str, int, str]:
-        url = urlsplit(self.url)
-        if url.hostname not in ("127.0.0.1", "localhost") or not url.port:
-            raise PostgresError(f"the local cluster serves 127.0.0.1:<port>, not {url.netloc}")
-        return url.username or "", url.password or "", url.hostname, url.port, url.path[1:]
-
     def _as_owner(self) -> dict[str, object]:
         user = server_user()
         return {} if user is None else {"user": user.pw_uid, "group": user.pw_gid}
 
-    def prepare(self) -> None:
-        """Create the cluster (once) with the role of the URL as its superuser."""
+    def prepare(self, secrets_made_now: bool = False) -> None:
+        """Create the cluster (once), its superuser's password the stack's secret.
+
+        A cluster older than the stack's secrets was made by an earlier `make airflow`, whose
+        superuser was `airflow` with the password `airflow`: it is refused, not reused."""
         self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o700)  # its log and data are the server user's alone
+        if secrets_made_now and (self.data_dir / "PG_VERSION").exists():
+            raise PostgresError(
+                f"the PostgreSQL cluster in {self.data_dir} was made by an earlier make airflow "
+                "with a known superuser password (airflow/airflow). Move it aside (it holds "
+                f"only Airflow's run history): mv {self.root} {self.root}.known-password, "
+                "then start again"
+            )
         user = server_user()
         if user is not None:
             os.chown(self.root, user.pw_uid, user.pw_gid)
@@ -107,9 +117,8 @@ class LocalPostgres:
                 )
         if (self.data_dir / "PG_VERSION").exists():
             return
-        role, password, *_ = self._parts()
         with tempfile.NamedTemporaryFile("w", dir=self.root, delete=False) as pwfile:
-            pwfile.write(password + "\n")
+            pwfile.write(self.secrets.db_superuser_password + "\n")
         try:
             if user is not None:
                 os.chown(pwfile.name, user.pw_uid, user.pw_gid)
@@ -119,7 +128,7 @@ class LocalPostgres:
                     "--pgdata",
                     str(self.data_dir),
                     "--username",
-                    role,
+                    DB_SUPERUSER,
                     "--pwfile",
                     pwfile.name,
                     "--auth",
@@ -142,7 +151,7 @@ class LocalPostgres:
             raise PostgresError(f"initdb failed:\n{result.stdout}{result.stderr}")
 
     def server_command(self) -> list[str]:
-        _, _, host, port, _ = self._parts()
+        host, port = self.host, self.port
         return [
             str(self.bin_dir / "postgres"),
             "-D",
@@ -162,19 +171,24 @@ class LocalPostgres:
     def wait_and_create_database(
         self, alive: Callable[[], None] = lambda: None, timeout: float = 60.0
     ) -> None:
-        """Wait until the server takes connections, then create the database if it is missing.
+        """Wait until the server takes connections, then make Airflow's role (no superuser,
+        the stack's password) and its database, where missing.
 
         `alive()` is called between tries; it raises when the server process has exited.
         """
         import psycopg2
 
-        role, password, host, port, database = self._parts()
+        host, port = self.host, self.port
         deadline = time.monotonic() + timeout
         while True:
             alive()
             try:
                 connection = psycopg2.connect(
-                    host=host, port=port, user=role, password=password, dbname="postgres"
+                    host=host,
+                    port=port,
+                    user=DB_SUPERUSER,
+                    password=self.secrets.db_superuser_password,
+                    dbname="postgres",
                 )
                 break
             except psycopg2.OperationalError as error:
@@ -187,8 +201,15 @@ class LocalPostgres:
         connection.autocommit = True
         try:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+                cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (DB_ROLE,))
+                verb = "ALTER" if cursor.fetchone() else "CREATE"
+                cursor.execute(
+                    f'{verb} ROLE "{DB_ROLE}" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
+                    "NOREPLICATION NOBYPASSRLS PASSWORD %s",
+                    (self.secrets.db_password,),
+                )
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,))
                 if cursor.fetchone() is None:
-                    cursor.execute(f'CREATE DATABASE "{database}"')
+                    cursor.execute(f'CREATE DATABASE "{DB_NAME}" OWNER "{DB_ROLE}"')
         finally:
             connection.close()

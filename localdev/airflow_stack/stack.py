@@ -1,6 +1,7 @@
 """The services of docker-compose.yaml, started natively from the project's virtual environment.
 
-In compose's order: PostgreSQL, the EMR emulator, the sample images (compose: seed-images), the
+In compose's order: the stack's random passwords (compose: stack-secrets), PostgreSQL, the EMR
+emulator, the sample images (compose: seed-images), the
 database migration and the login (compose: airflow-init), then Airflow's api-server, scheduler,
 dag-processor and triggerer. `run_stack` starts them, says where the UI is, and stops every one
 of them when interrupted or when one of them dies.
@@ -21,6 +22,8 @@ from localdev.airflow_stack.config import StackConfig
 from localdev.airflow_stack.ports import PortInUseError, check_ports_free
 from localdev.airflow_stack.postgres import LocalPostgres, PostgresError, find_server_bin
 from localdev.airflow_stack.processes import Supervisor, running_launcher, wait_until
+from localdev.airflow_stack.secrets import StackSecrets, load_or_create
+from localdev.emr_emulator.sigv4 import HEALTH_PATH
 from localdev.local_spark import REPO_ROOT
 
 AIRFLOW = [sys.executable, "-m", "airflow"]
@@ -79,6 +82,7 @@ def emulator_command(config: StackConfig) -> list[str]:
     """The emulator's command line: on loopback, answering to loopback names only."""
     command = [sys.executable, "-m", "localdev.emr_emulator", "--host", LOOPBACK]
     command += ["--port", str(config.ports.emulator_port)]
+    command += ["--key-file", str(config.emulator_key_file)]
     return command + ["--work-dir", str(config.emulator_dir)]
 
 
@@ -98,6 +102,8 @@ class AirflowStack:
         self.say = say
         self.supervisor = Supervisor(config.logs_dir, config.pids_file)
         self.airflow_env = config.process_env(config.airflow_env())
+        self.secrets: StackSecrets | None = None
+        self.secrets_made_now = False
 
     def _watch(self, name: str) -> None:
         """Fail fast, with the log's tail, if a service exited while we were waiting for it."""
@@ -131,20 +137,31 @@ class AirflowStack:
             check_ports_free(config.ports.all())
         except PortInUseError as error:
             raise StackError(str(error)) from error
+        self._make_private()
+        self.secrets, self.secrets_made_now = load_or_create(
+            config.secrets_dir, "127.0.0.1", config.ports.db_port
+        )
         self._start_postgres()
         self._start_emulator()
         self._seed_images()
         self._init_airflow()
         self._start_airflow()
 
+    def _make_private(self) -> None:
+        """What holds a secret is this user's alone: airflow.cfg (the API's JWT secret), the
+        logs, the emulator's folder (its key file). The state folder itself stays open to
+        traversal: where we are root, PostgreSQL's user must reach its own folder in it."""
+        for folder in (self.config.airflow_home, self.config.logs_dir, self.config.emulator_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+            folder.chmod(0o700)
+
     def _start_postgres(self) -> None:
+        assert self.secrets is not None
         postgres = LocalPostgres(
-            self.config.postgres_dir,
-            self.airflow_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg2", ""),
-            find_server_bin(),
+            self.config.postgres_dir, self.config.ports.db_port, self.secrets, find_server_bin()
         )
         self.say(f"postgres: cluster in {postgres.data_dir}")
-        postgres.prepare()
+        postgres.prepare(secrets_made_now=self.secrets_made_now)
         self.supervisor.start(
             "postgres",
             postgres.server_command(),
@@ -162,7 +179,7 @@ class AirflowStack:
         self.supervisor.start("emr-emulator", command, self.airflow_env, cwd=REPO_ROOT)
         self._wait(
             "emr-emulator",
-            lambda: _responds(f"{config.emulator_url}/moto-api/"),
+            lambda: _responds(config.emulator_url + HEALTH_PATH),
             timeout=120,
         )
 
@@ -194,8 +211,11 @@ class AirflowStack:
         self.supervisor.stop_all()
 
     def login_line(self) -> str:
-        password = self.airflow_env["FRUIT_LOCAL_ADMIN_PASSWORD"]
-        return f"user admin, password {password}"
+        """The UI's login: the password itself on the first start only, then where it is."""
+        where = self.config.secrets_dir / "admin-password"
+        if self.secrets is not None and self.secrets_made_now:
+            return f"user admin, password {self.secrets.admin_password} (kept in {where})"
+        return f"user admin, password in {where}"
 
 
 class StartInterruptedError(Exception):
@@ -228,6 +248,8 @@ def run_stack(config: StackConfig) -> int:
             f"{READY_LINE}: open {config.api_url} and log in ({stack.login_line()}).\n"
             f"  The DAG fruit_features_emr starts paused: unpause it, or press Trigger.\n"
             f"  Emulator (S3, EMR): {config.emulator_url}   logs: {config.logs_dir}\n"
+            f"  Its access key (AWS CLI: AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE): "
+            f"{config.emulator_key_file}\n"
             "  Ctrl-C stops everything this started."
         )
         while not stopping.wait(1.0):

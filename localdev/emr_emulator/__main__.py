@@ -41,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         "by default every cross-origin request is refused",
     )
     parser.add_argument(
+        "--key-file",
+        type=Path,
+        default=None,
+        help="where to write the access key callers sign with (an AWS config file, mode "
+        "0600); default: <work dir>/aws-config",
+    )
+    parser.add_argument(
         "--allow-any-command",
         action="store_true",
         help="FOR TESTS ONLY: run any command-runner.jar command and script-runner.jar "
@@ -61,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         allow_any_command=args.allow_any_command,
         allowed_hosts=args.allow_host,
         allowed_origins=args.allow_origin,
+        key_file=args.key_file,
     ):
         done.wait()
     return 0

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from localdev.emr_emulator.credentials import Credentials
 from localdev.emr_emulator.log_upload import join_s3, put_gzipped_logs
 from localdev.emr_emulator.node_config import node_process_env
 from localdev.emr_emulator.process_groups import wait_or_kill
@@ -51,7 +52,9 @@ def master_instance_id(cluster: Any) -> str:
     return getattr(chosen, "ec2_instance_id", None) or "i-0emulatormaster"
 
 
-def node_environment(node_root: Path, endpoint_url: str) -> dict[str, str]:
+def node_environment(
+    node_root: Path, endpoint_url: str, credentials: Credentials
+) -> dict[str, str]:
     """What a bootstrap script sees on the emulated node: the overrides it takes."""
     overrides = {
         "PYTHON": sys.executable,
@@ -60,7 +63,7 @@ def node_environment(node_root: Path, endpoint_url: str) -> dict[str, str]:
         "KERAS_HOME": str(node_root / "var/cache/keras"),
         "PIP_NO_INDEX": "1",
     }
-    return node_process_env(endpoint_url, overrides)
+    return node_process_env(endpoint_url, credentials, overrides)
 
 
 class BootstrapRunner:
@@ -72,6 +75,7 @@ class BootstrapRunner:
         s3: Any,
         cluster_dir: Path,
         endpoint_url: str,
+        node_credentials: Credentials,
         allow_any_script: bool,
         stopped: Any,
     ) -> None:
@@ -80,6 +84,7 @@ class BootstrapRunner:
         self.stager = S3Stager(s3)
         self.cluster_dir = cluster_dir
         self.endpoint_url = endpoint_url
+        self.node_credentials = node_credentials
         self.allow_any_script = allow_any_script
         self.stopped = stopped  # () -> bool: the cluster ended or the emulator stops
 
@@ -112,7 +117,9 @@ class BootstrapRunner:
             process = subprocess.Popen(
                 ["bash", str(script), *staged.local_args[1:]],
                 cwd=folder,
-                env=node_environment(self.cluster_dir / "node", self.endpoint_url),
+                env=node_environment(
+                    self.cluster_dir / "node", self.endpoint_url, self.node_credentials
+                ),
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,

@@ -19,10 +19,18 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from localdev.emr_emulator.credentials import Credentials
 from localdev.local_spark import local_spark_env
 
-# What the nodes' instance role is to the emulator: any key (moto accepts them).
-FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+# The launcher's AWS settings that would send the nodes' calls elsewhere or sign them with
+# another key: the nodes get the emulator's endpoint and the nodes' key, nothing else.
+_LAUNCHER_AWS_SETTINGS = (
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
 
 # Node interpreters EMR 7 has (Amazon Linux 2023), and what runs in their place here.
 NODE_INTERPRETERS = {
@@ -47,15 +55,17 @@ class NodeConfigError(ValueError):
     """A configuration the step's node could not honour (e.g. a missing interpreter)."""
 
 
-def node_process_env(endpoint_url: str, overrides: Mapping[str, str] | None = None) -> dict:
+def node_process_env(
+    endpoint_url: str, credentials: Credentials, overrides: Mapping[str, str] | None = None
+) -> dict:
     """The environment a step or bootstrap action starts with on the emulated node: local
-    Spark's, then `overrides`; commands that call AWS (boto3, the AWS CLI) reach the emulator,
-    as on EMR they reach AWS, unless the environment already says otherwise."""
-    env = {**local_spark_env(), **(overrides or {})}
-    env.setdefault("AWS_ENDPOINT_URL", endpoint_url)
-    env.setdefault("AWS_ACCESS_KEY_ID", FAKE_CREDENTIALS["aws_access_key_id"])
-    env.setdefault("AWS_SECRET_ACCESS_KEY", FAKE_CREDENTIALS["aws_secret_access_key"])
-    return env
+    Spark's, the nodes' key (the instance profile's credentials on EMR), then `overrides`;
+    commands that call AWS (boto3, the AWS CLI) reach the emulator, as on EMR they reach AWS."""
+    env = {k: v for k, v in local_spark_env().items() if k not in _LAUNCHER_AWS_SETTINGS}
+    env["AWS_ENDPOINT_URL"] = endpoint_url
+    env["AWS_ACCESS_KEY_ID"] = credentials.access_key
+    env["AWS_SECRET_ACCESS_KEY"] = credentials.secret_key
+    return {**env, **(overrides or {})}
 
 
 def classification_properties(

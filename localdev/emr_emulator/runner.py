@@ -21,9 +21,7 @@ from moto.emr.models import Cluster, Step, emr_backends
 
 from localdev.emr_emulator import moto_patches
 from localdev.emr_emulator.bootstrap_actions import BootstrapRunner
-from localdev.emr_emulator.node_config import (
-    FAKE_CREDENTIALS,
-)
+from localdev.emr_emulator.credentials import Credentials
 from localdev.emr_emulator.staging import S3Stager
 from localdev.emr_emulator.step_execution import StepExecution, emrfs_encryption
 
@@ -42,6 +40,7 @@ class StepRunner:
         self,
         endpoint_url: str,
         work_dir: Path,
+        node_credentials: Credentials,
         master: str = "local[*]",
         poll_seconds: float = 0.2,
         startup_seconds: float = 1.0,
@@ -50,6 +49,9 @@ class StepRunner:
         allow_any_command: bool = False,
     ) -> None:
         self.endpoint_url = endpoint_url
+        # The nodes' key: the runner's own S3 calls (EMRFS) and the steps' processes sign
+        # with it, as the instance profile's credentials sign them on EMR.
+        self.node_credentials = node_credentials
         self.work_dir = work_dir
         self.master = master
         self.poll_seconds = poll_seconds
@@ -97,7 +99,7 @@ class StepRunner:
             endpoint_url=self.endpoint_url,
             region_name=region,
             config=Config(s3={"addressing_style": "path"}),
-            **FAKE_CREDENTIALS,
+            **self.node_credentials.boto3_kwargs(),
         )
 
     def _poll(self) -> None:
@@ -168,6 +170,7 @@ class ClusterWorker:
             self.s3,
             self.runner.work_dir / cluster.id,
             self.runner.endpoint_url,
+            self.runner.node_credentials,
             self.runner.allow_any_command,
             stopped=lambda: self.runner.stopping.is_set() or cluster.state in TERMINAL,
         ).run()

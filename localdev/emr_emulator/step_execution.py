@@ -171,7 +171,9 @@ class StepExecution:
         self, command: list[str], out: Any, err: Any, node_env: dict[str, str], staged: StagedStep
     ) -> tuple[int, bool]:
         runner, cluster = self.worker.runner, self.worker.cluster
-        env = node_process_env(runner.endpoint_url, node_env)  # spark-env's exports
+        env = node_process_env(
+            runner.endpoint_url, runner.node_credentials, node_env
+        )  # spark-env's exports
         env["PYTHONUNBUFFERED"] = "1"
         process = subprocess.Popen(
             command,

@@ -108,9 +108,11 @@ def aws_endpoint(moto_server: str, aws_credentials: None, monkeypatch: pytest.Mo
     import urllib.request
 
     from localdev.dag_run import aws_connection
+    from localdev.emr_emulator.credentials import Credentials
 
     urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"))
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection(moto_server, FAKE_KEY, FAKE_KEY))
+    connection = aws_connection(moto_server, Credentials(FAKE_KEY, FAKE_KEY))
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", connection)
     return moto_server
 
 

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -50,10 +49,10 @@ def single_core_emulator(tmp_path_factory):
         yield emu
 
 
-def start_run(conf: dict, home: Path, endpoint: str, log: Path) -> subprocess.Popen:
+def start_run(conf: dict, home: Path, emulator, log: Path) -> subprocess.Popen:
     env = {
         **os.environ,
-        "AIRFLOW_CONN_AWS_DEFAULT": aws_connection(endpoint),
+        "AIRFLOW_CONN_AWS_DEFAULT": aws_connection(emulator.endpoint_url, emulator.credentials),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
     }
     command = [
@@ -94,11 +93,10 @@ RUNTIMES = {"a": "openvino", "b": "tensorflow"}
 
 
 def test_two_runs_at_once_have_their_own_clusters_and_outputs(single_core_emulator, tmp_path):
-    endpoint = single_core_emulator.endpoint_url
-    reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
-    urllib.request.urlopen(reset)
-    s3 = s3_client(endpoint)
-    emr = emr_client(endpoint)
+    key_file = single_core_emulator.key_file
+    single_core_emulator.reset()
+    s3 = s3_client(key_file)
+    emr = emr_client(key_file)
     s3.create_bucket(Bucket="fruit-out")
     for name, (prefix, count) in INPUTS.items():
         images = tmp_path / "images" / name
@@ -115,7 +113,8 @@ def test_two_runs_at_once_have_their_own_clusters_and_outputs(single_core_emulat
             conf = run_conf(
                 {"input_uri": prefix, "output_uri": OUTPUT}, task_cpus=1, runtime=RUNTIMES[name]
             )
-            processes[name] = start_run(conf, tmp_path / f"airflow-{name}", endpoint, logs[name])
+            home = tmp_path / f"airflow-{name}"
+            processes[name] = start_run(conf, home, single_core_emulator, logs[name])
         deadline = time.monotonic() + RUN_TIMEOUT
         while any(p.poll() is None for p in processes.values()):
             assert time.monotonic() < deadline, "the two runs did not finish in time"
@@ -136,7 +135,7 @@ def test_two_runs_at_once_have_their_own_clusters_and_outputs(single_core_emulat
     assert run_ids["a"] != run_ids["b"]
 
     # Two clusters, one per run, each tagged with its run's id; both overlapped and both ended.
-    cluster_states(endpoint)  # once neither is still TERMINATING
+    cluster_states(key_file)  # once neither is still TERMINATING
     clusters = [
         emr.describe_cluster(ClusterId=c["Id"])["Cluster"] for c in emr.list_clusters()["Clusters"]
     ]

@@ -30,14 +30,13 @@ OUTPUT = "s3://fruit-out/runs/"
 
 @pytest.fixture
 def emulated_aws(emulator, airflow_db, aws_credentials, monkeypatch):
-    import urllib.request
-
-    reset = urllib.request.Request(f"{emulator.endpoint_url}/moto-api/reset", method="POST")
-    urllib.request.urlopen(reset)
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection(emulator.endpoint_url))
-    s3 = s3_client(emulator.endpoint_url)
+    """A reset emulator that the DAG's connection reaches with its key; the key file."""
+    emulator.reset()
+    connection = aws_connection(emulator.endpoint_url, emulator.credentials)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", connection)
+    s3 = s3_client(emulator.key_file)
     s3.create_bucket(Bucket="fruit-out")
-    return emulator.endpoint_url
+    return emulator.key_file
 
 
 def parquet_column(s3, bucket: str, key: str, column: str) -> list:

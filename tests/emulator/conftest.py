@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from localdev.emr_emulator import EmrEmulator
-from tests.fakes import aws_client, set_fake_aws_env
+from localdev.emr_emulator.credentials import read_key_file
+from tests.fakes import set_fake_aws_env
 
 _bucket_numbers = itertools.count()
 
@@ -48,12 +49,12 @@ def any_command(emulator: EmrEmulator) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def emr(emulator: EmrEmulator) -> Any:
-    return aws_client("emr", emulator.endpoint_url)
+    return read_key_file(emulator.key_file).client("emr")
 
 
 @pytest.fixture(scope="module")
 def s3(emulator: EmrEmulator) -> Any:
-    return aws_client("s3", emulator.endpoint_url)
+    return read_key_file(emulator.key_file).client("s3")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from localdev.emr_emulator import EmrEmulator
+from localdev.emr_emulator.credentials import Credentials
 from tests.fakes import ACCOUNT, aws_client
 
 KEY = "FAKEPOLICYTESTKEY001"
@@ -64,6 +65,7 @@ POLICY = {
 
 @pytest.fixture
 def enforced(emulator: EmrEmulator) -> Iterator[None]:
+    emulator.add_principal(Credentials(KEY, "secret"))
     emulator.api_calls.enforce(KEY, POLICY)
     try:
         yield

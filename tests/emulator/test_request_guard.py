@@ -22,8 +22,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from localdev.emr_emulator import EmrEmulator
+from localdev.emr_emulator.credentials import read_key_file
+from localdev.emr_emulator.sigv4 import HEALTH_PATH
 from tests.emulator.helpers import command_step, wait_for
-from tests.fakes import aws_client
 
 REPO = Path(__file__).resolve().parents[2]
 EVIL = "http://evil.example"
@@ -31,7 +32,7 @@ EVIL = "http://evil.example"
 
 def _client_sending(emulator: EmrEmulator, service: str, headers: dict[str, str]) -> Any:
     """A boto3 client whose requests also carry `headers`, as a page's fetch() would."""
-    client = aws_client(service, emulator.endpoint_url)
+    client = read_key_file(emulator.key_file).client(service)
 
     def add_headers(request: Any, **_: Any) -> None:
         request.headers.update(headers)
@@ -48,6 +49,19 @@ def _request(url: str, method: str = "GET", headers: dict[str, str] | None = Non
             return response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.headers, error.read()
+
+
+def _request_signed(emulator: EmrEmulator, method: str, path: str):
+    """(status, headers, body) of a request signed with the emulator's key, as botocore signs."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials as BotoCredentials
+
+    key = read_key_file(emulator.key_file).credentials
+    request = AWSRequest(method=method, url=emulator.endpoint_url + path)
+    credentials = BotoCredentials(key.access_key, key.secret_key)
+    S3SigV4Auth(credentials, "s3", "us-east-1").add_auth(request)
+    return _request(request.url, method, dict(request.headers.items()))
 
 
 def _cors_headers(headers: Any) -> list[str]:
@@ -108,7 +122,7 @@ def test_a_preflight_is_refused_without_cors_headers(emulator):
     assert status == 403
     assert _cors_headers(headers) == []
     # moto answers every request with Access-Control-Allow-Origin: *; the emulator never does.
-    status, headers, _ = _request(f"{emulator.endpoint_url}/")
+    status, headers, _ = _request_signed(emulator, "GET", "/")
     assert status == 200
     assert _cors_headers(headers) == []
 
@@ -119,10 +133,10 @@ def test_a_page_get_without_origin_is_refused(emulator):
         status, _, body = _request(f"{emulator.endpoint_url}/", "GET", {"Sec-Fetch-Site": site})
         assert status == 403, site
         assert f"Sec-Fetch-Site: {site}".encode() in body
-    # Its own pages (moto's dashboard at /moto-api/) and a typed address still work.
+    # Its own origin and a typed address pass this guard (and then need a signature).
     own = emulator.endpoint_url
     for headers in ({"Sec-Fetch-Site": "same-origin", "Origin": own}, {"Sec-Fetch-Site": "none"}):
-        status, _, _ = _request(f"{own}/moto-api/", "GET", headers)
+        status, _, _ = _request(f"{own}{HEALTH_PATH}", "GET", headers)
         assert status == 200, headers
 
 
@@ -135,7 +149,8 @@ def test_a_rebinding_host_name_is_refused(emulator, s3, bucket):
     with pytest.raises(ClientError):
         s3.head_object(Bucket=bucket, Key="from-rebinding")
     for name in ("localhost", "127.0.0.1", "LOCALHOST"):
-        status, _, _ = _request(f"{emulator.endpoint_url}/", "GET", {"Host": f"{name}:{port}"})
+        url = f"{emulator.endpoint_url}{HEALTH_PATH}"
+        status, _, _ = _request(url, "GET", {"Host": f"{name}:{port}"})
         assert status == 200, name
 
 
@@ -153,8 +168,9 @@ def test_allowed_hosts_and_origins_are_exactly_the_configured_ones(emulator, tmp
         assert second.endpoint_url.startswith("http://127.0.0.1:")  # loopback for its runner
         port = second.endpoint_url.rsplit(":", 1)[1]
         root = second.endpoint_url + "/"
+        health = second.endpoint_url + HEALTH_PATH
         for host, expected in (("emr-emulator", 200), ("0.0.0.0", 403), ("emr-emulator.x", 403)):
-            status, _, _ = _request(root, "GET", {"Host": f"{host}:{port}"})
+            status, _, _ = _request(health, "GET", {"Host": f"{host}:{port}"})
             assert status == expected, host
         preflight = {"Origin": "http://localhost:8080", "Access-Control-Request-Method": "POST"}
         status, headers, _ = _request(root, "OPTIONS", preflight)

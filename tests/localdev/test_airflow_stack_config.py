@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 import pytest
@@ -16,6 +17,7 @@ from localdev.airflow_stack.config import DEFAULT_STATE_DIR, StackConfig, StackP
 from localdev.airflow_stack.ports import PortInUseError, check_ports_free, free_port
 from localdev.airflow_stack.postgres import LocalPostgres, PostgresError, find_server_bin
 from localdev.airflow_stack.processes import Supervisor, running_launcher, wait_until
+from localdev.airflow_stack.secrets import load_or_create
 from localdev.airflow_stack.stack import airflow_commands, emulator_command
 from localdev.local_spark import REPO_ROOT
 from localdev.seed_images import cached_images
@@ -135,10 +137,15 @@ def test_every_service_of_the_native_stack_listens_on_loopback_only(tmp_path):
         assert "--skip-serve-logs" in commands[name], name
     assert _option(emulator_command(config), "--host") == "127.0.0.1"
     assert "--allow-any-command" not in emulator_command(config)
-    database = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg2", "")
-    postgres = LocalPostgres(config.postgres_dir, database, Path("/unused/bin"))
+    secrets, _ = load_or_create(config.secrets_dir, "127.0.0.1", config.ports.db_port)
+    postgres = LocalPostgres(config.postgres_dir, config.ports.db_port, secrets, Path("/unused"))
     server = postgres.server_command()
     assert _option(server, "-h") == "127.0.0.1"
+    database = (config.secrets_dir / "sql-alchemy-conn").read_text().strip()
+    assert urlsplit(database).hostname == "127.0.0.1"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"].endswith(
+        str(config.secrets_dir / "sql-alchemy-conn")
+    )
     assert "unix_socket_directories=" in server  # TCP on loopback only, no socket file
 
 
@@ -162,6 +169,7 @@ def test_the_scheduler_health_server_listens_on_loopback_only(tmp_path):
         {"FRUIT_LOCAL_STATE_DIR": str(tmp_path), "FRUIT_LOCAL_SCHEDULER_HEALTH_PORT": str(port)}
     )
     config.airflow_home.mkdir(parents=True)
+    load_or_create(config.secrets_dir, "127.0.0.1", config.ports.db_port)
     env = config.process_env(config.airflow_env())
     code = "from airflow.utils.scheduler_health import serve_health_check; serve_health_check()"
     server = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO_ROOT)

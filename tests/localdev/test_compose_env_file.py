@@ -68,7 +68,7 @@ def test_location_defaults_are_the_same_wherever_they_appear(native_variables):
     for name, values in defaults.items():
         assert len(values) == 1, f"{name} has different defaults: {values}"
     # Every place the file leaves open is one `make airflow` fills in.
-    assert set(defaults) - {"FRUIT_LOCAL_ADMIN_PASSWORD"} == set(native_variables)
+    assert set(defaults) == set(native_variables)
 
 
 def test_fruit_emr_keys_are_settings_of_the_dag(compose_env):
@@ -101,7 +101,7 @@ def test_the_native_stack_gets_the_same_settings_at_its_own_addresses(
     assert native_env.keys() == compose_env.keys()
     differing = {key for key in compose_env if compose_env[key] != native_env[key]}
     located = {key for _, key, raw in env_file_entries() if "${FRUIT_LOCAL_" in raw}
-    assert differing == located - {"FRUIT_LOCAL_ADMIN_PASSWORD"}
+    assert differing == located
     service_names = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
     for key, value in native_env.items():
         for name in service_names:

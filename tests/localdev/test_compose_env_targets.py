@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from localdev.dag_run import FAKE_CREDENTIALS, aws_connection
+from localdev.airflow_stack.secrets import COMPOSE_DB_HOST, COMPOSE_DB_PORT, load_or_create
 from localdev.emr_emulator.request_guard import LOOPBACK_HOSTS, allowed_host_names
 from localdev.seed_images import DEFAULT_IMAGES
 from tests.localdev.compose_files import (
@@ -61,10 +61,16 @@ def test_aws_connection_points_at_the_emulator(services, compose_env):
     assert url.port == int(option(command, "--port"))
     assert option(command, "--host") == "0.0.0.0"  # reachable from the other containers
     assert f":{url.port}/" in healthcheck_text(services[EMULATOR_SERVICE])
-    # The same connection the demo and the end-to-end tests build (localdev/dag_run.py).
-    assert connection == json.loads(aws_connection(endpoint))
-    for key, value in FAKE_CREDENTIALS.items():
-        assert compose_env[key] == value, key
+    # No key in the connection: boto3 takes the one in the emulator's key file, which the
+    # emulator writes to the volume the Airflow services mount, and no other file.
+    assert set(connection) == {"conn_type", "extra"}
+    key_file = option(command, "--key-file")
+    assert compose_env["AWS_CONFIG_FILE"] == compose_env["AWS_SHARED_CREDENTIALS_FILE"] == key_file
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"} & set(compose_env)
+    key_folder = str(Path(key_file).parent)
+    for name in [*AIRFLOW_SERVICES, "seed-images"]:
+        assert f"emulator-keys:{key_folder}:ro" in services[name]["volumes"], name
+    assert f"emulator-keys:{key_folder}" in services[EMULATOR_SERVICE]["volumes"]
 
 
 def test_the_emulator_answers_to_the_names_its_clients_use_and_no_other(services, compose_env):
@@ -93,16 +99,31 @@ def test_execution_api_points_at_the_api_server(services, compose_env):
     assert compose_env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
 
 
-def test_database_points_at_the_postgres_service(services, compose_env):
-    url = urlsplit(compose_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
-    postgres = services["postgres"]["environment"]
+def test_database_points_at_the_postgres_service_with_a_random_password(
+    services, compose_env, tmp_path
+):
+    """Airflow reads its connection string from the file stack-secrets writes (the secrets
+    volume, mounted read-only): the postgres service, the `airflow` role that the init script
+    makes, its random password; the superuser's password is another random one, by file."""
+    command = compose_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"].split()
+    assert command[0] == "cat"
+    folder = str(Path(command[1]).parent)
+    writer = services["stack-secrets"]
+    assert writer["command"][-2:] == ["--compose", folder]
+    assert f"stack-secrets:{folder}" in writer["volumes"]
+    for name in [*AIRFLOW_SERVICES, "postgres"]:
+        assert f"stack-secrets:{folder}:ro" in services[name]["volumes"], name
+    secrets, _ = load_or_create(tmp_path, COMPOSE_DB_HOST, COMPOSE_DB_PORT)
+    url = urlsplit((tmp_path / Path(command[1]).name).read_text().strip())
     assert url.scheme.startswith("postgresql")
     assert (url.hostname, url.port) == ("postgres", 5432)
-    assert (url.username, url.password) == (
-        postgres["POSTGRES_USER"],
-        postgres["POSTGRES_PASSWORD"],
-    )
-    assert url.path == "/" + postgres["POSTGRES_DB"]
+    assert (url.username, url.password, url.path) == ("airflow", secrets.db_password, "/airflow")
+    postgres = services["postgres"]["environment"]
+    assert postgres["POSTGRES_USER"] != "airflow" and "POSTGRES_PASSWORD" not in postgres
+    assert postgres["POSTGRES_PASSWORD_FILE"] == f"{folder}/db-superuser-password"
+    init = (REPO / "localdev" / "postgres-init.sh").read_text()
+    assert f"{folder}/db-password" in init
+    assert "CREATE ROLE airflow WITH LOGIN NOSUPERUSER" in init
 
 
 def test_health_checks_use_the_ports_the_file_sets(services, compose_env):
@@ -126,8 +147,6 @@ def test_login_is_the_simple_auth_manager_admin(services, compose_env):
     )
     assert users == {"admin": "admin"}
     assert compose_env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"
-    password = compose_env["FRUIT_LOCAL_ADMIN_PASSWORD"]
-    assert password
     init = "\n".join(services["airflow-init"]["command"])
     assert "airflow db migrate" in init
     # The same script `make airflow` runs, mounted where the command looks for it.
@@ -136,17 +155,21 @@ def test_login_is_the_simple_auth_manager_admin(services, compose_env):
     mounts = bind_mounts(services["airflow-init"])
     assert mounts[f"/opt/fruit/{script}"] == (f"./{script}", True)
     doc = COMPOSE_DOC.read_text()
-    assert "admin" in doc and f"`{password}`" in doc
+    assert "admin-password" in doc and "`admin`" not in doc
 
 
 def test_the_init_script_gives_the_admin_the_stacks_password(compose_env, tmp_path):
     """The script airflow-init runs, with the file's auth manager and users, in a fresh
-    AIRFLOW_HOME: the password file SimpleAuthManager reads names the file's password."""
+    AIRFLOW_HOME: the password file SimpleAuthManager reads names the secrets folder's
+    admin-password, made at random by the stack's secrets (as compose's stack-secrets runs)."""
+    secrets, made = load_or_create(tmp_path / "secrets", "postgres", 5432)
+    assert made and len(secrets.admin_password) >= 24
+    assert (tmp_path / "secrets").stat().st_mode & 0o077 == 0
     names = ("AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS")
     env = {
         **{name: compose_env[name] for name in names},
-        "FRUIT_LOCAL_ADMIN_PASSWORD": compose_env["FRUIT_LOCAL_ADMIN_PASSWORD"],
-        "AIRFLOW_HOME": str(tmp_path),
+        "FRUIT_LOCAL_SECRETS_DIR": str(tmp_path / "secrets"),
+        "AIRFLOW_HOME": str(tmp_path / "home"),
         "PATH": os.environ.get("PATH", ""),
     }
     script = REPO / "localdev" / "write_admin_passwords.py"
@@ -154,6 +177,6 @@ def test_the_init_script_gives_the_admin_the_stacks_password(compose_env, tmp_pa
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    (written,) = tmp_path.glob("*passwords*")
-    assert json.loads(written.read_text()) == {"admin": compose_env["FRUIT_LOCAL_ADMIN_PASSWORD"]}
+    (written,) = (tmp_path / "home").glob("*passwords*")
+    assert json.loads(written.read_text()) == {"admin": secrets.admin_password}
     assert written.stat().st_mode & 0o077 == 0  # readable by its owner only

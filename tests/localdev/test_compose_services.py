@@ -26,7 +26,7 @@ from tests.localdev.compose_files import (
 
 DOCKERIGNORE = REPO / ".dockerignore"
 LONG_RUNNING = AIRFLOW_SERVICES - {"airflow-init"} | {"postgres", "emr-emulator"}
-ONE_SHOT = {"airflow-init", "seed-images"}
+ONE_SHOT = {"stack-secrets", "airflow-init", "seed-images"}
 
 
 def dockerfile_lines(path: Path) -> list[str]:
@@ -119,7 +119,8 @@ def test_depends_on_waits_for_health_or_completion(services):
     for name in ("airflow-scheduler", "airflow-triggerer"):
         assert {API_SERVICE, EMULATOR_SERVICE} <= needs(name), name
     assert needs("seed-images") == {EMULATOR_SERVICE}
-    assert needs(EMULATOR_SERVICE) == needs("postgres") == set()
+    assert needs(EMULATOR_SERVICE) == set()
+    assert needs("postgres") == {"stack-secrets"}  # its superuser's password
 
 
 def test_ports_are_published_on_localhost_only(services):

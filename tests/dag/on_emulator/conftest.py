@@ -32,9 +32,9 @@ from tests.dag.on_emulator.world import (
 )
 from tests.fault_keys import (
     DAG_ACCESS_KEY,
-    DAG_SECRET_KEY,
-    EMULATOR_ACCESS_KEY,
+    DAG_CREDENTIALS,
     ENDED_CLUSTER_STATES,
+    SETUP_CREDENTIALS,
 )
 from tests.image_cases import write_good_images
 
@@ -81,20 +81,20 @@ def world(emulator, images, aws_credentials, monkeypatch, leaked_clusters, carri
     """A reset emulator with the input images, the Airflow connection on its own fake keys, the
     shipped policies enforced, other teams' clusters running (see the module docstring), and
     the model cache the earlier worlds filled (a test that needs it cold empties it)."""
-    import urllib.request
-
     endpoint = emulator.endpoint_url
-    reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
-    urllib.request.urlopen(reset)
+    emulator.reset()
     emulator.api_calls.clear()
+    emulator.add_principal(DAG_CREDENTIALS)
+    emulator.add_principal(SETUP_CREDENTIALS)
+    node_key = emulator.node_credentials.access_key
     emulator.runner.step_faults.clear()
     # What a step writes reaches S3 within a second (EMRFS: at once), so a sensor poking every
     # second sees a step's phases: the tiny input makes each last a few seconds only.
     monkeypatch.setattr(emulator.runner, "live_publish_seconds", 0.5)
     foreign = start_foreign_clusters(endpoint)
     emulator.api_calls.enforce(DAG_ACCESS_KEY, iam_policies.load(iam_policies.CONNECTION_POLICY))
-    emulator.api_calls.enforce(EMULATOR_ACCESS_KEY, iam_policies.load(iam_policies.INSTANCE_POLICY))
-    connection = aws_connection(endpoint, DAG_ACCESS_KEY, DAG_SECRET_KEY)
+    emulator.api_calls.enforce(node_key, iam_policies.load(iam_policies.INSTANCE_POLICY))
+    connection = aws_connection(endpoint, DAG_CREDENTIALS)
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", connection)
     s3 = client(endpoint, "s3")
     s3.create_bucket(Bucket="example-fruit-features")
@@ -104,9 +104,9 @@ def world(emulator, images, aws_credentials, monkeypatch, leaked_clusters, carri
         s3.put_object(Bucket=cache_bucket, Key=key, Body=body, ServerSideEncryption="AES256")
     try:
         yield emulator
-    finally:  # moto's state and the call log are process-wide: other suites sign with "testing"
+    finally:  # the emulator is the module's: its later tests run without the policies
         emulator.api_calls.stop_enforcing(DAG_ACCESS_KEY)
-        emulator.api_calls.stop_enforcing(EMULATOR_ACCESS_KEY)
+        emulator.api_calls.stop_enforcing(node_key)
     for key in keys_under(s3, MODEL_CACHE):
         if key not in carried_model_cache:  # read only what an entry added (14 MB a model)
             carried_model_cache[key] = s3.get_object(Bucket=cache_bucket, Key=key)["Body"].read()

@@ -14,7 +14,7 @@ from localdev.dag_run import run_output_uri
 from tests.dag.dag_shapes import keys_under, put, run_conf
 from tests.emulator.helpers import wait_for_cluster
 from tests.fakes import aws_client
-from tests.fault_keys import ENDED_CLUSTER_STATES, SETUP_ACCESS_KEY
+from tests.fault_keys import ENDED_CLUSTER_STATES, SETUP_CREDENTIALS
 
 INPUT = "s3://example-fruit-images/fruits-360/Training/"
 OUTPUT = "s3://example-fruit-features/runs/"
@@ -24,7 +24,9 @@ DAG_ID = "fruit_features_emr"
 MODEL_CACHE = ARTIFACTS + "model-cache/"
 
 
-def client(endpoint: str, service: str, key: str = SETUP_ACCESS_KEY, secret: str = "setup"):
+def client(endpoint: str, service: str):
+    """A client on the set-up key (the world fixture gives it to the emulator)."""
+    key, secret = SETUP_CREDENTIALS.access_key, SETUP_CREDENTIALS.secret_key
     return aws_client(service, endpoint, key=key, secret=secret)
 
 
