@@ -8,12 +8,16 @@ cluster's work folder. Its stdout and stderr go, gzipped, to
 `<LogUri>/<cluster>/node/<instance>/bootstrap-actions/<n>/`, as EMR puts them.
 
 Only this project's own bootstrap scripts run (byte for byte a file of bootstrap/); another
-script runs only with the emulator's test-only `allow_any_command`, as for steps.
+script runs only with the emulator's test-only `allow_any_command`, as for steps. The script
+and every argument that is not an option name (`--word`) must be s3:// URIs, checked before
+anything is staged: a local path would have the script read, and log, a file of this machine
+that the caller could not read (on EMR, the node's own files are nobody else's to name).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -24,10 +28,11 @@ from localdev.emr_emulator.credentials import Credentials
 from localdev.emr_emulator.log_upload import join_s3, put_gzipped_logs
 from localdev.emr_emulator.node_config import node_process_env
 from localdev.emr_emulator.process_groups import wait_or_kill
-from localdev.emr_emulator.staging import S3Stager
+from localdev.emr_emulator.staging import S3Stager, UnsafeKeyError, parse_s3_uri
 from localdev.local_spark import REPO_ROOT
 
 PROJECT_BOOTSTRAP_DIR = REPO_ROOT / "bootstrap"
+OPTION_NAME = re.compile(r"^--[a-z][a-z0-9-]*$")
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,18 @@ class BootstrapRunner:
 
     def _run_action(self, number: int, path: str, args: list[str]) -> BootstrapFailure | None:
         folder = self.cluster_dir / "bootstrap-actions" / str(number)
-        staged = self.stager.stage([path, *args], folder / "s3")
+        not_s3 = [a for a in [path, *args] if parse_s3_uri(a) is None and not OPTION_NAME.match(a)]
+        if not_s3 or parse_s3_uri(path) is None:
+            return BootstrapFailure(
+                number,
+                f"bootstrap action {number} ({path}): the script and its arguments must be "
+                f"s3:// URIs (or --option names), not {not_s3 or [path]}: the emulator gives "
+                "a bootstrap action no local path",
+            )
+        try:
+            staged = self.stager.stage([path, *args], folder / "s3")
+        except UnsafeKeyError as error:
+            return BootstrapFailure(number, f"bootstrap action {number}: {error}")
         script = Path(staged.local_args[0])
         if not script.is_file():
             return BootstrapFailure(

@@ -32,25 +32,14 @@ _ANY_COMMAND_HINT = (
 )
 
 
-def build_command(
-    jar: str,
-    args: list[str],
-    master: str = "local[*]",
-    allow_any_command: bool = False,
-    staged: StagedStep | None = None,
-    spark_defaults: Mapping[str, str] | None = None,
-) -> list[str]:
-    """The local command for a step whose s3:// arguments are staged (`staged`, when given).
+def check_command(jar: str, args: list[str], allow_any_command: bool = False) -> None:
+    """Refuse (UnsupportedStepError) a step the emulator does not run, before anything of it
+    is staged.
 
-    spark-submit keeps the step's s3:// URIs (Spark reads them through the staged mounts) but
-    for its own resources, and gets the cluster's `spark_defaults` (which the step's own
-    `--conf` options override); any other command gets the local copies.
-
-    `command-runner.jar spark-submit ...` (what the DAG submits) becomes the venv's spark-submit
-    with a local master. Anything else would run an arbitrary command on this machine, on
-    behalf of whoever can reach the emulator, so it is refused unless `allow_any_command`
-    (tests only): then `command-runner.jar` runs its arguments as a command and
-    `script-runner.jar` runs its first argument with bash, as on EMR.
+    `command-runner.jar spark-submit ...` (what the DAG submits) runs. Anything else would run
+    an arbitrary command on this machine, so it is refused unless `allow_any_command` (tests
+    only): then `command-runner.jar` runs its arguments as a command and `script-runner.jar`
+    runs its first argument with bash, as on EMR.
     """
     name = jar.rsplit("/", 1)[-1]
     if name == "script-runner.jar":
@@ -61,21 +50,42 @@ def build_command(
             )
         if not args:
             raise UnsupportedStepError("script-runner.jar needs the script as first argument")
-        return ["bash", *(staged.local_args if staged is not None else args)]
+        return
     if name != "command-runner.jar":
         raise UnsupportedStepError(
             f"the emulator runs command-runner.jar spark-submit steps only, not {jar}"
         )
     if not args:
         raise UnsupportedStepError("command-runner.jar needs a command")
-    if Path(args[0]).name == "spark-submit":
-        # Only the name counts: the venv's spark-submit runs, never the path the step gives.
-        return spark_submit_command(args[1:], master, staged, spark_defaults)
-    if not allow_any_command:
+    if Path(args[0]).name != "spark-submit" and not allow_any_command:
         raise UnsupportedStepError(
             f"the emulator runs command-runner.jar spark-submit steps only, not "
             f"{_shown(args)}; {_ANY_COMMAND_HINT}"
         )
+
+
+def build_command(
+    jar: str,
+    args: list[str],
+    master: str = "local[*]",
+    allow_any_command: bool = False,
+    staged: StagedStep | None = None,
+    spark_defaults: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The local command for a step (see check_command for which run) whose s3:// arguments
+    are staged (`staged`, when given).
+
+    `spark-submit` becomes the venv's spark-submit with a local master; it keeps the step's
+    s3:// URIs (Spark reads them through the staged mounts) but for its own resources, and
+    gets the cluster's `spark_defaults` (which the step's own `--conf` options override); any
+    other command gets the local copies.
+    """
+    check_command(jar, args, allow_any_command)
+    if jar.rsplit("/", 1)[-1] == "script-runner.jar":
+        return ["bash", *(staged.local_args if staged is not None else args)]
+    if Path(args[0]).name == "spark-submit":
+        # Only the name counts: the venv's spark-submit runs, never the path the step gives.
+        return spark_submit_command(args[1:], master, staged, spark_defaults)
     return list(staged.local_args if staged is not None else args)
 
 

@@ -26,6 +26,11 @@ treated as one the step may have written: its local tree is compared with what w
 (MD5) and published, new or changed files are uploaded, files that disappeared are deleted.
 Nested URIs are synced once, from the outermost. Hadoop's local checksum files (`.name.crc`)
 and `_temporary/` folders are never uploaded: EMRFS writes neither to S3.
+
+Nothing a caller sends becomes a path outside the stage folder: a bucket that is no valid
+bucket name, or a key (named, or listed under a named folder) with an empty, `.` or `..`
+segment, is refused with UnsafeKeyError before anything is downloaded (Hadoop's Path, and so
+EMRFS, would not name such a key either: it folds those segments away).
 """
 
 from __future__ import annotations
@@ -38,6 +43,26 @@ from pathlib import Path
 from typing import Any
 
 S3_URI = re.compile(r"^(?P<scheme>s3[an]?)://(?P<bucket>[^/]+)/?(?P<key>.*)$")
+# S3's bucket names (the current rules, and the dotted names older buckets may have).
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class UnsafeKeyError(ValueError):
+    """An S3 location that has no place in the stage folder (it would resolve outside it)."""
+
+
+def check_staging_key(bucket: str, key: str) -> None:
+    """Refuse what would not land inside `<stage>/<bucket>/`: see the module's docstring."""
+    if not BUCKET_NAME.match(bucket) or ".." in bucket:
+        raise UnsafeKeyError(f"s3://{bucket}/: not a valid bucket name")
+    segments = key.rstrip("/").split("/") if key.rstrip("/") else []
+    if any(segment in ("", ".", "..") for segment in segments) or "\0" in key:
+        raise UnsafeKeyError(
+            f"s3://{bucket}/{key}: a key with an empty, '.' or '..' segment cannot be staged "
+            "(EMRFS's paths cannot name it either); nothing of this step was staged"
+        )
+
+
 # "--conf spark.x=s3://..." or "--output=s3://...": stage the value after the first "=".
 KEY_VALUE_S3 = re.compile(r"^(?P<head>[^=]*=)(?P<uri>s3[an]?://.+)$")
 
@@ -101,7 +126,8 @@ class StagedStep:
         return ",".join(self._local_part(part) for part in value.split(","))
 
     def local_path(self, bucket: str, key: str) -> Path:
-        """Where s3://<bucket>/<key> is copied."""
+        """Where s3://<bucket>/<key> is copied (UnsafeKeyError if that is not inside)."""
+        check_staging_key(bucket, key)
         key = key.rstrip("/")
         return self.stage_dir / bucket / key if key else self.stage_dir / bucket
 
@@ -158,14 +184,28 @@ class S3Stager:
         self.encryption = encryption or {}  # ExtraArgs for every upload (server-side encryption)
 
     def stage(self, args: list[str], stage_dir: Path) -> StagedStep:
-        """Download every s3:// URI in `args` under `stage_dir` (each object once)."""
+        """Download every s3:// URI in `args` under `stage_dir` (each object once).
+
+        Everything is listed and checked first, then downloaded: a refused key (UnsafeKeyError)
+        leaves nothing staged."""
         staged = StagedStep(args=list(args), stage_dir=stage_dir)
+        downloads: list[tuple[str, dict[str, Any] | None, Path]] = []
         for arg in args:
-            parts = [self._stage_part(part, staged) for part in arg.split(",")]
+            parts = [self._plan_part(part, staged, downloads) for part in arg.split(",")]
             staged.local_args.append(",".join(parts))
+        for bucket, item, target in downloads:
+            if item is None:  # an output the step may create
+                target.parent.mkdir(parents=True, exist_ok=True)
+            else:
+                self._download_file(bucket, item, target, staged)
         return staged
 
-    def _stage_part(self, part: str, staged: StagedStep) -> str:
+    def _plan_part(
+        self,
+        part: str,
+        staged: StagedStep,
+        downloads: list[tuple[str, dict[str, Any] | None, Path]],
+    ) -> str:
         head, uri = "", part
         if not S3_URI.match(part):
             match = KEY_VALUE_S3.match(part)
@@ -176,7 +216,7 @@ class S3Stager:
         local = staged.local_path(bucket, key)
         if local not in staged.roots:
             staged.roots[local] = (bucket, key.rstrip("/"))
-            self._download(bucket, key.rstrip("/"), local, staged)
+            downloads += self._listed(bucket, key.rstrip("/"), local)
         return head + staged._local_part(uri)
 
     def _list(self, bucket: str, prefix: str) -> list[dict[str, Any]]:
@@ -186,19 +226,21 @@ class S3Stager:
             objects.extend(page.get("Contents", []))
         return objects
 
-    def _download(self, bucket: str, key: str, local: Path, staged: StagedStep) -> None:
+    def _listed(
+        self, bucket: str, key: str, local: Path
+    ) -> list[tuple[str, dict[str, Any] | None, Path]]:
+        """What staging s3://bucket/key downloads: (bucket, listed object, local file); the
+        object is None for an output still to be written (only its parent is made)."""
         prefix = f"{key}/" if key else ""
         under = [o for o in self._list(bucket, prefix) if not _is_folder_marker(o["Key"])]
         if under:
             for item in under:
-                target = local / item["Key"][len(prefix) :]
-                self._download_file(bucket, item, target, staged)
-            return
+                check_staging_key(bucket, item["Key"])
+            return [(bucket, item, local / item["Key"][len(prefix) :]) for item in under]
         found = [o for o in self._list(bucket, key) if o["Key"] == key] if key else []
         if found:
-            self._download_file(bucket, found[0], local, staged)
-            return
-        local.parent.mkdir(parents=True, exist_ok=True)  # an output the step may create
+            return [(bucket, found[0], local)]
+        return [(bucket, None, local)]
 
     def _download_file(
         self, bucket: str, item: dict[str, Any], target: Path, staged: StagedStep

@@ -16,7 +16,7 @@ from moto.core.utils import utcnow
 from moto.emr.models import Cluster, Step
 
 from localdev.emr_emulator import moto_patches
-from localdev.emr_emulator.commands import build_command
+from localdev.emr_emulator.commands import build_command, check_command
 from localdev.emr_emulator.log_upload import join_s3, put_gzipped_logs
 from localdev.emr_emulator.node_config import (
     classification_properties,
@@ -103,10 +103,12 @@ class StepExecution:
                 node_root = self.folder.parent / "node"
                 defaults = spark_defaults(configurations, node_root)
                 env = spark_env(configurations, node_root)
+                runner = worker.runner
+                # Refused steps stage nothing: the command is checked first.
+                check_command(step.jar, list(step.args), runner.allow_any_command)
                 staged = worker.stager.stage(list(step.args), stage_dir)
                 seconds["staging"] = time.monotonic() - clock
                 clock = time.monotonic()
-                runner = worker.runner
                 command = build_command(
                     step.jar,
                     staged.args,
