@@ -92,7 +92,8 @@ def load_or_create(
     if made:  # written last: its presence says the others are complete
         files["admin-password"] = found.admin_password
     for name, text in files.items():
-        _write(folder / name, text + "\n", owners.get(name))
+        # No newline: Airflow's `_CMD` keeps the command's output as it is.
+        _write(folder / name, text, owners.get(name))
     return found, made
 
 

@@ -256,10 +256,15 @@ def _protocol(environ: dict[str, Any]) -> str:
         return "s3"
     if _header(environ, "x-amz-target"):
         return "json"
-    content_type = (environ.get("CONTENT_TYPE") or "").lower()
-    if match or "Action=" in environ.get("QUERY_STRING", ""):
+    if match:  # signed for another service without a target: IAM, STS...
         return "query"
-    if content_type.startswith("application/x-www-form-urlencoded"):
+    # Unsigned: query APIs are called on "/" (?Action=..., or a form POST); the rest is S3.
+    content_type = (environ.get("CONTENT_TYPE") or "").lower()
+    form_post = environ.get("REQUEST_METHOD") == "POST" and content_type.startswith(
+        "application/x-www-form-urlencoded"
+    )
+    on_root = environ.get("PATH_INFO", "/") == "/"
+    if on_root and (form_post or "Action=" in environ.get("QUERY_STRING", "")):
         return "query"
     return "s3"
 

@@ -77,14 +77,15 @@ class LaunchedStack:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
         self.config = StackConfig.from_env(env, images=SAMPLE_IMAGES)
-        self.api = AirflowApi(self.config.api_url, "admin", "admin")
+        # The admin's password is the stack's random one, read once the stack has made it.
+        self.api = AirflowApi(self.config.api_url, "admin", "")
         self.launcher: subprocess.Popen | None = None
         self.output: list[str] = []
         self.started: dict[str, int] = {}
 
     @property
     def s3(self):
-        return s3_client(self.config.emulator_url)
+        return s3_client(self.config.emulator_key_file)
 
     def start(self) -> None:
         self.output = []
@@ -105,6 +106,7 @@ class LaunchedStack:
         self.started = recorded_pids(self.config.pids_file)
         up = self.launcher.poll() is None and any(READY_LINE in line for line in self.output)
         assert up, "the stack did not start:\n" + "".join(self.output[-60:])
+        self.api.password = (self.config.secrets_dir / "admin-password").read_text().strip()
 
     def stop(self) -> None:
         """Ctrl-C the launcher; then check (and enforce) that nothing it started is left."""

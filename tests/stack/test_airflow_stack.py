@@ -40,7 +40,7 @@ def assert_run_left_its_outputs(stack, run_id: str, images: int, pca_k: int) -> 
     assert report["pca"]["k"] == pca_k
     summary = stack.api.xcom(DAG_ID, run_id, "read_report")
     assert summary["pca_k"] == pca_k and len(summary["explained_variance"]) == pca_k
-    states = cluster_states(stack.config.emulator_url)
+    states = cluster_states(stack.config.emulator_key_file)
     assert states and set(states.values()) == {"TERMINATED"}, states
     return report
 
@@ -96,7 +96,7 @@ def test_marking_a_deferred_wait_failed_cancels_its_step(airflow_stack):
     run_id = api.trigger(DAG_ID, {})["dag_run_id"]
     wait = "featurize.wait_for_step"
 
-    emr = emr_client(airflow_stack.config.emulator_url)
+    emr = emr_client(airflow_stack.config.emulator_key_file)
 
     def run_cluster() -> dict[str, Any]:
         (cluster,) = [
@@ -142,7 +142,7 @@ def test_marking_a_deferred_wait_failed_cancels_its_step(airflow_stack):
     stderr = f"{cluster['LogUri']}{cluster['Id']}/steps/{step['Id']}/stderr.gz"
     log = wait_until(lambda: read_log_tail(airflow_stack.s3, stderr, 50), 60, what=stderr)
     assert "step stopped by a CancelSteps request" in log, log
-    assert cluster_states(airflow_stack.config.emulator_url)[cluster["Id"]] == "TERMINATED"
+    assert cluster_states(airflow_stack.config.emulator_key_file)[cluster["Id"]] == "TERMINATED"
     task_logs = airflow_stack.config.airflow_home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"
     (trigger_log,) = (task_logs / f"task_id={wait}").glob("attempt=1.log.trigger.*.log")
     assert f"Cancelled EMR step {step['Id']}" in trigger_log.read_text()
@@ -211,7 +211,7 @@ def test_a_person_triggers_a_run_from_the_ui_form(airflow_stack):
             page.goto(base + "/")
             expect(page).to_have_url(f"{base}/auth/login?next=%2F")
             page.get_by_label("Username").fill("admin")
-            page.get_by_label("Password").fill("admin")
+            page.get_by_label("Password").fill(airflow_stack.api.password)
             page.get_by_role("button", name="Sign in").click()
             page.wait_for_url(base + "/")
 
