@@ -93,8 +93,10 @@ def emulated_airflow(state_dir: Path, say: Any = print) -> Iterator[Any]:
     from localdev.emr_emulator import EmrEmulator
 
     with EmrEmulator(port=0, work_dir=state_dir / "emulator") as emulator:
-        connection = aws_connection(emulator.endpoint_url, emulator.credentials)
-        os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = connection
+        key_file = read_key_file(emulator.key_file)  # as any other client of the emulator
+        os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = aws_connection(
+            key_file.endpoint_url, key_file.credentials
+        )
         yield emulator
 
 

@@ -29,6 +29,7 @@ from localdev.dag_run import (
     upload_tree,
 )
 from localdev.dag_run_cli import RESULT_MARKER
+from localdev.emr_emulator.credentials import read_key_file
 from tests.dag.dag_shapes import PIPELINE, keys_under, read_json, run_conf
 from tests.image_cases import write_good_images
 
@@ -49,7 +50,8 @@ def single_core_emulator(tmp_path_factory):
         yield emu
 
 
-def start_run(conf: dict, home: Path, emulator, log: Path) -> subprocess.Popen:
+def start_run(conf: dict, home: Path, key_file: Path, log: Path) -> subprocess.Popen:
+    emulator = read_key_file(key_file)
     env = {
         **os.environ,
         "AIRFLOW_CONN_AWS_DEFAULT": aws_connection(emulator.endpoint_url, emulator.credentials),
@@ -114,7 +116,7 @@ def test_two_runs_at_once_have_their_own_clusters_and_outputs(single_core_emulat
                 {"input_uri": prefix, "output_uri": OUTPUT}, task_cpus=1, runtime=RUNTIMES[name]
             )
             home = tmp_path / f"airflow-{name}"
-            processes[name] = start_run(conf, home, single_core_emulator, logs[name])
+            processes[name] = start_run(conf, home, key_file, logs[name])
         deadline = time.monotonic() + RUN_TIMEOUT
         while any(p.poll() is None for p in processes.values()):
             assert time.monotonic() < deadline, "the two runs did not finish in time"

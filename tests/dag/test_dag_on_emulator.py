@@ -19,6 +19,7 @@ from localdev.dag_run import (
     s3_client,
     upload_tree,
 )
+from localdev.emr_emulator.credentials import read_key_file
 from tests.dag.cost_checks import check_cost_block, check_s3_requests
 from tests.dag.dag_shapes import keys_under, read_json, run_conf
 from tests.image_cases import bad_input_cases, jpeg_bytes, picture, write, write_good_images
@@ -32,7 +33,8 @@ OUTPUT = "s3://fruit-out/runs/"
 def emulated_aws(emulator, airflow_db, aws_credentials, monkeypatch):
     """A reset emulator that the DAG's connection reaches with its key; the key file."""
     emulator.reset()
-    connection = aws_connection(emulator.endpoint_url, emulator.credentials)
+    key_file = read_key_file(emulator.key_file)
+    connection = aws_connection(key_file.endpoint_url, key_file.credentials)
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", connection)
     s3 = s3_client(emulator.key_file)
     s3.create_bucket(Bucket="fruit-out")
