@@ -92,14 +92,20 @@ class LocalPostgres:
         user = server_user()
         return {} if user is None else {"user": user.pw_uid, "group": user.pw_gid}
 
-    def prepare(self, secrets_made_now: bool = False) -> None:
+    @property
+    def made_with_secrets(self) -> Path:
+        """Written after initdb: this cluster's superuser has the stack's random password."""
+        return self.root / "made-with-stack-secrets"
+
+    def prepare(self) -> None:
         """Create the cluster (once), its superuser's password the stack's secret.
 
-        A cluster older than the stack's secrets was made by an earlier `make airflow`, whose
-        superuser was `airflow` with the password `airflow`: it is refused, not reused."""
+        A cluster without the marker was made by an earlier `make airflow`, whose superuser
+        was `airflow` with the password `airflow`: it is refused, never started."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o700)  # its log and data are the server user's alone
-        if secrets_made_now and (self.data_dir / "PG_VERSION").exists():
+        made = (self.data_dir / "PG_VERSION").exists()
+        if made and not self.made_with_secrets.exists():
             raise PostgresError(
                 f"the PostgreSQL cluster in {self.data_dir} was made by an earlier make airflow "
                 "with a known superuser password (airflow/airflow). Move it aside (it holds "
@@ -115,7 +121,7 @@ class LocalPostgres:
                     f"{self.root}: a parent folder is closed to other users. Put the state "
                     "elsewhere with FRUIT_LOCAL_STATE_DIR, or open the parents with chmod o+x."
                 )
-        if (self.data_dir / "PG_VERSION").exists():
+        if made:
             return
         with tempfile.NamedTemporaryFile("w", dir=self.root, delete=False) as pwfile:
             pwfile.write(self.secrets.db_superuser_password + "\n")
@@ -149,6 +155,7 @@ class LocalPostgres:
         if result.returncode != 0:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             raise PostgresError(f"initdb failed:\n{result.stdout}{result.stderr}")
+        self.made_with_secrets.write_text(f"superuser {DB_SUPERUSER}\n")
 
     def server_command(self) -> list[str]:
         host, port = self.host, self.port

@@ -161,7 +161,7 @@ class AirflowStack:
             self.config.postgres_dir, self.config.ports.db_port, self.secrets, find_server_bin()
         )
         self.say(f"postgres: cluster in {postgres.data_dir}")
-        postgres.prepare(secrets_made_now=self.secrets_made_now)
+        postgres.prepare()
         self.supervisor.start(
             "postgres",
             postgres.server_command(),

@@ -119,6 +119,30 @@ def test_a_refused_second_launcher_leaves_the_first_ones_record(tmp_path):
         sleeper.wait()
 
 
+def test_a_cluster_from_before_the_stacks_secrets_is_refused_and_kept(tmp_path, capsys):
+    """An earlier make airflow's PostgreSQL cluster (superuser airflow/airflow, no secrets
+    folder) is not started with its known password: the launcher stops before any service,
+    names the command that moves it aside, and leaves the cluster as it was."""
+    from localdev.airflow_stack.stack import run_stack
+
+    try:
+        find_server_bin()
+    except PostgresError:
+        pytest.skip("PostgreSQL is not installed")
+    ports = {f"FRUIT_LOCAL_{name.upper()}": str(free_port()) for name in StackPorts().all()}
+    config = StackConfig.from_env({**ports, "FRUIT_LOCAL_STATE_DIR": str(tmp_path)})
+    old = config.postgres_dir / "data"
+    old.mkdir(parents=True)
+    (old / "PG_VERSION").write_text("15\n")
+    for start in ("first", "second"):  # the second finds the secrets made by the first
+        assert run_stack(config) == 1, start
+        said = capsys.readouterr().out
+        assert "made by an earlier make airflow with a known superuser password" in said
+        assert f"mv {config.postgres_dir} {config.postgres_dir}.known-password" in said
+        assert (old / "PG_VERSION").read_text() == "15\n"
+        assert not config.pids_file.exists()
+
+
 def _option(command: list[str], name: str) -> str:
     assert name in command, f"{name} missing from {command}"
     return command[command.index(name) + 1]
