@@ -81,6 +81,7 @@ class LaunchedStack:
         self.api = AirflowApi(self.config.api_url, "admin", "")
         self.launcher: subprocess.Popen | None = None
         self.output: list[str] = []
+        self.outputs: list[list[str]] = []  # every start's, in order
         self.started: dict[str, int] = {}
 
     @property
@@ -89,6 +90,7 @@ class LaunchedStack:
 
     def start(self) -> None:
         self.output = []
+        self.outputs.append(self.output)
         self.launcher = subprocess.Popen(
             [sys.executable, "-m", "localdev.airflow_stack", "--images", str(SAMPLE_IMAGES)],
             cwd=REPO_ROOT,

@@ -129,10 +129,15 @@ def test_the_stack_keeps_its_secrets_to_its_user_and_says_where_they_are(airflow
         assert private.stat().st_mode & 0o077 == 0, private
     for secret in [*config.secrets_dir.iterdir(), config.emulator_key_file]:
         assert secret.stat().st_mode & 0o077 == 0, secret
-    output = "".join(airflow_stack.output)
-    # First start: the admin's password printed once, with where it is kept; the key file named.
-    assert f"password {airflow_stack.api.password} (kept in" in output
-    assert str(config.emulator_key_file) in output
+    first, *later = ("".join(output) for output in airflow_stack.outputs)
+    # The admin's password printed on the first start only, with where it is kept; later
+    # starts (test_airflow_stack restarts it) say where it is. The key file is named.
+    password = airflow_stack.api.password
+    assert f"password {password} (kept in {config.secrets_dir / 'admin-password'})" in first
+    for output in later:
+        assert password not in output
+        assert f"password in {config.secrets_dir / 'admin-password'}" in output
+    assert str(config.emulator_key_file) in first
     # An AWS CLI given the key file (and nothing else) reaches the emulator.
     env = {
         "PATH": os.environ["PATH"],
