@@ -15,8 +15,9 @@ key the request names, and refuses, as the service would:
 
 Not checked: the per-chunk signatures of S3's `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` uploads (the
 seed signature is) and presigned URLs (refused). A CORS preflight (OPTIONS with Origin and
-Access-Control-Request-Method), which browsers never sign, passes unsigned, as on AWS: it runs
-nothing, and the RequestGuard answers it only for allowed origins. Moto's own `/moto-api/`
+Access-Control-Request-Method), which browsers never sign, is answered here without moto (which
+would run an action for it, e.g. list the buckets): 200 with the CORS headers it asks for, which
+the RequestGuard in front keeps for the origins it allows only. Moto's own `/moto-api/`
 pages (state dumps, a reset) are requests like any other: unsigned, refused.
 `GET /_emulator/health` answers anyone (a bucket name cannot start with `_`), and says only
 whether the emulator is ready: its key file written, its step runner started.
@@ -240,13 +241,24 @@ def check_signature(
 
 
 def _is_cors_preflight(environ: dict[str, Any]) -> bool:
-    """A browser's CORS preflight: never signed (AWS answers it from the CORS rules alone), and
-    it runs no action; the RequestGuard in front has already refused any origin not allowed."""
+    """A browser's CORS preflight: never signed (AWS answers it from the CORS rules alone)."""
     return (
         environ.get("REQUEST_METHOD") == "OPTIONS"
         and "HTTP_ORIGIN" in environ
         and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
     )
+
+
+def _preflight_answer(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    """What moto's CORS answers a preflight, without running anything."""
+    headers = [
+        ("Access-Control-Allow-Origin", environ["HTTP_ORIGIN"]),
+        ("Access-Control-Allow-Methods", environ["HTTP_ACCESS_CONTROL_REQUEST_METHOD"]),
+        ("Access-Control-Allow-Headers", environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "*")),
+        ("Content-Length", "0"),
+    ]
+    start_response("200 OK", headers)
+    return [b""]
 
 
 def _protocol(environ: dict[str, Any]) -> str:
@@ -322,7 +334,9 @@ class SignatureGuard:
                 status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
             )
             return [body]
-        refusal = None if _is_cors_preflight(environ) else check_signature(environ, self.keyring)
+        if _is_cors_preflight(environ):
+            return _preflight_answer(environ, start_response)
+        refusal = check_signature(environ, self.keyring)
         if refusal is None:
             return self.app(environ, start_response)
         method, path = environ.get("REQUEST_METHOD", "?"), unquote(environ.get("PATH_INFO", ""))

@@ -157,3 +157,18 @@ def test_the_key_file_goes_with_the_emulator(tmp_path):
         read_key_file(key_file)
     with EmrEmulator(port=0, work_dir=tmp_path / "work", key_file=key_file):
         assert read_key_file(key_file).credentials.access_key != first_key  # a new key each start
+
+
+def test_an_unsigned_preflight_runs_nothing(emulator, s3, bucket):
+    """Browsers never sign a CORS preflight, so it passes unsigned; moto would answer it by
+    running the request's action (OPTIONS / listed every bucket): it never reaches moto."""
+    host = emulator.endpoint_url.split("//", 1)[1]
+    preflight = {
+        "Origin": f"http://{host}",  # the emulator's own origin passes the RequestGuard
+        "Access-Control-Request-Method": "POST",
+        "X-Amz-Target": "ElasticMapReduce.RunJobFlow",
+        "Content-Type": "application/x-amz-json-1.1",
+    }
+    status, body = _raw(emulator.endpoint_url + "/", "OPTIONS", b'{"Name": "x"}', preflight)
+    assert (status, body) == (200, "")
+    assert bucket not in body
