@@ -88,6 +88,7 @@ def emulated_airflow(state_dir: Path, say: Any = print) -> Iterator[Any]:
     os.environ.update(env)
     say("preparing Airflow's metadata database (first run only takes a while)")
     (state_dir / "airflow").mkdir(parents=True, exist_ok=True)
+    (state_dir / "airflow").chmod(0o700)  # its database holds the runs' settings and XComs
     migrate_db(env)
 
     from localdev.emr_emulator import EmrEmulator

@@ -67,34 +67,32 @@ def _read(folder: Path, name: str) -> str:
 def load_or_create(
     folder: Path, db_host: str, db_port: int, owners: dict[str, tuple[int, int]] | None = None
 ) -> tuple[StackSecrets, bool]:
-    """The stack's secrets in `folder`, made there first if missing; True when made now.
+    """The stack's secrets in `folder`, each made there first if missing; True when the
+    admin's password was made now (the first start: the launcher prints it once).
 
     `owners` ({file name: (uid, gid)}) hands files to other users (compose's containers)."""
     owners = owners or {}
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700 if not owners else 0o755)  # compose: each file's mode protects it
-    if (folder / "admin-password").exists():
-        found = StackSecrets(
-            _read(folder, "db-superuser-password"),
-            _read(folder, "db-password"),
-            _read(folder, "admin-password"),
-        )
-        made = False
-    else:
-        found = StackSecrets(*(secrets.token_urlsafe(24) for _ in range(3)))
-        made = True
-    files = {
-        "db-superuser-password": found.db_superuser_password,
-        "db-password": found.db_password,
-        # Written every start: the host and port may move (FRUIT_LOCAL_DB_PORT).
-        "sql-alchemy-conn": sql_alchemy_conn(found.db_password, db_host, db_port),
-    }
-    if made:  # written last: its presence says the others are complete
-        files["admin-password"] = found.admin_password
-    for name, text in files.items():
-        # No newline: Airflow's `_CMD` keeps the command's output as it is.
-        _write(folder / name, text, owners.get(name))
-    return found, made
+    made_now = []
+    values = {}
+    # Each made only where missing, never rewritten: a cluster keeps the passwords it was
+    # made with, and an admin password the user edited stays theirs.
+    for name in ("db-superuser-password", "db-password", "admin-password"):
+        if (folder / name).exists():
+            values[name] = _read(folder, name)
+        else:
+            values[name] = secrets.token_urlsafe(24)
+            # No newline: Airflow's `_CMD` keeps the command's output as it is.
+            _write(folder / name, values[name], owners.get(name))
+            made_now.append(name)
+    found = StackSecrets(
+        values["db-superuser-password"], values["db-password"], values["admin-password"]
+    )
+    # Written every start: the host and port may move (FRUIT_LOCAL_DB_PORT).
+    conn = sql_alchemy_conn(found.db_password, db_host, db_port)
+    _write(folder / "sql-alchemy-conn", conn, owners.get("sql-alchemy-conn"))
+    return found, "admin-password" in made_now
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -104,8 +104,9 @@ def spark_submit_command(
     """`spark-submit ARGS` for local Spark: the cluster's --master and --deploy-mode replaced.
 
     EMR's defaults are YARN in client mode; locally it is `master` in client mode, without the
-    UI (no port clashes between concurrent steps) and with the local driver Java options
-    (quiet log4j config, C1-only JIT) unless the step gives its own. With `staged`, the
+    UI (no port clashes between concurrent steps), its ports on loopback and authenticated, and
+    with the local driver Java options (quiet log4j config, C1-only JIT) unless the step gives
+    its own. With `staged`, the
     resources spark-submit fetches itself are the local copies, and the staged mounts are
     confs, so the application's own arguments keep their s3:// URIs.
     """
@@ -134,6 +135,16 @@ def spark_submit_command(
         index += width
     command = [SPARK_SUBMIT, "--master", master, "--deploy-mode", "client"]
     command += ["--conf", "spark.ui.enabled=false"]
+    # The driver's RPC and block ports on loopback, and authenticated (a local master makes its
+    # own secret): by default they listen on the machine's address, open to anyone who can
+    # reach it, on a machine shared with other accounts (issue 30).
+    command += [
+        "--conf",
+        "spark.driver.bindAddress=127.0.0.1",
+        "--conf",
+        "spark.driver.host=127.0.0.1",
+    ]
+    command += ["--conf", "spark.authenticate=true"]
     if not has_java_options:
         command += ["--driver-java-options", LOCAL_DRIVER_JAVA_OPTIONS]
     confs = {**(spark_defaults or {}), **(staged.hadoop_confs() if staged is not None else {})}

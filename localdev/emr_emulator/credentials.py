@@ -20,6 +20,7 @@ import configparser
 import os
 import secrets
 import string
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,10 +116,10 @@ def write_key_file(path: Path, credentials: Credentials, endpoint_url: str) -> N
         f"region = {REGION}\n"
         f"endpoint_url = {endpoint_url}\n"
     )
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # mkstemp: a new file (O_EXCL, mode 0600) under a name no one can guess and plant a link
+    # at; the rename replaces whatever `path` is (a link itself, never its target).
+    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        os.fchmod(descriptor, 0o600)  # whatever the umask, or a leftover file's mode
         os.write(descriptor, text.encode())
     finally:
         os.close(descriptor)

@@ -23,7 +23,8 @@ from localdev.emr_emulator.credentials import Credentials
 from localdev.local_spark import local_spark_env
 
 # The launcher's AWS settings that would send the nodes' calls elsewhere or sign them with
-# another key: the nodes get the emulator's endpoint and the nodes' key, nothing else.
+# another key: the nodes get the emulator's endpoint and the nodes' key, nothing else. Nor do
+# they get the launcher's AIRFLOW_* (make demo's AIRFLOW_CONN_AWS_DEFAULT holds the caller's key).
 _LAUNCHER_AWS_SETTINGS = (
     "AWS_PROFILE",
     "AWS_SESSION_TOKEN",
@@ -61,7 +62,11 @@ def node_process_env(
     """The environment a step or bootstrap action starts with on the emulated node: local
     Spark's, the nodes' key (the instance profile's credentials on EMR), then `overrides`;
     commands that call AWS (boto3, the AWS CLI) reach the emulator, as on EMR they reach AWS."""
-    env = {k: v for k, v in local_spark_env().items() if k not in _LAUNCHER_AWS_SETTINGS}
+    env = {
+        k: v
+        for k, v in local_spark_env().items()
+        if k not in _LAUNCHER_AWS_SETTINGS and not k.startswith("AIRFLOW")
+    }
     env["AWS_ENDPOINT_URL"] = endpoint_url
     env["AWS_ACCESS_KEY_ID"] = credentials.access_key
     env["AWS_SECRET_ACCESS_KEY"] = credentials.secret_key

@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 S3_URI = re.compile(r"^(?P<scheme>s3[an]?)://(?P<bucket>[^/]+)/?(?P<key>.*)$")
-# S3's bucket names (the current rules, and the dotted names older buckets may have).
-BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# What a bucket name must look like to be one folder of the stage (S3's rules are stricter).
+BUCKET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class UnsafeKeyError(ValueError):

@@ -158,6 +158,30 @@ def test_login_is_the_simple_auth_manager_admin(services, compose_env):
     assert "admin-password" in doc and "`admin`" not in doc
 
 
+def test_secrets_are_made_once_each_and_never_rewritten(tmp_path):
+    """A lost admin-password is made again alone: the database passwords a cluster was made
+    with stay (rewriting them would lock the stack out of its own database)."""
+    first, made = load_or_create(tmp_path, "127.0.0.1", 15432)
+    assert made
+    again, made = load_or_create(tmp_path, "127.0.0.1", 15433)
+    assert (again, made) == (first, False)
+    assert (
+        (tmp_path / "sql-alchemy-conn")
+        .read_text()
+        .endswith(f"{first.db_password}@127.0.0.1:15433/airflow")
+    )
+    (tmp_path / "admin-password").unlink()
+    third, made = load_or_create(tmp_path, "127.0.0.1", 15433)
+    assert made and third.admin_password != first.admin_password
+    assert (third.db_password, third.db_superuser_password) == (
+        first.db_password,
+        first.db_superuser_password,
+    )
+    assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == dict.fromkeys(
+        ("db-superuser-password", "db-password", "admin-password", "sql-alchemy-conn"), 0o600
+    )
+
+
 def test_the_init_script_gives_the_admin_the_stacks_password(compose_env, tmp_path):
     """The script airflow-init runs, with the file's auth manager and users, in a fresh
     AIRFLOW_HOME: the password file SimpleAuthManager reads names the secrets folder's

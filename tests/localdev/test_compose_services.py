@@ -134,7 +134,7 @@ def test_ports_are_published_on_localhost_only(services):
             assert len(parts) == 3 and parts[0] == "127.0.0.1", f"{name} publishes {port} widely"
             _, host_port, container_port = parts
             published[name] = (int(host_port), int(container_port))
-    assert published[API_SERVICE] == (8080, 8080)  # the UI at http://localhost:8080
+    assert published[API_SERVICE] == (8080, 8080)  # the UI at http://127.0.0.1:8080
     emulator_port = int(option(services[EMULATOR_SERVICE]["command"], "--port"))
     assert published[EMULATOR_SERVICE] == (emulator_port, emulator_port)
     assert set(published) == {API_SERVICE, EMULATOR_SERVICE}
@@ -262,5 +262,5 @@ def test_every_mounted_host_path_exists(services):
 
 def test_the_readme_section_says_how_to_start_and_stop():
     doc = COMPOSE_DOC.read_text()
-    for needed in ("docker compose up --build", "http://localhost:8080", "docker compose down"):
+    for needed in ("docker compose up --build", "http://127.0.0.1:8080", "docker compose down"):
         assert needed in doc, needed
