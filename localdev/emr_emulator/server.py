@@ -187,11 +187,13 @@ class EmrEmulator:
         self.keyring.add(credentials)
 
     def reset(self) -> None:
-        """Empty moto's state (every service, every account), as /moto-api/reset did; only this
+        """Empty moto's state (every service, every account), as /moto-api/reset did, and the
+        log of calls (api_calls, process-wide: an earlier emulator's calls too); only this
         process may (the HTTP route needs a signature like any request)."""
         from moto.moto_api._internal.models import moto_api_backend
 
         moto_api_backend.reset()
+        self.api_calls.clear()
 
     def stop(self) -> None:
         if self.runner is not None:

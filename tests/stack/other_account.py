@@ -32,7 +32,7 @@ def http(url: str, method: str = "GET", body: bytes | None = None, headers=None)
         return {"status": None, "body": str(error)}
 
 
-def signed_headers(method, path, body, service, key="AKIAOTHERACCOUNT0001", secret="guess"):
+def signed_headers(method, path, body, service, key="FAKEOTHERACCOUNT00001", secret="guess"):
     """SigV4 as botocore computes it, with a key the attacker made up."""
     now = datetime.datetime.now(datetime.UTC)
     amz_date, date = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")

@@ -82,8 +82,7 @@ def world(emulator, images, aws_credentials, monkeypatch, leaked_clusters, carri
     shipped policies enforced, other teams' clusters running (see the module docstring), and
     the model cache the earlier worlds filled (a test that needs it cold empties it)."""
     endpoint = emulator.endpoint_url
-    emulator.reset()
-    emulator.api_calls.clear()
+    emulator.reset()  # moto's state and the call log
     emulator.add_principal(DAG_CREDENTIALS)
     emulator.add_principal(SETUP_CREDENTIALS)
     node_key = emulator.node_credentials.access_key
