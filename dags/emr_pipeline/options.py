@@ -160,6 +160,8 @@ class RunOptions:
     partitions: int | None = parameter(
         None,
         minimum=1,
+        maximum=1_000_000,
+        why="about 8 images a task for 8 million images; Spark's count is a 32-bit integer",
         section=MODEL,
         title="Partitions",
         description="Spark partitions for featurize; empty = about 128 small images per task.",

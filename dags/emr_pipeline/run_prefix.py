@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from emr_pipeline.plan import RunPlan
 from emr_pipeline.s3_reads import PreflightError, examples, list_objects, read_json
 from emr_pipeline.uris import as_prefix, split_s3_uri
@@ -26,17 +28,51 @@ def _is_this_runs(marker: dict | None, dag_id: str, run_id: str) -> bool:
     return bool(marker) and {name: marker.get(name) for name in ours} == ours
 
 
+def _marker_or_none(s3: Any, bucket: str, key: str) -> dict | None:
+    """The run marker at `key`; None where there is none, or where the connection may not read
+    one (its policy lets it read markers only where runs may write them)."""
+    try:
+        return read_json(s3, bucket, key)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("AccessDenied", "403", "404"):
+            return None
+        raise
+
+
+def _check_not_nested(s3: Any, plan: RunPlan, bucket: str, prefix: str, keys: list[str]) -> None:
+    """No run folder inside another: a run's clear-and-rerun deletes everything under its
+    prefix, so a run inside it would lose its output, and a run around this one would."""
+    parts = prefix.rstrip("/").split("/")
+    for depth in range(len(parts)):
+        around = "".join(f"{part}/" for part in parts[:depth])
+        marker = _marker_or_none(s3, bucket, around + RUN_MARKER)
+        if marker is not None:
+            raise PreflightError(
+                f"output_uri: {plan.output_uri} lies inside the folder of another run "
+                f"(s3://{bucket}/{around}, marker {marker}); that run's rerun would delete it. "
+                "Choose an output_uri outside every run's folder"
+            )
+    inner = [k for k in keys if k.endswith("/" + RUN_MARKER) and k != prefix + RUN_MARKER]
+    if inner:
+        raise PreflightError(
+            f"output_uri: {plan.output_uri} holds the folder of another run "
+            f"({examples(inner, bucket)}); clearing this run's earlier attempt would delete it, "
+            "so nothing was deleted. Move that run's output, or choose another output_uri"
+        )
+
+
 def check_run_prefix(s3: Any, plan: RunPlan, dag_id: str, run_id: str, overwrite: bool) -> str:
     """May this run write under its output prefix? Reads only; returns what it found.
 
     The prefix must be empty or hold this run's own marker. Anything else (another run's
     output, files this DAG did not write) is refused whatever `overwrite` says: preflight
-    never deletes what is not this run's. A passed report of this same run is refused unless
-    `overwrite`.
+    never deletes what is not this run's. Nor may it lie inside another run's folder, or hold
+    one. A passed report of this same run is refused unless `overwrite`.
     """
     bucket, key = split_s3_uri(plan.output_uri)
     prefix = as_prefix(key)
     keys = [obj["Key"] for obj in list_objects(s3, bucket, prefix, "output_uri", plan.output_uri)]
+    _check_not_nested(s3, plan, bucket, prefix, keys)
     if not keys:
         return f"{plan.output_uri} is empty: free"
     marker_key = prefix + RUN_MARKER

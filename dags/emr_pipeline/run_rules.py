@@ -5,6 +5,7 @@ must agree on. Pure: a run refused here has made no AWS call.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from emr_pipeline.job_contract import contract
@@ -14,6 +15,51 @@ from emr_pipeline.step_watch import progress_seconds
 from emr_pipeline.uris import check_prefixes_apart
 
 URI_FIELDS = ("input_uri", "output_uri")  # the run's data, which must lie apart
+# Graviton (arm64) families: a "g" right after the generation (m6g, c7gn, r8gd, x2gd, im4gn)
+# and the first one, a1. Not g4dn and the like (GPU, x86_64), whose "g" comes first.
+_GRAVITON_FAMILY = re.compile(r"^(a1|[a-z]+[0-9]+g[a-z]*)$")
+# vCPUs by size, for the general families (m, c, r...): large 2, xlarge 4, Nxlarge 4N.
+_SIZE = re.compile(r"^(?:(?P<n>[0-9]+)?x)?large$")
+
+
+def is_graviton(instance_type: str) -> bool:
+    return bool(_GRAVITON_FAMILY.match(instance_type.split(".", 1)[0]))
+
+
+def vcpus(instance_type: str) -> int | None:
+    """The vCPUs of a `<family>.<size>` type where the size says it; None (metal, medium,
+    nano...) where it does not."""
+    size = _SIZE.match(instance_type.partition(".")[2])
+    if size is None:
+        return None
+    if "x" not in instance_type.partition(".")[2]:
+        return 2
+    return 4 * int(size["n"] or 1)
+
+
+def _check_nodes(options: Any) -> None:
+    """What the cluster's nodes must be for the jobs to run at all: x86_64, and room for one
+    task (Spark never schedules a task that needs more CPUs than an executor has)."""
+    types = {"master_instance_type": options.master_instance_type}
+    if options.core_instance_count:
+        types["core_instance_type"] = options.core_instance_type
+    for name, instance_type in types.items():
+        if is_graviton(instance_type):
+            raise InvalidRunOptionsError(
+                f"{name}: {instance_type} is a Graviton (arm64) type, on which the bootstrap "
+                "cannot install the jobs' pinned wheels (tensorflow-cpu 2.21.0 has no aarch64 "
+                "wheel; OpenVINO's needs glibc 2.35, EMR 7's nodes have 2.34): the cluster "
+                "would fail after EC2 is paid for. Choose an x86_64 type (m5, m6i, m7i, c6i...)"
+            )
+    name = "core_instance_type" if options.core_instance_count else "master_instance_type"
+    task_node = types[name]
+    available = vcpus(task_node)
+    if available is not None and options.task_cpus > available:
+        raise InvalidRunOptionsError(
+            f"task_cpus: {options.task_cpus} is more than the {available} vCPUs of a "
+            f"{name} {task_node} node, where the tasks run: Spark could never schedule one "
+            f"(every step would hang). Choose task_cpus <= {available} or a larger type"
+        )
 
 
 def check_run_rules(options: Any) -> None:
@@ -44,3 +90,4 @@ def check_run_rules(options: Any) -> None:
         )
     if options.core_spot and options.core_instance_count == 0:
         raise InvalidRunOptionsError("core_spot needs at least one core instance")
+    _check_nodes(options)

@@ -97,9 +97,8 @@ class DeploymentSettings:
     s3_sse_kms_key_id: str = ""
     # The spend guard (emr_pipeline.spend_guard): runs outside these limits are refused in
     # preflight. Instance families are the part of the type before the dot (m5 in m5.xlarge).
-    allowed_instance_families: str = (
-        "m5,m5a,m6i,m6a,m6g,m7i,m7a,m7g,m8g,c5,c5a,c6i,c6a,c6g,c7i,c7a,c7g,c8g"
-    )
+    # x86_64 only: Graviton types are refused whatever this says (emr_pipeline.run_rules).
+    allowed_instance_families: str = "m5,m5a,m6i,m6a,m7i,m7a,c5,c5a,c6i,c6a,c7i,c7a"
     max_core_instances: str = "20"
     max_idle_timeout_seconds: str = "10800"
     # Spark's binaryFile reader refuses larger files (and fails the whole job on one):

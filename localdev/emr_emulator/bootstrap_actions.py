@@ -33,6 +33,13 @@ from localdev.local_spark import REPO_ROOT
 
 PROJECT_BOOTSTRAP_DIR = REPO_ROOT / "bootstrap"
 OPTION_NAME = re.compile(r"^--[a-z][a-z0-9-]*$")
+# Graviton (arm64) families, as emr_pipeline.run_rules tells them: the nodes the project's
+# pinned wheels cannot be installed on.
+_GRAVITON = re.compile(r"^(a1|[a-z]+[0-9]+g[a-z]*)$")
+
+
+def _instance_types(cluster: Any) -> set[str]:
+    return {group.instance_type for group in getattr(cluster, "instance_groups", None) or []}
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,21 @@ class BootstrapRunner:
                 f"allow_any_command, for tests)",
             )
         stdout, stderr = folder / "stdout", folder / "stderr"
+        arm = [t for t in _instance_types(self.cluster) if _GRAVITON.match(t.split(".")[0])]
+        if arm and _digest(script) in project_scripts():
+            # The emulator's node is x86_64: what the project's script would meet on arm64.
+            stdout.write_bytes(b"")
+            stderr.write_text(
+                f"emr-emulator: these nodes are Graviton (aarch64): {', '.join(sorted(arm))}. "
+                "pip finds no aarch64 wheel of tensorflow-cpu==2.21.0, and OpenVINO's needs "
+                "glibc 2.35 (EMR 7 has 2.34): install-python-deps.sh would fail here\n"
+            )
+            self._upload_logs(number, stdout, stderr)
+            return BootstrapFailure(
+                number,
+                f"On the master instance ({master_instance_id(self.cluster)}), bootstrap action "
+                f"{number} returned a non-zero return code",
+            )
         with stdout.open("wb") as out, stderr.open("wb") as err:
             process = subprocess.Popen(
                 ["bash", str(script), *staged.local_args[1:]],

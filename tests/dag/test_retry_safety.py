@@ -44,7 +44,7 @@ def test_bad_parameters_are_rejected_with_a_message_naming_them(param, value):
 
 
 @pytest.mark.parametrize(
-    "instance_type", ["m5.xlarge", "m7g.2xlarge", "u-6tb1.metal", "c5.4xlarge"]
+    "instance_type", ["m5.xlarge", "m7i.2xlarge", "u-6tb1.metal", "c5.4xlarge"]
 )
 def test_real_instance_types_pass(instance_type):
     RunOptions.from_params({**GOOD, "core_instance_type": instance_type})

@@ -134,6 +134,24 @@ PARAMETER_REFUSALS = {
         r"poke_interval_seconds",
     ),
     "an unknown runtime": ({"runtime": "onnx"}, {}, r"runtime"),
+    # Issue 31: what would be paid for and fail on the cluster.
+    "a Graviton core type, even where the deployment allows its family": (
+        {"core_instance_type": "m6g.2xlarge"},
+        {"FRUIT_EMR_ALLOWED_INSTANCE_FAMILIES": "m5,m6g"},
+        r"core_instance_type: m6g\.2xlarge is a Graviton \(arm64\) type, on which the bootstrap "
+        r"cannot install",
+    ),
+    "a Graviton primary node, with no core nodes": (
+        {"master_instance_type": "c7gn.xlarge", "core_instance_count": 0},
+        {"FRUIT_EMR_ALLOWED_INSTANCE_FAMILIES": "m5,c7gn"},
+        r"master_instance_type: c7gn\.xlarge is a Graviton \(arm64\) type",
+    ),
+    "more CPUs per task than a core node has": (
+        {"task_cpus": 8, "core_instance_type": "m5.xlarge"},
+        {},
+        r"task_cpus: 8 is more than the 4 vCPUs of a core_instance_type m5\.xlarge node",
+    ),
+    "more partitions than Spark can count": ({"partitions": 10**30}, {}, r"partitions"),
     "bf16 on the TensorFlow runtime": (
         {"runtime": "tensorflow", "precision": "bf16"},
         {},
@@ -198,8 +216,30 @@ def _huge_image(s3: Any) -> None:
     put(s3, INPUT + "Kiwi/huge.jpg", b"\xff\xd8" + b"\x00" * 100_000)
 
 
+def _this_runs_output_around_another_run(s3: Any) -> None:
+    out = run_output_uri(OUTPUT, RUN_ID)
+    put(s3, out + RUN_MARKER, json.dumps({"dag_id": DAG_ID, "run_id": RUN_ID}))
+    put(s3, out + "inner/" + RUN_MARKER, json.dumps({"dag_id": DAG_ID, "run_id": "nested"}))
+    put(s3, out + "inner/report.json", json.dumps({"status": "passed"}))
+
+
 # (set-up, conf overrides, deployment environment, expected message); reads only.
 STATE_REFUSALS = {
+    # Issue 31: a run folder inside another would be deleted by the outer run's rerun.
+    "an output root inside another run's folder": (
+        None,
+        {"output_uri": run_output_uri(OUTPUT, EARLIER_RUN) + "nested/"},
+        {},
+        r"output_uri: .* lies inside the folder of another run "
+        r"\(s3://example-fruit-features/runs/[^ ]+/, marker \{'dag_id'",
+    ),
+    "another run's folder inside this run's, overwrite on": (
+        _this_runs_output_around_another_run,
+        {"overwrite": True},
+        {},
+        r"output_uri: .* holds the folder of another run .*inner/_fruit_features_run\.json.* "
+        "nothing was deleted",
+    ),
     "weights that do not exist": (
         None,
         {"weights": "s3://example-fruit-features/models/missing.weights.h5"},
