@@ -15,15 +15,8 @@ from emr_pipeline.step_watch import progress_seconds
 from emr_pipeline.uris import check_prefixes_apart
 
 URI_FIELDS = ("input_uri", "output_uri")  # the run's data, which must lie apart
-# Graviton (arm64) families: a "g" right after the generation (m6g, c7gn, r8gd, x2gd, im4gn)
-# and the first one, a1. Not g4dn and the like (GPU, x86_64), whose "g" comes first.
-_GRAVITON_FAMILY = re.compile(r"^(a1|[a-z]+[0-9]+g[a-z]*)$")
 # vCPUs by size, for the general families (m, c, r...): large 2, xlarge 4, Nxlarge 4N.
 _SIZE = re.compile(r"^(?:(?P<n>[0-9]+)?x)?large$")
-
-
-def is_graviton(instance_type: str) -> bool:
-    return bool(_GRAVITON_FAMILY.match(instance_type.split(".", 1)[0]))
 
 
 def vcpus(instance_type: str) -> int | None:
@@ -44,7 +37,7 @@ def _check_nodes(options: Any) -> None:
     if options.core_instance_count:
         types["core_instance_type"] = options.core_instance_type
     for name, instance_type in types.items():
-        if is_graviton(instance_type):
+        if contract.is_arm64(instance_type):
             raise InvalidRunOptionsError(
                 f"{name}: {instance_type} is a Graviton (arm64) type, on which the bootstrap "
                 "cannot install the jobs' pinned wheels (tensorflow-cpu 2.21.0 has no aarch64 "

@@ -57,3 +57,15 @@ def manifest_summary_uri(manifest_uri: str) -> str:
 def progress_file(step: str) -> str:
     """Where, under a run's output prefix, step `step` publishes its progress."""
     return f"{PROGRESS}/{step}.json"
+
+
+# The nodes the jobs' pinned wheels install on: x86_64 only (tensorflow-cpu 2.21.0 has no
+# aarch64 wheel; OpenVINO's needs glibc 2.35, EMR 7's nodes have 2.34). Graviton (arm64)
+# families have a "g" right after the generation (m6g, c7gn, r8gd, x2gd, im4gn), and a1; not
+# g4dn and the like (GPU, x86_64), whose "g" comes first.
+_ARM64_FAMILY = re.compile(r"^(a1|[a-z]+[0-9]+g[a-z]*)$")
+
+
+def is_arm64(instance_type: str) -> bool:
+    """Whether EC2 `instance_type` (m6g.xlarge) is a Graviton (arm64) type."""
+    return bool(_ARM64_FAMILY.match(instance_type.split(".", 1)[0]))

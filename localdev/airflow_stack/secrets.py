@@ -21,10 +21,11 @@ that reads it (the postgres image's uid 999, the Airflow image's 50000).
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+from localdev.emr_emulator.credentials import write_private_file
 
 DB_ROLE = "airflow"
 DB_NAME = "airflow"
@@ -47,17 +48,6 @@ class StackSecrets:
 
 def sql_alchemy_conn(password: str, host: str, port: int) -> str:
     return f"postgresql+psycopg2://{DB_ROLE}:{password}@{host}:{port}/{DB_NAME}"
-
-
-def _write(path: Path, text: str, owner: tuple[int, int] | None = None) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(descriptor, 0o600)
-        if owner is not None:
-            os.fchown(descriptor, *owner)
-        os.write(descriptor, text.encode())
-    finally:
-        os.close(descriptor)
 
 
 def _read(folder: Path, name: str) -> str:
@@ -84,14 +74,14 @@ def load_or_create(
         else:
             values[name] = secrets.token_urlsafe(24)
             # No newline: Airflow's `_CMD` keeps the command's output as it is.
-            _write(folder / name, values[name], owners.get(name))
+            write_private_file(folder / name, values[name], owners.get(name))
             made_now.append(name)
     found = StackSecrets(
         values["db-superuser-password"], values["db-password"], values["admin-password"]
     )
     # Written every start: the host and port may move (FRUIT_LOCAL_DB_PORT).
     conn = sql_alchemy_conn(found.db_password, db_host, db_port)
-    _write(folder / "sql-alchemy-conn", conn, owners.get("sql-alchemy-conn"))
+    write_private_file(folder / "sql-alchemy-conn", conn, owners.get("sql-alchemy-conn"))
     return found, "admin-password" in made_now
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jobs.imagefeatures.contract import is_arm64
 from localdev.emr_emulator.credentials import Credentials
 from localdev.emr_emulator.log_upload import join_s3, put_gzipped_logs
 from localdev.emr_emulator.node_config import node_process_env
@@ -33,9 +34,6 @@ from localdev.local_spark import REPO_ROOT
 
 PROJECT_BOOTSTRAP_DIR = REPO_ROOT / "bootstrap"
 OPTION_NAME = re.compile(r"^--[a-z][a-z0-9-]*$")
-# Graviton (arm64) families, as emr_pipeline.run_rules tells them: the nodes the project's
-# pinned wheels cannot be installed on.
-_GRAVITON = re.compile(r"^(a1|[a-z]+[0-9]+g[a-z]*)$")
 
 
 def _instance_types(cluster: Any) -> set[str]:
@@ -136,7 +134,7 @@ class BootstrapRunner:
                 f"allow_any_command, for tests)",
             )
         stdout, stderr = folder / "stdout", folder / "stderr"
-        arm = [t for t in _instance_types(self.cluster) if _GRAVITON.match(t.split(".")[0])]
+        arm = [t for t in _instance_types(self.cluster) if is_arm64(t)]
         if arm and _digest(script) in project_scripts():
             # The emulator's node is x86_64: what the project's script would meet on arm64.
             stdout.write_bytes(b"")

@@ -104,8 +104,23 @@ class KeyFileError(RuntimeError):
     """The key file is missing or unreadable (the message says what to do)."""
 
 
+def write_private_file(path: Path, text: str, owner: tuple[int, int] | None = None) -> None:
+    """`text` at `path`, readable by its owner only (this user, or `owner`'s (uid, gid)).
+
+    mkstemp makes a new file (O_EXCL, mode 0600) under a name no one can guess and plant a link
+    at; the rename replaces whatever `path` is (a link itself, never its target)."""
+    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        if owner is not None:
+            os.fchown(descriptor, *owner)
+        os.write(descriptor, text.encode())
+    finally:
+        os.close(descriptor)
+    os.replace(partial, path)
+
+
 def write_key_file(path: Path, credentials: Credentials, endpoint_url: str) -> None:
-    """Write the key file readable by this user only (created 0600, then moved in place)."""
+    """Write the key file, readable by this user only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = (
         "# Written by the local EMR emulator when it started; valid while it runs.\n"
@@ -116,14 +131,7 @@ def write_key_file(path: Path, credentials: Credentials, endpoint_url: str) -> N
         f"region = {REGION}\n"
         f"endpoint_url = {endpoint_url}\n"
     )
-    # mkstemp: a new file (O_EXCL, mode 0600) under a name no one can guess and plant a link
-    # at; the rename replaces whatever `path` is (a link itself, never its target).
-    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.write(descriptor, text.encode())
-    finally:
-        os.close(descriptor)
-    os.replace(partial, path)
+    write_private_file(path, text)
 
 
 def read_key_file(path: Path) -> KeyFile:
