@@ -23,6 +23,7 @@ import pytest
 
 from localdev.airflow_stack.postgres import find_server_bin
 from localdev.dag_run import emr_client
+from localdev.emr_emulator.credentials import read_key_file
 from tests.dag.dag_shapes import keys_under
 
 SCRIPT = Path(__file__).with_name("other_account.py")
@@ -139,12 +140,8 @@ def test_the_stack_keeps_its_secrets_to_its_user_and_says_where_they_are(airflow
         assert f"password in {config.secrets_dir / 'admin-password'}" in output
     assert str(config.emulator_key_file) in first
     # An AWS CLI given the key file (and nothing else) reaches the emulator.
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": "/nonexistent",
-        "AWS_CONFIG_FILE": str(config.emulator_key_file),
-        "AWS_SHARED_CREDENTIALS_FILE": str(config.emulator_key_file),
-    }
+    key_file = read_key_file(config.emulator_key_file)
+    env = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", **key_file.client_env()}
     aws = Path(sys.executable).with_name("aws")
     listed = subprocess.run(
         [str(aws), "--endpoint-url", config.emulator_url, "s3", "ls"],
