@@ -17,7 +17,7 @@ from typing import Any
 from emr_pipeline.options import RunOptions
 from emr_pipeline.plan import REPORT_NAME, RunPlan
 from emr_pipeline.run_prefix import RUN_MARKER
-from emr_pipeline.s3_reads import read_json
+from emr_pipeline.s3_reads import read_json_or_why
 from emr_pipeline.uris import as_prefix, split_s3_uri
 
 
@@ -42,12 +42,21 @@ def _run_folders(s3: Any, bucket: str, root: str) -> list[str]:
     return folders
 
 
-def _markers_newest_first(s3: Any, bucket: str, folders: list[str]) -> list[tuple[str, dict]]:
-    """(folder, marker) of every folder holding a run marker, the latest claimed first (with
-    max_active_runs=1, runs finish in the order they start)."""
-    found = [(folder, read_json(s3, bucket, folder + RUN_MARKER)) for folder in folders]
-    marked = [(folder, marker) for folder, marker in found if marker is not None]
-    return sorted(marked, key=lambda item: str(item[1].get("claimed_at", "")), reverse=True)
+def _markers_newest_first(
+    s3: Any, bucket: str, folders: list[str]
+) -> tuple[list[tuple[str, dict]], list[str]]:
+    """(folder, marker) of every folder holding a readable run marker, the latest claimed
+    first (with max_active_runs=1, runs finish in the order they start); and the folders whose
+    marker exists but cannot be read, with why (one archived marker must not stop every run)."""
+    marked, unreadable = [], []
+    for folder in folders:
+        marker, why = read_json_or_why(s3, bucket, folder + RUN_MARKER)
+        if why:
+            unreadable.append(f"s3://{bucket}/{folder}: its marker is {why}")
+        elif marker is not None:
+            marked.append((folder, marker))
+    marked.sort(key=lambda item: str(item[1].get("claimed_at", "")), reverse=True)
+    return marked, unreadable
 
 
 def _why_not(
@@ -64,7 +73,9 @@ def _why_not(
     differs = sorted(name for name in wanted if made_for.get(name) != wanted[name])
     if differs:
         return f"its {', '.join(differs)} differ"
-    report = read_json(s3, bucket, folder + REPORT_NAME)
+    report, unreadable = read_json_or_why(s3, bucket, folder + REPORT_NAME)
+    if unreadable:
+        return f"its report is {unreadable}"
     if report is None:
         return "it has no report (it failed, or is still running)"
     if report.get("status") != "passed":
@@ -89,8 +100,8 @@ def choose_base_run(
     root = as_prefix(key) if key.strip("/") else ""
     this_run = split_s3_uri(run_output_uri)[1]
     folders = [f for f in _run_folders(s3, bucket, root) if as_prefix(f) != as_prefix(this_run)]
-    skipped = []
-    for folder, marker in _markers_newest_first(s3, bucket, folders):
+    marked, skipped = _markers_newest_first(s3, bucket, folders)
+    for folder, marker in marked:
         why = _why_not(s3, bucket, folder, marker, dag_id, wanted)
         uri = f"s3://{bucket}/{folder}"
         if not why:

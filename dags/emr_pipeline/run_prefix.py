@@ -10,7 +10,15 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from emr_pipeline.plan import RunPlan
-from emr_pipeline.s3_reads import PreflightError, examples, list_objects, read_json
+from emr_pipeline.s3_reads import (
+    DENIED,
+    NOT_FOUND,
+    PreflightError,
+    error_code,
+    examples,
+    list_objects,
+    read_json,
+)
 from emr_pipeline.uris import as_prefix, split_s3_uri
 
 # Written first under a run's output prefix, naming the run: the proof that whatever else is
@@ -28,14 +36,15 @@ def _is_this_runs(marker: dict | None, dag_id: str, run_id: str) -> bool:
     return bool(marker) and {name: marker.get(name) for name in ours} == ours
 
 
-def _marker_or_none(s3: Any, bucket: str, key: str) -> dict | None:
-    """The run marker at `key`; None where there is none, or where the connection may not read
-    one (its policy lets it read markers only where runs may write them)."""
+def _marker_exists(s3: Any, bucket: str, key: str) -> bool:
+    """Whether a run marker is at `key` (HEAD: archived or encrypted, it is still there); False
+    where the connection may not look (its policy reads markers wherever runs may write one)."""
     try:
-        return read_json(s3, bucket, key)
+        s3.head_object(Bucket=bucket, Key=key)
+        return True
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("AccessDenied", "403", "404"):
-            return None
+        if error_code(error) in (*NOT_FOUND, *DENIED):
+            return False
         raise
 
 
@@ -45,12 +54,11 @@ def _check_not_nested(s3: Any, plan: RunPlan, bucket: str, prefix: str, keys: li
     parts = prefix.rstrip("/").split("/")
     for depth in range(len(parts)):
         around = "".join(f"{part}/" for part in parts[:depth])
-        marker = _marker_or_none(s3, bucket, around + RUN_MARKER)
-        if marker is not None:
+        if _marker_exists(s3, bucket, around + RUN_MARKER):
             raise PreflightError(
                 f"output_uri: {plan.output_uri} lies inside the folder of another run "
-                f"(s3://{bucket}/{around}, marker {marker}); that run's rerun would delete it. "
-                "Choose an output_uri outside every run's folder"
+                f"(s3://{bucket}/{around}, which holds its marker {RUN_MARKER}); that run's "
+                "rerun would delete it. Choose an output_uri outside every run's folder"
             )
     inner = [k for k in keys if k.endswith("/" + RUN_MARKER) and k != prefix + RUN_MARKER]
     if inner:

@@ -87,6 +87,20 @@ def read_json(s3: Any, bucket: str, key: str) -> dict | None:
     return found if isinstance(found, dict) else {}
 
 
+def read_json_or_why(s3: Any, bucket: str, key: str) -> tuple[dict | None, str]:
+    """(read_json's answer, "") or (None, why the object exists but cannot be read: archived
+    to Glacier, or encrypted under a KMS key the connection may not use, or denied)."""
+    try:
+        return read_json(s3, bucket, key), ""
+    except Exception as exc:  # botocore's ClientError; other errors propagate
+        code = error_code(exc)
+        if code == "InvalidObjectState":
+            return None, "archived (InvalidObjectState: restore it to read it)"
+        if code in DENIED or code.startswith("KMS."):
+            return None, f"unreadable by this connection ({code}: e.g. a KMS key it may not use)"
+        raise
+
+
 def require_bucket(s3: Any, uri: str, what: str) -> None:
     """Fail clearly when the bucket of `uri` is missing (EMR would only fail much later).
 

@@ -35,6 +35,15 @@ def test_a_guarded_run_reads_what_preflight_counted_and_touches_only_its_own_pre
     endpoint = world.endpoint_url
     s3 = client(endpoint, "s3")
     earlier = write_earlier_passed_run(s3)
+    # An earlier run whose marker went to Glacier: the base-run search skips it, saying why,
+    # instead of failing every incremental run's preflight (issue 31, case 8).
+    archived = "runs/archived-run-0000000000000000/" + RUN_MARKER
+    s3.put_object(
+        Bucket="example-fruit-features",
+        Key=archived,
+        Body=b'{"dag_id": "fruit_features_emr", "run_id": "archived"}',
+        StorageClass="GLACIER",
+    )
     # Hadoop hid the first three and broke on the last two (':', '//'); the manifest holds
     # them all, read by key as they are.
     hidden = (
@@ -61,6 +70,10 @@ def test_a_guarded_run_reads_what_preflight_counted_and_touches_only_its_own_pre
     assert str(dag_run.state) == "success", ran
     log = "".join(capfd.readouterr())
     assert "9 images in 4 labels under" in log
+    assert (
+        "skipped s3://example-fruit-features/runs/archived-run-0000000000000000/: its marker is "
+        "archived (InvalidObjectState: restore it to read it)"
+    ) in log
     # Keys as they are: every image of the manifest has its vector, hidden names included.
     out = run_output_uri(OUTPUT, dag_run.run_id)
     report = read_json(s3, out + "report.json")

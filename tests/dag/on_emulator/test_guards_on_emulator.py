@@ -231,7 +231,7 @@ STATE_REFUSALS = {
         {"output_uri": run_output_uri(OUTPUT, EARLIER_RUN) + "nested/"},
         {},
         r"output_uri: .* lies inside the folder of another run "
-        r"\(s3://example-fruit-features/runs/[^ ]+/, marker \{'dag_id'",
+        r"\(s3://example-fruit-features/runs/[^ ]+/, which holds its marker",
     ),
     "another run's folder inside this run's, overwrite on": (
         _this_runs_output_around_another_run,
