@@ -44,6 +44,13 @@ def aws_connection(endpoint_url: str, credentials: Credentials) -> str:
     )
 
 
+def emulator_connection(key_file: Path) -> str:
+    """AIRFLOW_CONN_AWS_DEFAULT for the emulator whose key file is `key_file` (read as any
+    other client of the emulator reads it)."""
+    emulator = read_key_file(key_file)
+    return aws_connection(emulator.endpoint_url, emulator.credentials)
+
+
 def airflow_env(airflow_home: Path) -> dict[str, str]:
     """Environment for a local Airflow that runs this checkout's dags/ on SQLite."""
     return {
@@ -94,10 +101,7 @@ def emulated_airflow(state_dir: Path, say: Any = print) -> Iterator[Any]:
     from localdev.emr_emulator import EmrEmulator
 
     with EmrEmulator(port=0, work_dir=state_dir / "emulator") as emulator:
-        key_file = read_key_file(emulator.key_file)  # as any other client of the emulator
-        os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = aws_connection(
-            key_file.endpoint_url, key_file.credentials
-        )
+        os.environ["AIRFLOW_CONN_AWS_DEFAULT"] = emulator_connection(emulator.key_file)
         yield emulator
 
 

@@ -22,12 +22,11 @@ _SIZE = re.compile(r"^(?:(?P<n>[0-9]+)?x)?large$")
 def vcpus(instance_type: str) -> int | None:
     """The vCPUs of a `<family>.<size>` type where the size says it; None (metal, medium,
     nano...) where it does not."""
-    size = _SIZE.match(instance_type.partition(".")[2])
-    if size is None:
+    size = instance_type.partition(".")[2]
+    match = _SIZE.match(size)
+    if match is None:
         return None
-    if "x" not in instance_type.partition(".")[2]:
-        return 2
-    return 4 * int(size["n"] or 1)
+    return 4 * int(match["n"] or 1) if "x" in size else 2
 
 
 def _check_nodes(options: Any) -> None:

@@ -126,7 +126,8 @@ class BootstrapRunner:
                 f"Master instance failed attempting to download bootstrap action {number} "
                 f"file from S3: {path} does not exist",
             )
-        if not self.allow_any_script and _digest(script) not in project_scripts():
+        ours = _digest(script) in project_scripts()
+        if not self.allow_any_script and not ours:
             return BootstrapFailure(
                 number,
                 f"bootstrap action {number} ({path}) is not one of this project's bootstrap "
@@ -135,7 +136,7 @@ class BootstrapRunner:
             )
         stdout, stderr = folder / "stdout", folder / "stderr"
         arm = [t for t in _instance_types(self.cluster) if is_arm64(t)]
-        if arm and _digest(script) in project_scripts():
+        if arm and ours:
             # The emulator's node is x86_64: what the project's script would meet on arm64.
             stdout.write_bytes(b"")
             stderr.write_text(
@@ -144,11 +145,7 @@ class BootstrapRunner:
                 "glibc 2.35 (EMR 7 has 2.34): install-python-deps.sh would fail here\n"
             )
             self._upload_logs(number, stdout, stderr)
-            return BootstrapFailure(
-                number,
-                f"On the master instance ({master_instance_id(self.cluster)}), bootstrap action "
-                f"{number} returned a non-zero return code",
-            )
+            return self._nonzero(number)
         with stdout.open("wb") as out, stderr.open("wb") as err:
             process = subprocess.Popen(
                 ["bash", str(script), *staged.local_args[1:]],
@@ -165,6 +162,10 @@ class BootstrapRunner:
         self._upload_logs(number, stdout, stderr)
         if returncode == 0 and not killed:
             return None
+        return self._nonzero(number)
+
+    def _nonzero(self, number: int) -> BootstrapFailure:
+        """What EMR says of a bootstrap action that failed."""
         return BootstrapFailure(
             number,
             f"On the master instance ({master_instance_id(self.cluster)}), bootstrap action "

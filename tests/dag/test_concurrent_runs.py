@@ -21,15 +21,14 @@ from pathlib import Path
 import pytest
 
 from localdev.dag_run import (
-    aws_connection,
     cluster_states,
     emr_client,
+    emulator_connection,
     run_output_uri,
     s3_client,
     upload_tree,
 )
 from localdev.dag_run_cli import RESULT_MARKER
-from localdev.emr_emulator.credentials import read_key_file
 from tests.dag.dag_shapes import PIPELINE, keys_under, read_json, run_conf
 from tests.image_cases import write_good_images
 
@@ -51,10 +50,9 @@ def single_core_emulator(tmp_path_factory):
 
 
 def start_run(conf: dict, home: Path, key_file: Path, log: Path) -> subprocess.Popen:
-    emulator = read_key_file(key_file)
     env = {
         **os.environ,
-        "AIRFLOW_CONN_AWS_DEFAULT": aws_connection(emulator.endpoint_url, emulator.credentials),
+        "AIRFLOW_CONN_AWS_DEFAULT": emulator_connection(key_file),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
     }
     command = [

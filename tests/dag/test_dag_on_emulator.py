@@ -11,15 +11,14 @@ import h5py
 import pytest
 
 from localdev.dag_run import (
-    aws_connection,
     cluster_states,
     emr_client,
+    emulator_connection,
     run_dag,
     run_output_uri,
     s3_client,
     upload_tree,
 )
-from localdev.emr_emulator.credentials import read_key_file
 from tests.dag.cost_checks import check_cost_block, check_s3_requests
 from tests.dag.dag_shapes import keys_under, read_json, run_conf
 from tests.image_cases import bad_input_cases, jpeg_bytes, picture, write, write_good_images
@@ -33,9 +32,7 @@ OUTPUT = "s3://fruit-out/runs/"
 def emulated_aws(emulator, airflow_db, aws_credentials, monkeypatch):
     """A reset emulator that the DAG's connection reaches with its key; the key file."""
     emulator.reset()
-    key_file = read_key_file(emulator.key_file)
-    connection = aws_connection(key_file.endpoint_url, key_file.credentials)
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", connection)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", emulator_connection(emulator.key_file))
     s3 = s3_client(emulator.key_file)
     s3.create_bucket(Bucket="fruit-out")
     return emulator.key_file
