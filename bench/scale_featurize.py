@@ -10,7 +10,7 @@ For each size N, in a scratch folder (default out/scale, never committed):
   local file). Featurize never reads a reused image, so the reused files need not exist; had it
   tried, each would be a reject ("gone"), and the bench checks there is none;
 - a base run of the (1 - f)·N reused rows, written with the features' real schema (path,
-  label, features array<float>[1280], size, etag) by this bench, not by featurizing them:
+  label, features array<float>[1280], size, etag, precision) by this bench, not by featurizing them:
   random float32 vectors, `--rows-per-file` rows per part file (default 10,000, about 50 MB of
   parquet each; see PART FILES below), an empty rejects dataset and a featurize_summary.json
   whose `featurizer` key is the one the job computes (taken from a real run with the same
@@ -95,6 +95,7 @@ FEATURES_SCHEMA = pa.schema(
         ("features", pa.list_(pa.float32())),
         ("size", pa.int64()),
         ("etag", pa.string()),
+        ("precision", pa.string()),
     ]
 )
 REJECTS_SCHEMA = pa.schema([("path", pa.string()), ("label", pa.string()), ("error", pa.string())])
@@ -168,7 +169,14 @@ def write_base(base: Path, root: Path, rows: int, rows_per_file: int, featurizer
         offsets = pa.array(np.arange(0, (count + 1) * FEATURE_SIZE, FEATURE_SIZE, dtype=np.int32))
         vectors = pa.ListArray.from_arrays(offsets, values, type=FEATURES_SCHEMA.field(2).type)
         table = pa.table(
-            [batch["path"], batch["label"], vectors, batch["size"], batch["etag"]],
+            [
+                batch["path"],
+                batch["label"],
+                vectors,
+                batch["size"],
+                batch["etag"],
+                pa.array(["f32"] * count),  # what the bench's runs ask for
+            ],  # fmt: skip
             schema=FEATURES_SCHEMA,
         )
         # Spark's own names and compression (snappy), as a featurize run writes them.
@@ -359,7 +367,8 @@ def run(sizes: list[int], fraction: float, rows_per_file: int, work: Path, keep:
         count = new_counts[n]
         reused = n - count
         base = work / f"base_{n}"
-        marker = base / f".complete_{reused}_{rows_per_file}"
+        # The schema's columns in the name: a base an older bench wrote is written again.
+        marker = base / f".complete_{len(FEATURES_SCHEMA)}_{reused}_{rows_per_file}"
         started = time.perf_counter()
         if marker.exists():
             files = len(list((base / FEATURES).glob("part-*.parquet")))

@@ -63,11 +63,16 @@ def spark_submit_command(
 
 
 def spark_submit(
-    job: str, args: list[str], env: Mapping[str, str] | None = None, **kwargs
+    job: str,
+    args: list[str],
+    env: Mapping[str, str] | None = None,
+    jobs_dir: Path = JOBS_DIR,
+    **kwargs,
 ) -> subprocess.CompletedProcess:
-    """`spark-submit jobs/<job>.py ARGS` from the repository root, as a user would type it."""
+    """`spark-submit jobs/<job>.py ARGS` from the repository root, as a user would type it
+    (`jobs_dir`: another copy of jobs/, such as an edited one)."""
     return subprocess.run(
-        spark_submit_command(JOBS_DIR / f"{job}.py", args),
+        spark_submit_command(jobs_dir / f"{job}.py", args),
         cwd=REPO_ROOT,
         env=local_spark_env(env),
         text=True,

@@ -1,12 +1,13 @@
 """Which earlier run's features an incremental run may reuse: its base run.
 
 A base must be a run of this DAG (its marker names the DAG), made for the same input and model
-(the marker's `features_of`: input_uri, weights, runtime, precision), whose report passed: never
-a run that failed or is still running, another DAG's output or another input's. Of those, the
-latest by the time its marker was written (when the run started). Anything unreadable is
-skipped, and the log says why. Featurize checks the model
-again by digest, so a weights file rewritten in place still gets a full run
-(jobs/imagefeatures/incremental.py).
+(the marker's `features_of`: input_uri, weights, runtime), whose report passed and counts
+vectors made in the precision this run asks for (what ran, not what that run asked: bf16 asked
+on a CPU without it made f32 vectors): never a run that failed or is still running, another
+DAG's output or another input's. Of those, the latest by the time its marker was written (when
+the run started). Anything unreadable is skipped, and the log says why. Featurize checks the
+model and the code again by digest, and each vector's precision, so a weights file rewritten in
+place still gets a full run (jobs/imagefeatures/incremental.py).
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ def _why_not(
     made_for = marker.get("features_of")
     if not isinstance(made_for, dict):
         return "its marker does not say what its features were made of (an older run)"
-    differs = sorted(name for name in wanted if made_for.get(name) != wanted[name])
+    # The precision is checked against what ran (the report), not what that run asked for.
+    differs = sorted(
+        name for name in wanted if name != "precision" and made_for.get(name) != wanted[name]
+    )
     if differs:
         return f"its {', '.join(differs)} differ"
     report, unreadable = read_json_or_why(s3, bucket, folder + REPORT_NAME)
@@ -80,6 +84,11 @@ def _why_not(
         return "it has no report (it failed, or is still running)"
     if report.get("status") != "passed":
         return f"its report did not pass (status {report.get('status')!r})"
+    made_in = (report.get("model") or {}).get("vectors_per_precision")
+    if not isinstance(made_in, dict):
+        return "its report does not say which precision made its vectors (an older run)"
+    if not made_in.get(wanted["precision"]):
+        return f"none of its vectors were made in {wanted['precision']} ({made_in})"
     return ""
 
 

@@ -63,13 +63,16 @@ def describe_model(report: dict[str, Any]) -> str | None:
         else:
             stored = "cached" if cache.get("stored") else "NOT cached (see the step's log)"
             details.append(f"model exported and {stored}")
+    made_in = model.get("vectors_per_precision") or {}
+    if len(made_in) > 1:  # "mixed": how many of each
+        details.insert(0, ", ".join(f"{n} vectors {name}" for name, n in sorted(made_in.items())))
     return f"{model.get('runtime')}, {model.get('precision')} ({'; '.join(details)})"
 
 
 def describe_incremental(report: dict[str, Any]) -> str | None:
     """Which earlier run's vectors the run reused, and what it featurized: `base run s3://…:
-    3 new, 1 changed, 0 retried, 960 reused, 2 removed`, or `full run (why)`; None for a
-    report from before incremental runs."""
+    3 new, 1 changed, 0 other_precision, 0 retried, 960 reused, 2 removed`, or `full run
+    (why)`; None for a report from before incremental runs."""
     increment = report.get("incremental")
     if not increment:
         return None
@@ -78,7 +81,7 @@ def describe_incremental(report: dict[str, Any]) -> str | None:
         return "full run" + (f" ({reason})" if reason else "")
     counts = ", ".join(
         f"{increment.get(name, 0)} {name}"
-        for name in ("new", "changed", "retried", "reused", "removed")
+        for name in ("new", "changed", "other_precision", "retried", "reused", "removed")
     )
     return f"base run {increment['base_run']}: {counts}"
 

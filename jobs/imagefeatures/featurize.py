@@ -32,8 +32,15 @@ from imagefeatures.contract import (
 )
 from imagefeatures.errors import JobInputError
 from imagefeatures.image_reads import split_s3_path
-from imagefeatures.incremental import FILE_IDENTITY, Increment, featurizer_key, plan_increment
-from imagefeatures.inference import precisions_that_ran, summarize_precision, with_features
+from imagefeatures.incremental import (
+    FILE_IDENTITY,
+    PRECISION,
+    Increment,
+    featurizer_key,
+    featurizer_parts,
+    plan_increment,
+)
+from imagefeatures.inference import count_precisions, summarize_precision, with_features
 from imagefeatures.model_shipping import (
     check_model_choice,
     model_key_of,
@@ -51,12 +58,11 @@ DEFAULT_FILES_PER_TASK = 128
 
 
 def with_reused(increment: Increment) -> DataFrame:
-    """The base run's vectors of unchanged images, as results rows (no error; the precision
-    of a run before this one is not known per image)."""
-    none = F.lit(None).cast("string")
+    """The base run's vectors of unchanged images, as results rows (no error), each with the
+    precision it was made in."""
     return increment.reused.select(
-        "path", "label", *FILE_IDENTITY[1:], "features", none.alias("error"),
-        none.alias("precision"),
+        "path", "label", *FILE_IDENTITY[1:], "features", F.lit(None).cast("string").alias("error"),
+        PRECISION,
     )  # fmt: skip
 
 
@@ -83,9 +89,10 @@ def write_features(
 
 
 def accepted(results: DataFrame) -> DataFrame:
-    """Features, with the image's size and ETag: what tells the next run whether it changed."""
+    """Features, with the image's size and ETag (what tells the next run whether it changed)
+    and the precision the model ran in for it."""
     return results.where(F.col("error").isNull()).select(
-        "path", "label", "features", *FILE_IDENTITY[1:]
+        "path", "label", "features", *FILE_IDENTITY[1:], PRECISION
     )
 
 
@@ -137,13 +144,13 @@ def run_featurize(
     exported = take_export_ahead(weights, runtime)
     weights_ref = ship_weights(spark, weights)  # unreadable weights: before any output
     model_key = model_key_of(weights_ref)
-    featurizer = featurizer_key(model_key, runtime, precision)
+    featurizer = featurizer_parts(model_key, runtime)
     with run_manifest(spark, input_uri, output_uri) as manifest_folder:
         inputs = read_manifest_summary(spark, manifest_folder)
         manifest = read_manifest(spark, manifest_folder)
         progress.phase("comparing with the base run" if base else "planning")
         increment = plan_increment(
-            spark, manifest, inputs.images, base, featurizer, full_run_reason
+            spark, manifest, inputs.images, base, featurizer, precision, full_run_reason
         )
         if increment.reason:
             print(f"featurize: full run: {increment.reason}", flush=True)
@@ -180,12 +187,14 @@ def run_featurize(
                 rejects = spark.createDataFrame([], "path string, label string, error string")
             progress.phase("writing rejects and counts")
             rejects.write.mode("overwrite").parquet(rejects_uri)
-            # Counts read back from what was written: the numbers the datasets really hold.
+            # Counts read back from what was written: the numbers the datasets really hold,
+            # every vector's precision (reused ones included) among them.
+            vectors = count_precisions(spark.read.parquet(features_uri))
             written = {
-                name: spark.read.parquet(uri).count()
-                for name, uri in ((FEATURES, features_uri), (REJECTS, rejects_uri))
+                FEATURES: sum(vectors.values()),
+                REJECTS: spark.read.parquet(rejects_uri).count(),
             }
-            ran = {} if computed is None else precisions_that_ran(computed)
+            ran = {} if computed is None else count_precisions(computed)
             # Every image to featurize has its outcome: features, or a reject.
             done = ImageCounters.settled(increment.todo_count, written[REJECTS])
             progress.phase("featurized", total=increment.todo_count, counters=done)
@@ -198,12 +207,15 @@ def run_featurize(
             "manifest": storage.join_uri(output_uri, MANIFEST),
             "weights": weights,
             "runtime": runtime,
-            "precision": summarize_precision(ran),
+            # What the run's vectors are, reused ones included ("mixed" where they differ).
+            "precision": summarize_precision(vectors),
             "precision_requested": precision,
-            "images_per_precision": ran,
+            "vectors_per_precision": vectors,
+            "images_per_precision": ran,  # the images this run put through the model
             "model_cache": cached,
             # What made the vectors: a later run reuses them only if its own key is the same.
-            "featurizer": featurizer,
+            "featurizer": featurizer_key(featurizer),
+            "featurizer_parts": featurizer,
             "incremental": increment.summary(),
             "reuse": increment.reuse() if increment.base else None,
             "batch_size": batch_size,

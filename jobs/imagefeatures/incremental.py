@@ -1,11 +1,13 @@
 """Reusing an earlier run's features: which images of the manifest keep their vector.
 
 An image keeps its vector when the base run (an earlier run's output folder) featurized the same
-path with the same size and ETag, so the same bytes, and made it with the same featurizer: the
-same weights, runtime, requested precision and the packages that turn a file into a vector
-(`featurizer_key`). Everything else is featurized: new images, changed ones, and the base's
-rejects (a fixed file may decode now). Images the base had but the manifest no longer holds are
-dropped. Anything wrong with the base makes a full run, with the reason in the summary.
+path with the same size and ETag, so the same bytes, with the same featurizer (the same weights,
+runtime, the code and packages that turn a file into a vector: `featurizer_parts`), and the
+vector was made in the precision this run asks for (each vector records the precision that
+ran: a bf16 run on a CPU without bf16 made f32 vectors). Everything else is featurized: new
+images, changed ones, vectors of another precision, and the base's rejects (a fixed file may
+decode now). Images the base had but the manifest no longer holds are dropped. Anything wrong
+with the base makes a full run, with the reason in the summary.
 
 Everything is a DataFrame: the driver holds counts and the names of the base's part files, never
 a row per image. Reused vectors are not rewritten where that can be helped: a base part file
@@ -25,35 +27,59 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from imagefeatures import storage
+from imagefeatures.code_identity import VECTOR_CODE, code_digests
 from imagefeatures.contract import FEATURES, FEATURIZE_SUMMARY, REJECTS
 from imagefeatures.errors import first_line
 
 # What tells an unchanged image: its path and the manifest's size and ETag (same ETag and
 # size, same bytes). The features dataset keeps them beside each vector.
 FILE_IDENTITY = ("path", "size", "etag")
-# Bump when preprocessing changes the vector made from the same file and model.
-# 2: reuse keyed on the ETag (1 kept binaryFile's length and modificationTime).
-FEATURE_FORMAT = 2
+# And the precision the model ran in for that vector.
+PRECISION = "precision"
 # Besides the model's (model_cache.cache_key): what decodes and resizes the image.
 _DECODE_PACKAGES = ("pillow",)
 # The base part file a row was read from (Spark's hidden file metadata, a plain file name).
 _PART_FILE = "_part_file"
 # What becomes of each image of the manifest, and of each the base had.
 NEW, CHANGED, RETRIED, REUSED, REMOVED = "new", "changed", "retried", "reused", "removed"
-_TO_FEATURIZE = (NEW, CHANGED, RETRIED)
+OTHER_PRECISION = "other_precision"  # unchanged, but its vector ran in another precision
+FATES = (NEW, CHANGED, OTHER_PRECISION, RETRIED, REUSED, REMOVED)
+_TO_FEATURIZE = (NEW, CHANGED, OTHER_PRECISION, RETRIED)
 
 
-def featurizer_key(model_key: str, runtime: str, precision: str) -> str:
-    """What made a run's vectors: `model_key` (the weights and model packages' digest), the
-    runtime, the requested precision, and the decoding packages' versions."""
-    parts = {
+def featurizer_parts(model_key: str, runtime: str) -> dict:
+    """What makes a run's vectors, the precision aside: `model_key` (the weights, the model's
+    code and packages), the runtime, the code that reads, decodes and runs the model on an
+    image, and the decoding packages' versions."""
+    return {
         "model": model_key,
         "runtime": runtime,
-        "precision": precision,
-        "format": FEATURE_FORMAT,
+        "code": code_digests(VECTOR_CODE),
         "packages": {name: metadata.version(name) for name in _DECODE_PACKAGES},
     }
+
+
+def featurizer_key(parts: dict) -> str:
+    """The digest of featurizer_parts: a later run reuses vectors only if its own is equal."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def featurizer_difference(theirs: dict | None, ours: dict) -> str:
+    """What differs between the featurizer that made a base's vectors and this run's."""
+    if not isinstance(theirs, dict):
+        return "an older run, whose summary does not say what made its vectors"
+    differs = []
+    if theirs.get("model") != ours["model"]:
+        differs.append("the model (weights, model code or model packages)")
+    if theirs.get("runtime") != ours["runtime"]:
+        differs.append(f"the runtime ({theirs.get('runtime')})")
+    code = theirs.get("code") or {}
+    if code != ours["code"]:
+        moved = sorted(name for name in ours["code"] if code.get(name) != ours["code"][name])
+        differs.append(f"the code of {', '.join(moved) or 'other modules'}")
+    if theirs.get("packages") != ours["packages"]:
+        differs.append(f"the packages ({theirs.get('packages')})")
+    return ", ".join(differs) or "its featurizer"
 
 
 @dataclass
@@ -64,8 +90,8 @@ class Increment:
     todo: DataFrame  # manifest rows (path, label, size, etag) to featurize
     todo_count: int
     reason: str | None = None  # why a full run, when one was not asked for
-    # Reused rows to write again (path, label, features, size, etag): those of the base part
-    # files that also hold a changed, removed or rejected image; None when there are none.
+    # Reused rows to write again (path, label, features, size, etag, precision): those of the
+    # base part files that also hold another image's row; None when there are none.
     reused: DataFrame | None = None
     # Base part files (names under <base>/features) whose every row is reused: copied as they are.
     copied: list[str] = field(default_factory=list)
@@ -98,21 +124,24 @@ def plan_increment(
     manifest: DataFrame,
     images: int,
     base_uri: str | None,
-    key: str,
+    featurizer: dict,
+    precision: str,
     full_run_reason: str | None = None,
 ) -> Increment:
-    """Compare the manifest's `images` rows with the base run under `base_uri`; a full run
-    when there is none (`full_run_reason` says why) or it cannot be used."""
+    """Compare the manifest's `images` rows with the base run under `base_uri`, whose vectors
+    made by `featurizer` (featurizer_parts) in `precision` are kept; a full run when there is
+    none (`full_run_reason` says why) or it cannot be used."""
     if not base_uri:
         return full_run(manifest, images, full_run_reason)
     try:
-        base_features, base_rejects = _read_base(spark, base_uri, key)
+        base_features, base_rejects = _read_base(spark, base_uri, featurizer)
     except BaseUnusableError as exc:
         return full_run(manifest, images, f"base run {base_uri} not used: {exc}")
     except Exception as exc:  # unreadable: a full run costs time, never the run
         return full_run(manifest, images, f"base run {base_uri} unreadable: {first_line(exc)}")
-    fates = image_fates(manifest, base_features, base_rejects).persist(StorageLevel.MEMORY_AND_DISK)
-    counts = {fate: 0 for fate in (NEW, CHANGED, RETRIED, REUSED, REMOVED)}
+    fates = image_fates(manifest, base_features, base_rejects, precision)
+    fates = fates.persist(StorageLevel.MEMORY_AND_DISK)
+    counts = {fate: 0 for fate in FATES}
     for row in fates.groupBy("fate").count().collect():
         counts[row["fate"]] = row["count"]
     # Per base part file: its rows, and how many of them are reused (a few thousand files at
@@ -135,7 +164,7 @@ def plan_increment(
         touched_rows = spark.read.parquet(*(storage.join_uri(folder, name) for name in touched))
         reused_paths = fates.where(F.col("fate") == REUSED).select("path")
         rewritten = touched_rows.join(reused_paths, "path", "left_semi").select(
-            "path", "label", "features", *FILE_IDENTITY[1:]
+            "path", "label", "features", *FILE_IDENTITY[1:], PRECISION
         )
     todo = fates.where(F.col("fate").isin(*_TO_FEATURIZE)).select("path", "label", "size", "etag")
     return Increment(
@@ -147,7 +176,7 @@ def plan_increment(
 
 
 def image_fates(
-    manifest: DataFrame, base_features: DataFrame, base_rejects: DataFrame
+    manifest: DataFrame, base_features: DataFrame, base_rejects: DataFrame, precision: str
 ) -> DataFrame:
     """One row per image of the manifest or the base: (path, label, size, etag, fate, the base
     part file that holds its vector). Reads no vector."""
@@ -155,6 +184,7 @@ def image_fates(
         "path",
         F.col("size").alias("_base_size"),
         F.col("etag").alias("_base_etag"),
+        F.col(PRECISION).alias("_base_precision"),
         F.col("_metadata.file_name").alias(_PART_FILE),
     )
     rejected = base_rejects.select("path", F.lit(True).alias("_rejected")).dropDuplicates(["path"])
@@ -163,7 +193,10 @@ def image_fates(
     same = (F.col("size") == F.col("_base_size")) & (F.col("etag") == F.col("_base_etag"))
     fate = (
         F.when(F.col("_listed").isNull(), REMOVED)
-        .when(F.col(_PART_FILE).isNotNull() & same, REUSED)
+        .when(
+            F.col(_PART_FILE).isNotNull() & same & (F.col("_base_precision") == precision), REUSED
+        )
+        .when(F.col(_PART_FILE).isNotNull() & same, OTHER_PRECISION)
         .when(F.col(_PART_FILE).isNotNull(), CHANGED)
         .when(F.col("_rejected").isNotNull(), RETRIED)
         .otherwise(NEW)
@@ -175,16 +208,15 @@ class BaseUnusableError(ValueError):
     """The base run exists but its vectors are not this run's to reuse."""
 
 
-def _read_base(spark: SparkSession, base_uri: str, key: str) -> tuple[DataFrame, DataFrame]:
+def _read_base(spark: SparkSession, base_uri: str, featurizer: dict) -> tuple[DataFrame, DataFrame]:
     summary = storage.read_json_if_exists(spark, storage.join_uri(base_uri, FEATURIZE_SUMMARY))
     if summary is None:
         raise BaseUnusableError(f"it has no {FEATURIZE_SUMMARY}")
-    if summary.get("featurizer") != key:
-        raise BaseUnusableError(
-            "its features were made by other weights, runtime, precision or package versions"
-        )
+    if summary.get("featurizer") != featurizer_key(featurizer):
+        differs = featurizer_difference(summary.get("featurizer_parts"), featurizer)
+        raise BaseUnusableError(f"its vectors were made by another featurizer: {differs}")
     features = spark.read.parquet(storage.join_uri(base_uri, FEATURES))
-    missing = [name for name in FILE_IDENTITY if name not in features.columns]
+    missing = [name for name in (*FILE_IDENTITY, PRECISION) if name not in features.columns]
     if missing:
         raise BaseUnusableError(f"its features have no {', '.join(missing)} column")
     rows = features.count()

@@ -150,14 +150,14 @@ def with_features(
     return images.select(*images.columns, result).select(*images.columns, "result.*")
 
 
-def precisions_that_ran(results: DataFrame) -> dict[str, int]:
-    """{precision: images featurized in it}: workers on CPUs without bf16 ran f32."""
+def count_precisions(results: DataFrame) -> dict[str, int]:
+    """{precision: vectors made in it}: workers on CPUs without bf16 ran f32."""
     rows = results.where(F.col("precision").isNotNull()).groupBy("precision").count().collect()
     return {row["precision"]: row["count"] for row in rows}
 
 
 def summarize_precision(counts: dict[str, int]) -> str | None:
-    """The one precision that ran, "mixed" when workers differed, None when no image ran."""
+    """The one precision of `counts`, "mixed" when they differ, None when there are none."""
     if len(counts) > 1:
         return "mixed"
     return next(iter(counts), None)

@@ -1,10 +1,10 @@
 """A cache of exported OpenVINO models, so that a run pays the export only once per model.
 
 The export (TensorFlow's import, the Keras build and the conversion) costs 7-10 s of every run
-before any image is featurized. Its result depends only on the weights and on the versions of
-the packages that build and convert the model, so an entry is keyed by a digest of exactly
-those. The cache lives wherever the job can write (a local folder, or an S3 prefix beside the
-DAG's artifacts: a cluster's local disk dies with the cluster).
+before any image is featurized. Its result depends only on the weights, the code that builds and
+exports the model, and the versions of the packages that build and convert it, so an entry is
+keyed by a digest of exactly those. The cache lives wherever the job can write (a local folder,
+or an S3 prefix beside the DAG's artifacts: a cluster's local disk dies with the cluster).
 
 An entry is <cache>/<key>/: model.xml and model.bin, then manifest.json with their sizes and
 SHA-256, written last, so an entry without a manifest is incomplete and ignored. A fetched entry is
@@ -24,12 +24,11 @@ from urllib.parse import urlsplit
 from pyspark.sql import SparkSession
 
 from imagefeatures import storage
+from imagefeatures.code_identity import MODEL_CODE, code_digests
 from imagefeatures.errors import first_line
 from imagefeatures.model import INPUT_SHAPE, RANDOM_WEIGHTS_SEED
 
 MANIFEST = "manifest.json"
-# Bump when export_ir changes what it writes for the same weights and versions.
-EXPORT_FORMAT = 1
 # What builds and converts the model: a new version of any of them may export another graph.
 _EXPORT_PACKAGES = (("tensorflow", "tensorflow-cpu"), ("keras",), ("openvino",), ("numpy",))
 _CHUNK = 1 << 20
@@ -63,11 +62,11 @@ def weights_identity(weights: str) -> str:
 
 
 def cache_key(identity: str) -> str:
-    """The entry's name: a digest of the weights' identity and the exporting packages."""
+    """The entry's name: a digest of the weights' identity, the exporting code and packages."""
     parts = {
         "weights": identity,
         "input_shape": list(INPUT_SHAPE),
-        "format": EXPORT_FORMAT,
+        "code": code_digests(MODEL_CODE),
         "packages": {names[0]: _version(*names) for names in _EXPORT_PACKAGES},
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]

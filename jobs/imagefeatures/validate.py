@@ -161,12 +161,20 @@ def run_validate(spark: SparkSession, output_uri: str, progress: JobProgress | N
             if key in pca_summary
         },
         "checks": [r.as_dict() for r in results],
-        # What ran the model, as featurize recorded it (precision: what ran, not what was asked).
+        # What ran the model, as featurize recorded it (precision: what the vectors were made
+        # in, reused ones included, not what was asked).
         # Requests the run made to S3 for its images (the cost block prices them).
         "s3_gets": featurize_summary.get("s3_gets"),
         "model": {
             key: featurize_summary.get(key)
-            for key in ("weights", "runtime", "precision", "precision_requested", "model_cache")
+            for key in (
+                "weights",
+                "runtime",
+                "precision",
+                "precision_requested",
+                "vectors_per_precision",
+                "model_cache",
+            )  # fmt: skip
             if key in featurize_summary
         },
         # Which earlier run's vectors this run reused, and how many images were new, changed,

@@ -32,7 +32,13 @@ def bucket(s3):
 
 
 def earlier_run(
-    s3, name: str, claimed: str, status: str | None = "passed", dag_id: str = "dag", **changes
+    s3,
+    name: str,
+    claimed: str,
+    status: str | None = "passed",
+    dag_id: str = "dag",
+    made_in: dict | None = None,
+    **changes,
 ) -> str:
     folder = f"{ROOT}{name}/"
     marker = {"dag_id": dag_id, "run_id": name, "claimed_at": claimed}
@@ -41,7 +47,8 @@ def earlier_run(
     put(s3, folder + RUN_MARKER, json.dumps(marker))
     put(s3, folder + "features/part-0.parquet", b"PAR1")
     if status is not None:
-        put(s3, folder + "report.json", json.dumps({"status": status}))
+        model = {"vectors_per_precision": {"f32": 3} if made_in is None else made_in}
+        put(s3, folder + "report.json", json.dumps({"status": status, "model": model}))
     return folder
 
 
@@ -63,8 +70,11 @@ def test_the_latest_passed_run_of_this_dag_input_and_model_is_the_base(bucket):
     earlier_run(bucket, "d", "2026-01-10T00:00:00+00:00", status=None)  # partial: no report
     earlier_run(bucket, "e", "2026-01-11T00:00:00+00:00", dag_id="other_dag")
     earlier_run(bucket, "f", "2026-01-12T00:00:00+00:00", input_uri="s3://in-bucket/veg")
-    earlier_run(bucket, "g", "2026-01-13T00:00:00+00:00", weights="random", precision="bf16")
+    earlier_run(bucket, "g", "2026-01-13T00:00:00+00:00", weights="random", runtime="tensorflow")
     earlier_run(bucket, "h", "2026-01-14T00:00:00+00:00", features_of=False)  # an older run
+    # Asked for f32 (as this run does), but what ran is what counts: none of its vectors is.
+    earlier_run(bucket, "k", "2026-01-15T00:00:00+00:00", made_in={"bf16": 3})
+    earlier_run(bucket, "l", "2026-01-16T00:00:00+00:00", made_in=False)  # before the counts
     earlier_run(bucket, "manual__9", "2026-02-01T00:00:00+00:00")  # this run's own prefix
 
     choice = choose(bucket)
@@ -76,8 +86,10 @@ def test_the_latest_passed_run_of_this_dag_input_and_model_is_the_base(bucket):
         "runs/d/: it has no report (it failed, or is still running)",
         "runs/e/: another DAG's run ('other_dag')",
         "runs/f/: its input_uri differ",
-        "runs/g/: its precision, weights differ",
+        "runs/g/: its runtime, weights differ",
         "runs/h/: its marker does not say what its features were made of",
+        "runs/k/: none of its vectors were made in f32 ({'bf16': 3})",
+        "runs/l/: its report does not say which precision made its vectors",
     ):
         assert expected in reasons, expected
     assert "manual__9" not in reasons
@@ -106,3 +118,13 @@ def test_full_refresh_and_incremental_off_look_for_no_base(bucket):
     assert refresh.uri is None and refresh.reason.startswith("full_refresh=true")
     off = base_for_run(bucket, replace(options, incremental=False), plan, "dag")
     assert off.uri is None and off.reason.startswith("incremental=false")
+
+
+def test_a_base_is_chosen_by_the_precision_its_vectors_were_made_in(bucket):
+    """A run that asked for bf16 on CPUs without it made f32 vectors: an f32 run reuses them,
+    a bf16 run does not."""
+    fell_back = earlier_run(bucket, "a", "2026-01-01T00:00:00+00:00", precision="bf16")
+    assert choose(bucket).uri == fell_back
+    bf16 = choose_base_run(bucket, ROOT, THIS_RUN, "dag", {**WANTED, "precision": "bf16"})
+    assert bf16.uri is None
+    assert bf16.skipped == [f"{fell_back}: none of its vectors were made in bf16 ({{'f32': 3}})"]

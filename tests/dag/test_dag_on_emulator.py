@@ -233,10 +233,13 @@ def test_a_full_run_then_incremental_runs_that_reuse_only_what_passed(
     # New: new.jpg and late.jpg (landed during run 1); changed: r_0 and the same-size PNG;
     # retried: run 1's rejects (broken.jpg, and r_2 that changed under it).
     assert rerun["incremental"] == {
-        "base_run": out, "new": 2, "changed": 2, "retried": 2, "reused": 6, "removed": 1,
+        "base_run": out, "new": 2, "changed": 2, "other_precision": 0, "retried": 2, "reused": 6,
+        "removed": 1,
     }  # fmt: skip
     assert again.summary["base_run"] == out
     assert (rerun["images"], rerun["features"], rerun["rejects"]) == (12, 12, 0)
+    # Every vector counted in the precision it was made in, the six reused ones included.
+    assert rerun["model"]["vectors_per_precision"] == {"f32": 12}
     # Only the six images it featurized were read from S3.
     assert input_requests(emulator, "GetObject") - gets_before == rerun["s3_gets"] == 6
     # It exported nothing: the model came from run 1's cache entry.

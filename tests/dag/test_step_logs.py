@@ -119,6 +119,11 @@ def test_report_summary_names_the_model_that_ran():
     assert "model: openvino, bf16 (weights random; model from the cache)" in lines[0]
     assert "(weights random; model exported and cached)" in lines[1]
     assert "(weights random; model exported and NOT cached (see the step's log))" in lines[2]
+    # Vectors reused from a bf16 base beside new ones that ran f32: how many of each.
+    mixed = {**model, "precision": "mixed", "vectors_per_precision": {"f32": 1, "bf16": 9}}
+    assert "model: openvino, mixed (9 vectors bf16, 1 vectors f32; weights random)" in (
+        format_summary({**REPORT, "model": mixed})
+    )
 
 
 def test_report_checks():

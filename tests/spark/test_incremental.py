@@ -91,18 +91,20 @@ def test_a_first_run_records_what_tells_a_changed_image(spark, runs):
     assert first["incremental"] == {"base_run": None, "reason": None}
     assert (first["features"], first["rejects"]) == (9, 2)
     columns = spark.read.parquet(str(root / "first" / "features")).columns
-    assert columns == ["path", "label", "features", "size", "etag"]
+    assert columns == ["path", "label", "features", "size", "etag", "precision"]
 
 
 def test_an_incremental_run_reuses_unchanged_vectors_and_featurizes_the_rest(spark, runs):
     root, _, _, _, second, _, changed = runs
     assert second["incremental"] == {
         "base_run": uri(root / "first"),
-        "new": 1, "changed": 1, "retried": 2, "reused": 7, "removed": 1,
+        "new": 1, "changed": 1, "other_precision": 0, "retried": 2, "reused": 7, "removed": 1,
     }  # fmt: skip
     assert (second["listed"], second["features"], second["rejects"]) == (11, 10, 1)
-    # Only the new, the changed and the fixed image went through the model.
+    # Only the new, the changed and the fixed image went through the model; every vector,
+    # reused ones included, is counted in the precision it was made in.
     assert second["images_per_precision"] == {"f32": 3}
+    assert (second["precision"], second["vectors_per_precision"]) == ("f32", {"f32": 10})
     first_vectors, ours, reference = (
         vectors(spark, root / name) for name in ("first", "second", "full")
     )
@@ -137,7 +139,7 @@ def test_an_unchanged_input_needs_no_model(spark, runs, tmp_path):
     again = featurize(spark, images, tmp_path / "again", cache, base=uri(root / "second"))
     assert again["incremental"] == {
         "base_run": uri(root / "second"),
-        "new": 0, "changed": 0, "retried": 1, "reused": 10, "removed": 0,
+        "new": 0, "changed": 0, "other_precision": 0, "retried": 1, "reused": 10, "removed": 0,
     }  # fmt: skip
     assert again["model_cache"] is None or again["images_per_precision"] == {}
     ours, before = vectors(spark, tmp_path / "again"), vectors(spark, root / "second")
@@ -168,7 +170,7 @@ def _lost_features(base: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        (_other_featurizer, "not used: its features were made by other weights"),
+        (_other_featurizer, "not used: its vectors were made by another featurizer"),
         (_lost_features, "unreadable: [PATH_NOT_FOUND]"),
     ],
     ids=["another model", "features gone"],
@@ -195,7 +197,7 @@ def test_a_base_whose_every_part_file_is_reused_needs_no_read_of_its_vectors(spa
     again = featurize(spark, images, tmp_path / "again", cache, base=uri(tmp_path / "first"))
     assert again["incremental"] == {
         "base_run": uri(tmp_path / "first"),
-        "new": 0, "changed": 0, "retried": 0, "reused": 4, "removed": 0,
+        "new": 0, "changed": 0, "other_precision": 0, "retried": 0, "reused": 4, "removed": 0,
     }  # fmt: skip
     assert again["reuse"] == {
         "files_copied": len(part_files(tmp_path / "first")),

@@ -35,6 +35,7 @@ def test_spark_submit_runs_the_three_jobs(tmp_path):
         "runtime": "openvino",
         "precision": "f32",
         "precision_requested": "f32",
+        "vectors_per_precision": {"f32": 6},
         # Exported by the forked process, then kept for the next run.
         "model_cache": {**report["model"]["model_cache"], "hit": False, "stored": True},
     }
