@@ -160,6 +160,15 @@ def progressive_cmyk_jpeg(size: tuple[int, int]) -> bytes:
     return encoded(image, "JPEG", progressive=True, subsampling=0, quality=90)
 
 
+def scan_bomb_jpeg(size: tuple[int, int], scans: int) -> bytes:
+    """A small progressive JPEG whose last scan is repeated until it has `scans` scans: each
+    one makes libjpeg decode the whole image again."""
+    content = encoded(Image.new("RGB", size, (10, 200, 30)), "JPEG", progressive=True)
+    last_scan = content[content.rfind(b"\xff\xda") : -2]  # to EOI
+    assert content.count(b"\xff\xda") == 10  # libjpeg's progressive script
+    return content[:-2] + last_scan * (scans - 10) + b"\xff\xd9"
+
+
 @dataclass(frozen=True)
 class HostileCase:
     relative: str
@@ -197,6 +206,12 @@ def hostile_input_cases(seed: int = 7, largest: bool = True) -> dict[str, Hostil
             uniform_png(13000, 13000, bytes((200, 60, 40, 128))),
             "rejects",
             "image too large: 13000x13000 is 169,000,000 pixels",
+        ),
+        "scan_bomb_jpeg": HostileCase(
+            "Hostile/scans.jpg",
+            scan_bomb_jpeg((2048, 2048), 500),
+            "rejects",
+            "image too costly to decode: a JPEG of more than 100 scans",
         ),
         "truncated_png": HostileCase(
             "Hostile/truncated.png", png_bytes(base)[:-40], "rejects", "OSError: "

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import json
 
+import pyarrow.parquet as pq
+
 from localdev.local_spark import spark_submit
-from tests.image_cases import bad_input_cases, write, write_good_images
+from tests.image_cases import (
+    bad_input_cases,
+    encoded,
+    picture,
+    scan_bomb_jpeg,
+    write,
+    write_good_images,
+)
 
 
 def test_spark_submit_runs_the_three_jobs(tmp_path):
@@ -91,3 +100,31 @@ def test_spark_submit_fails_clearly_on_a_corrupt_weights_file(tmp_path):
     output = result.stdout + result.stderr
     assert f"weights 'sparkfiles:{weights.name}' cannot be loaded" in output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_jpeg_of_too_many_scans_is_a_reject_not_hours_of_decoding(tmp_path):
+    """0.03 MB, 2048x2048, 500 scans: libjpeg decodes the image once per scan (2,000 scans of
+    8192x8192 took 77 CPU-seconds). Refused before its decode; ordinary progressive JPEGs
+    (10 scans, 18 for CMYK) and one with an EXIF thumbnail are featurized."""
+    images, out = tmp_path / "images", tmp_path / "out"
+    photo = picture(3, (320, 240))
+    write(images / "Fig" / "scans.jpg", scan_bomb_jpeg((2048, 2048), 500))
+    write(images / "Fig" / "progressive.jpg", encoded(photo, "JPEG", progressive=True))
+    cmyk = encoded(photo.convert("CMYK"), "JPEG", progressive=True, subsampling=0)
+    write(images / "Fig" / "cmyk.jpg", cmyk)
+    exif = photo.getexif()
+    exif[0x0112] = 6
+    write(images / "Fig" / "exif.jpg", encoded(photo, "JPEG", exif=exif))
+    args = ["--input", str(images), "--output", str(out), "--weights", "random"]
+    result = spark_submit("featurize", args, capture_output=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "featurize_summary.json").read_text())
+    assert (summary["features"], summary["rejects"]) == (3, 1)
+    rejects = pq.read_table(out / "rejects").to_pylist()
+    assert [(row["path"].rsplit("/", 1)[-1], row["error"]) for row in rejects] == [
+        (
+            "scans.jpg",
+            "image too costly to decode: a JPEG of more than 100 scans (each scan decodes the "
+            "whole image again)",
+        )
+    ]
