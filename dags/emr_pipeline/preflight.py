@@ -9,6 +9,7 @@ clears what an earlier attempt wrote under the run's prefix, its manifest includ
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -27,10 +28,11 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def check_weights(s3: Any, weights_uri: str) -> None:
-    """The weights file exists, is an HDF5 file, and the Airflow connection can read it: its
-    first bytes are read, which proves what a HeadObject would not (an archived object, a KMS
-    key the connection may not use). The run copies the file next to its job code, where the
-    nodes' instance role reads it."""
+    """The weights file exists, the Airflow connection can read it, and it holds the whole
+    MobileNetV2's weights (the arrays and values featurize loads): its first bytes are read,
+    which proves what a HeadObject would not (an archived object, a KMS key the connection may
+    not use), then, if it is an HDF5 file of a plausible size, the whole file. The run copies
+    the file next to its job code, where the nodes' instance role reads it."""
     bucket, key = split_s3_uri(weights_uri)
     try:
         answer = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{len(HDF5_SIGNATURE) - 1}")
@@ -57,6 +59,17 @@ def check_weights(s3: Any, weights_uri: str) -> None:
             f"weights: {weights_uri} is not an HDF5 file (a Keras .weights.h5 file starts "
             f"with {HDF5_SIGNATURE!r}, this one with {first_bytes!r})"
         )
+    size = int(answer["ContentRange"].rpartition("/")[2])
+    if size > contract.MAX_WEIGHTS_BYTES:
+        raise PreflightError(
+            f"weights: {weights_uri} is {size:,} bytes; MobileNetV2's weights file is about "
+            f"15 MB, and a file over {contract.MAX_WEIGHTS_BYTES:,} bytes is not one"
+        )
+    # Its arrays, before a cluster is paid for: an HDF5 file of another model would fail
+    # featurize on the cluster.
+    content = s3.get_object(Bucket=bucket, Key=key, IfMatch=answer["ETag"])["Body"].read()
+    if problem := contract.weights_problem(io.BytesIO(content)):
+        raise PreflightError(f"weights: {weights_uri} is not MobileNetV2's weights: {problem}")
 
 
 def check_run(

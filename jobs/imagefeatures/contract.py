@@ -1,18 +1,25 @@
 """What the DAG and the Spark jobs must agree on, written once.
 
-Standard library only: the jobs import it from the package (the zip on EMR), and the DAG loads
-this file by path (`emr_pipeline.job_contract`), because importing the package there would pull
-in numpy and PIL.
+Standard library only at import: the jobs import it from the package (the zip on EMR), and the
+DAG loads this file by path (`emr_pipeline.job_contract`), because importing the package there
+would pull in numpy and PIL. (The weights check imports h5py when it is called.)
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # --weights: a builtin name, or a Keras weights file of the whole MobileNetV2.
 BUILTIN_WEIGHTS = ("imagenet", "random")
 WEIGHTS_SUFFIX = ".weights.h5"  # what Keras 3 writes
 WEIGHTS_SUFFIXES = (WEIGHTS_SUFFIX, ".h5")  # what featurize accepts
+# The whole MobileNetV2 (alpha 1.0, 224x224, classifier included): its weight arrays (kernels,
+# biases, batch-norm gamma/beta/mean/variance) and their values.
+MOBILENET_V2_WEIGHT_ARRAYS = 262
+MOBILENET_V2_WEIGHT_VALUES = 3_538_984
+# Its weights file is 14.6 MB in float32: a file four times that size is not one.
+MAX_WEIGHTS_BYTES = 64 * 2**20
 # --runtime and --precision choices, the default first (the form's enums too).
 RUNTIMES = ("openvino", "tensorflow")
 PRECISIONS = ("f32", "bf16")
@@ -46,6 +53,28 @@ PLOT = "pca.png"
 # Each step's progress while it runs (<run>/_progress/<step>.json; `_` hides it from Spark).
 PROGRESS = "_progress"
 STEP_NAMES = ("featurize", "pca", "validate")
+
+
+def weights_problem(source: Any) -> str | None:
+    """Why the HDF5 file `source` (a path or a binary file object) does not hold the whole
+    MobileNetV2's weights; None when it holds its arrays and values."""
+    import h5py
+
+    sizes: list[int] = []
+    try:
+        with h5py.File(source, "r") as weights:
+            weights.visititems(
+                lambda _, item: sizes.append(item.size) if isinstance(item, h5py.Dataset) else None
+            )
+    except OSError as exc:
+        return f"it cannot be read as HDF5 ({exc})"
+    if (len(sizes), sum(sizes)) != (MOBILENET_V2_WEIGHT_ARRAYS, MOBILENET_V2_WEIGHT_VALUES):
+        return (
+            f"it holds {len(sizes)} weight arrays of {sum(sizes):,} values; the whole MobileNetV2 "
+            f"(classifier included) has {MOBILENET_V2_WEIGHT_ARRAYS} of "
+            f"{MOBILENET_V2_WEIGHT_VALUES:,}"
+        )
+    return None
 
 
 def manifest_summary_uri(manifest_uri: str) -> str:

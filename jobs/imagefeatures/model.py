@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from imagefeatures.contract import WEIGHTS_SUFFIX
+from imagefeatures.contract import WEIGHTS_SUFFIX, weights_problem
 
 INPUT_SHAPE = (224, 224, 3)
 RANDOM_WEIGHTS_SEED = 20240517
@@ -60,25 +60,10 @@ def build_feature_model(weights: str):
     return keras.Model(inputs=classifier.input, outputs=classifier.layers[-2].output)
 
 
-# Weight arrays of the whole MobileNetV2 (alpha 1.0, classifier included): kernels, biases,
-# batch-norm gamma/beta/mean/variance.
-MOBILENET_V2_WEIGHT_ARRAYS = 262
-
-
 def check_weights_file(path: str) -> None:
     """Raise ValueError unless `path` is an HDF5 weights file with MobileNetV2's arrays."""
-    import h5py
-
-    arrays = []
-    with h5py.File(path, "r") as weights:
-        weights.visititems(
-            lambda name, item: arrays.append(name) if isinstance(item, h5py.Dataset) else None
-        )
-    if len(arrays) != MOBILENET_V2_WEIGHT_ARRAYS:
-        raise ValueError(
-            f"{path} holds {len(arrays)} weight arrays; the whole MobileNetV2 (classifier "
-            f"included) has {MOBILENET_V2_WEIGHT_ARRAYS}"
-        )
+    if problem := weights_problem(path):
+        raise ValueError(f"{path}: {problem}")
 
 
 def compile_feature_fn(model) -> Callable[[np.ndarray], np.ndarray]:

@@ -204,7 +204,7 @@ def test_images_over_the_limit_are_refused_with_examples(buckets, own_temp_dir):
     assert not list(own_temp_dir.iterdir())
 
 
-def test_weights_must_exist_and_be_hdf5(buckets):
+def test_weights_must_exist_and_be_mobilenet_v2s(buckets, random_weights_file):
     uri = "s3://in-bucket/m.weights.h5"
     with pytest.raises(PreflightError, match="weights: s3://in-bucket/m.weights.h5 does not"):
         check_weights(buckets, uri)
@@ -215,6 +215,12 @@ def test_weights_must_exist_and_be_hdf5(buckets):
     with pytest.raises(PreflightError, match="is not an HDF5 file"):
         check_weights(buckets, uri)
     put(buckets, uri, preflight.HDF5_SIGNATURE + b"rest of the file")
+    with pytest.raises(PreflightError, match="is not MobileNetV2's weights: it cannot be read"):
+        check_weights(buckets, uri)
+    put(buckets, uri, preflight.HDF5_SIGNATURE + bytes(64 * 2**20))
+    with pytest.raises(PreflightError, match="is 67,108,872 bytes; MobileNetV2's weights file"):
+        check_weights(buckets, uri)
+    put(buckets, uri, random_weights_file.read_bytes())
     check_weights(buckets, uri)
 
 

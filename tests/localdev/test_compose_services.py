@@ -172,6 +172,7 @@ def test_airflow_image_pins_equal_requirements(services, requirement_pins):
         "apache-airflow": airflow,
         "apache-airflow-providers-amazon": amazon,
         "aiobotocore": requirement_pins["aiobotocore"],  # deferrable waits, the default
+        "h5py": requirement_pins["h5py"],  # preflight reads a weights file's arrays
     }
     assert "--constraint /tmp/fruit-constraints.txt" in installs[0]
     assert "COPY constraints.txt /tmp/fruit-constraints.txt" in instructions

@@ -12,10 +12,13 @@ The other side, a run that passes them: test_guarded_run_on_emulator.py.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from typing import Any
 
+import h5py
+import numpy as np
 import pendulum
 import pytest
 
@@ -216,6 +219,14 @@ def _huge_image(s3: Any) -> None:
     put(s3, INPUT + "Kiwi/huge.jpg", b"\xff\xd8" + b"\x00" * 100_000)
 
 
+def _another_models_weights(s3: Any) -> None:
+    """An HDF5 weights file, but not MobileNetV2's: featurize would fail on the cluster."""
+    content = io.BytesIO()
+    with h5py.File(content, "w") as weights:
+        weights["layers/dense/vars/0"] = np.zeros((3, 3), dtype=np.float32)
+    put(s3, "s3://example-fruit-features/models/dense.weights.h5", content.getvalue())
+
+
 def _this_runs_output_around_another_run(s3: Any) -> None:
     out = run_output_uri(OUTPUT, RUN_ID)
     put(s3, out + RUN_MARKER, json.dumps({"dag_id": DAG_ID, "run_id": RUN_ID}))
@@ -251,6 +262,15 @@ STATE_REFUSALS = {
         {"weights": "s3://example-fruit-features/models/page.weights.h5"},
         {},
         r"weights: s3://example-fruit-features/models/page\.weights\.h5 is not an HDF5 file",
+    ),
+    # Issue 31: an HDF5 file of another model passed preflight (only its signature was read).
+    "weights of another model": (
+        _another_models_weights,
+        {"weights": "s3://example-fruit-features/models/dense.weights.h5"},
+        {},
+        r"weights: s3://example-fruit-features/models/dense\.weights\.h5 is not MobileNetV2's "
+        r"weights: it holds 1 weight arrays of 9 values; the whole MobileNetV2 \(classifier "
+        r"included\) has 262 of 3,538,984",
     ),
     "an image over the deployment's max_image_bytes": (
         _huge_image,
