@@ -18,6 +18,22 @@ NODE_PYTHON = "/usr/bin/python3.11"
 # Created world-writable by the bootstrap; holds pre-cached imagenet weights.
 KERAS_HOME = "/var/cache/keras"
 _MAX_TAG_VALUE = 256
+# The nodes' volumes, set here rather than left to EMR's defaults (which vary with the instance
+# type and the release, and which the API does not report for the root volume), so that the
+# cost estimate prices exactly what a run provisions: the root volume at EMR 7's default size
+# as gp3 at its included baseline, and one gp3 data volume per node for Spark's local files
+# (this job's shuffles and spills are small).
+ROOT_VOLUME = {"EbsRootVolumeSize": 15, "EbsRootVolumeIops": 3000, "EbsRootVolumeThroughput": 125}
+VOLUME_TYPE = "gp3"
+DATA_VOLUME_GB = 32
+DATA_VOLUMES = {
+    "EbsBlockDeviceConfigs": [
+        {
+            "VolumeSpecification": {"VolumeType": VOLUME_TYPE, "SizeInGB": DATA_VOLUME_GB},
+            "VolumesPerInstance": 1,
+        }
+    ]
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,7 @@ def _instance_groups(options: RunOptions) -> list[dict[str, Any]]:
             "Market": "ON_DEMAND",  # losing the primary node loses the cluster
             "InstanceType": options.master_instance_type,
             "InstanceCount": 1,
+            "EbsConfiguration": DATA_VOLUMES,
         }
     ]
     if options.core_instance_count > 0:
@@ -53,6 +70,7 @@ def _instance_groups(options: RunOptions) -> list[dict[str, Any]]:
                 "Market": "SPOT" if options.core_spot else "ON_DEMAND",
                 "InstanceType": options.core_instance_type,
                 "InstanceCount": options.core_instance_count,
+                "EbsConfiguration": DATA_VOLUMES,
             }
         )
     return groups
@@ -150,6 +168,7 @@ def build_job_flow_overrides(
         "Applications": [{"Name": "Spark"}],
         "LogUri": ctx.log_uri,
         "Instances": instances,
+        **ROOT_VOLUME,
         "BootstrapActions": [
             {
                 "Name": "install-python-deps",

@@ -1,10 +1,16 @@
 """What a run's EMR cluster used, and an estimate of what that cost.
 
 Usage comes from EMR itself: each instance's timeline (ListInstances) gives its hours, per
-instance group, and DescribeCluster gives EMR's NormalizedInstanceHours. The estimate prices
-those hours with a dated price table (EC2 on-demand plus EMR's uplift, per region): the one
-shipped beside this module, or a deployment's own (`price_table_uri`). A price that the table
-lacks gives no estimate (`estimate_usd: null`, with the reason in `notes`), never an error.
+instance group, with the group's EBS volumes (ListInstanceGroups) and the root volume
+(DescribeCluster, which also gives EMR's NormalizedInstanceHours). The estimate prices those
+hours with a dated price table (EC2 on-demand plus EMR's uplift, per region, and EBS per
+GB-month): the one shipped beside this module, or a deployment's own (`price_table_uri`). An
+instance price that the table lacks gives no estimate (`estimate_usd: null`, with the reason in
+`notes`), never an error; a volume price it lacks leaves the volumes out, and says so.
+
+Every cluster of the run is costed: a run cleared and run again (a killed worker, a failed
+attempt) had other clusters, found by the run's tags, each recorded in `<run>/costs/<cluster
+id>.json`, which a rerun's clearing keeps; `run_estimate_usd` adds them up.
 
 The run's S3 requests (`s3_requests`) are derived from what the run recorded, never guessed:
 preflight's LIST requests (manifest.json), featurize's GETs of images (featurize_summary.json,
@@ -19,21 +25,30 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from emr_pipeline.idempotency import check_run_cluster
+from emr_pipeline.idempotency import (
+    ACTIVE_CLUSTER_STATES,
+    ENDED_CLUSTER_STATES,
+    check_run_cluster,
+    find_run_clusters,
+)
 from emr_pipeline.job_contract import contract
 from emr_pipeline.price_table import (
     SPOT_LABEL,
     PriceTableError,
+    ebs_price_per_gb_hour,
     load_price_table,
     price_groups,
     s3_request_prices,
 )
+from emr_pipeline.run_prefix import COSTS_FOLDER, RUN_MARKER
 from emr_pipeline.uris import as_prefix, split_s3_uri
 
 COST_NAME = "cost.json"  # beside report.json in the run's output prefix
+# Clusters of the run are created after its marker is claimed; a margin for clock skew.
+_CLOCK_SKEW = timedelta(minutes=10)
 # EC2 (Linux) and EMR both bill per second with a one-minute minimum per instance: an
 # instance that lived 20 s costs a minute. (Hours are counted from the instance's
 # CreationDateTime; EC2 starts billing when the instance runs, a little later, so this errs
@@ -76,6 +91,7 @@ def group_usage(
             "instance_type": group.get("InstanceType"),
             "market": group.get("Market", "ON_DEMAND"),
             "requested": group.get("RequestedInstanceCount"),
+            "ebs_gb_per_instance": _volumes_gb(group.get("EbsBlockDevices", [])),
             "instances": [],
         }
     for instance in instances:
@@ -89,6 +105,7 @@ def group_usage(
                 "instance_type": instance.get("InstanceType"),
                 "market": instance.get("Market", "ON_DEMAND"),
                 "requested": None,
+                "ebs_gb_per_instance": {},
                 "instances": [],
             },
         )
@@ -97,6 +114,58 @@ def group_usage(
         entry["instance_count"] = len(entry["instances"])
         entry["hours"] = sum(i["hours"] for i in entry["instances"])
     return list(usage.values())
+
+
+def _volumes_gb(devices: list[dict[str, Any]]) -> dict[str, int]:
+    """{volume type: GB} of the EBS volumes ListInstanceGroups lists for each instance."""
+    sizes: dict[str, int] = {}
+    for device in devices:
+        spec = device.get("VolumeSpecification", {})
+        kind = spec.get("VolumeType", "unknown")
+        sizes[kind] = sizes.get(kind, 0) + int(spec.get("SizeInGB", 0))
+    return sizes
+
+
+def root_volume(cluster: dict[str, Any]) -> dict[str, int]:
+    """{volume type: GB} of each instance's root volume: gp3 when the cluster names its IOPS
+    or throughput (which only gp3 has; the DAG sets both), else of a type the API does not
+    say."""
+    size = cluster.get("EbsRootVolumeSize")
+    if not size:
+        return {"unknown": 0}
+    gp3 = cluster.get("EbsRootVolumeIops") or cluster.get("EbsRootVolumeThroughput")
+    return {"gp3" if gp3 else "unknown": int(size)}
+
+
+def price_volumes(
+    groups: list[dict[str, Any]], root: dict[str, int], table: dict[str, Any] | None, region: str
+) -> tuple[float, list[str]]:
+    """Adds each group's EBS GB-hours and dollars (its volumes and the root volume, over its
+    instances' hours); returns the dollars of the volumes priced, and notes on those that are
+    not (a type whose price the table lacks, or a root volume of unknown size or type)."""
+    usd, missing = 0.0, set()
+    for group in groups:
+        volumes = dict(group.get("ebs_gb_per_instance") or {})
+        for kind, size in root.items():
+            volumes[kind] = volumes.get(kind, 0) + size
+        group["ebs_gb_hours"] = {kind: group["hours"] * size for kind, size in volumes.items()}
+        group["ebs_usd"] = 0.0
+        for kind, gb_hours in group["ebs_gb_hours"].items():
+            price = None if kind == "unknown" else ebs_price_per_gb_hour(table, region, kind)
+            if price is None:
+                missing.add(kind)
+                continue
+            group["ebs_usd"] += gb_hours * price
+        usd += group["ebs_usd"]
+    notes = []
+    if "unknown" in missing:
+        missing.discard("unknown")
+        notes.append("the root volume's size or type is unknown: it is not priced")
+    notes += [
+        f"the price table has no EBS price for {kind} in {region}: those volumes are not priced"
+        for kind in sorted(missing)
+    ]
+    return usd, notes
 
 
 def region_of(cluster: dict[str, Any], fallback: str) -> str:
@@ -138,6 +207,13 @@ def run_cost(
         notes.append(f"the cluster was {state}: running instances are counted until now")
     spot = any(g["market"] == "SPOT" for g in groups)
     instances_usd = estimate
+    ebs_usd, ebs_notes = price_volumes(groups, root_volume(cluster), table, region)
+    notes += ebs_notes
+    if estimate is not None:
+        estimate += ebs_usd
+    # Spot is priced at on-demand, its cap: an upper bound only if nothing is left out and no
+    # lower bound (the S3 requests counted) is added in.
+    upper_bound = spot and estimate is not None and not ebs_notes and s3_parts is None
     s3_block = None
     if s3_parts is not None:
         s3_block = price_s3_requests(s3_parts, table, region)
@@ -156,8 +232,9 @@ def run_cost(
         "billing": f"per second, {MIN_BILLED_SECONDS} s minimum per instance",
         "groups": groups,
         "instances_usd": instances_usd,
+        "ebs_usd": ebs_usd,
         "estimate_usd": estimate,
-        "estimate_is_upper_bound": spot and estimate is not None,
+        "estimate_is_upper_bound": upper_bound,
         "currency": "USD",
         "price_table": None
         if table is None
@@ -200,6 +277,8 @@ class RunRecords:
     featurize_summary: dict[str, Any] | None = None
     report: dict[str, Any] | None = None
     has_report: bool = False
+    marker: dict[str, Any] | None = None  # the run's marker: when the run was claimed
+    cluster_costs: set[str] = field(default_factory=set)  # clusters with a costs/ file
     unreadable: dict[str, str] = field(default_factory=dict)  # file name: why
 
 
@@ -210,7 +289,7 @@ def read_run_records(s3_client: Any, run_uri: str, page_size: int | None = None)
     to a role that may list the bucket only under some prefixes (this connection)."""
     bucket, key = split_s3_uri(run_uri)
     prefix = as_prefix(key)
-    names = (contract.MANIFEST_SUMMARY, contract.FEATURIZE_SUMMARY, contract.REPORT)
+    names = (contract.MANIFEST_SUMMARY, contract.FEATURIZE_SUMMARY, contract.REPORT, RUN_MARKER)
     records, found = RunRecords(run_uri=as_prefix(run_uri)), set()
     config = {"PageSize": page_size} if page_size else {}
     pages = s3_client.get_paginator("list_objects_v2").paginate(
@@ -220,8 +299,10 @@ def read_run_records(s3_client: Any, run_uri: str, page_size: int | None = None)
         records.list_pages += 1
         for obj in page.get("Contents", ()):
             name = obj["Key"][len(prefix) :]
-            if name == COST_NAME:
-                continue  # this step (re)writes it: one of its own PUTs
+            if name.startswith(COSTS_FOLDER):  # read only if that cluster's cost is needed
+                records.cluster_costs.add(name[len(COSTS_FOLDER) :].removesuffix(".json"))
+            if name == COST_NAME or name.startswith(COSTS_FOLDER):
+                continue  # this step (re)writes them: its own PUTs
             records.objects += 1
             if name in names:
                 found.add(name)
@@ -242,6 +323,7 @@ def read_run_records(s3_client: Any, run_uri: str, page_size: int | None = None)
     records.featurize_summary = read.get(contract.FEATURIZE_SUMMARY)
     records.report = read.get(contract.REPORT)
     records.has_report = contract.REPORT in found
+    records.marker = read.get(RUN_MARKER)
     return records
 
 
@@ -301,13 +383,13 @@ def s3_request_parts(records: RunRecords) -> list[dict[str, Any]]:
             "put": records.objects,
         },
         {
-            "what": "this step: its listing of the run's prefix, its reads, cost.json"
-            + (" and report.json" if records.has_report else ""),
+            "what": "this step: its listing of the run's prefix, its reads, cost.json, "
+            "its cluster's costs/ file" + (" and report.json" if records.has_report else ""),
             "from": "this step",
             "region": None,
             "list": records.list_pages,
             "get": records.gets,
-            "put": 1 + records.has_report,
+            "put": 2 + records.has_report,
         },
     ]
 
@@ -402,8 +484,10 @@ def error_block(cluster_id: str, error: str) -> dict[str, Any]:
 def summary_fields(block: dict[str, Any] | None) -> dict[str, Any]:
     """The few numbers a summary (XCom, Asset event extra) carries."""
     block = block or {}
+    # The whole run's, earlier attempts' clusters included, where they were added up.
+    estimate = block.get("run_estimate_usd", block.get("estimate_usd"))
     return {
-        "cost_estimate_usd": _rounded(block.get("estimate_usd"), 4),
+        "cost_estimate_usd": _rounded(estimate, 4),
         "cost_estimate_is_upper_bound": block.get("estimate_is_upper_bound"),
         "instance_hours": _rounded(block.get("instance_hours"), 4),
         "normalized_instance_hours": block.get("normalized_instance_hours"),
@@ -426,24 +510,43 @@ def format_cost(block: dict[str, Any]) -> str:
     else:
         bound = " (an upper bound: spot)" if block.get("estimate_is_upper_bound") else ""
         price = f"estimated ${estimate:.4f}{bound}"
+    normalized = block.get("normalized_instance_hours")
+    normalized = "unknown" if normalized is None else normalized
     lines = [
         f"cost of cluster {block['cluster_id']} ({block['region']}): {price}; "
         f"{block['instance_hours']:.4f} instance-hours, "
-        f"{block['normalized_instance_hours']} normalized instance-hours (EMR)"
+        f"{normalized} normalized instance-hours (EMR)"
     ]
     for group in block.get("groups", []):
         each = group.get("usd_per_hour")
         rate = f" at ${each['ec2']} + ${each['emr']} EMR/h" if each else ""
         usd = group.get("estimate_usd")
+        volumes = ", ".join(
+            f"{gb_hours:.2f} GB-h {kind}"
+            for kind, gb_hours in group.get("ebs_gb_hours", {}).items()
+        )
+        ebs = f"; EBS {volumes} = ${group.get('ebs_usd', 0):.4f}" if volumes else ""
         lines.append(
             f"  {group['role'] or group['id']}: {group['instance_count']} x "
             f"{group['instance_type']} {group['market']} (requested {group['requested']}), "
             f"{group['hours']:.4f} h{rate}"
             + ("" if usd is None else f" = ${usd:.4f}")
             + (f" [{group['priced_as']}]" if group.get("priced_as") == SPOT_LABEL else "")
+            + ebs
         )
     if block.get("s3_requests"):
         lines.append(format_s3_requests(block["s3_requests"]))
+    for earlier in block.get("earlier_clusters", []):
+        usd = earlier.get("estimate_usd")
+        lines.append(
+            f"  an earlier attempt's cluster {earlier['cluster_id']}: "
+            + ("no estimate" if usd is None else f"${usd:.4f}")
+            + f" ({earlier['cost_uri']})"
+        )
+    if block.get("earlier_clusters"):
+        total = block.get("run_estimate_usd")
+        whole = "no estimate" if total is None else f"${total:.4f}"
+        lines.append(f"  the whole run, {len(block['earlier_clusters']) + 1} clusters: {whole}")
     table = block.get("price_table")
     if table:
         lines.append(f"  prices: {table['uri']} (as of {table['date']})")
@@ -517,13 +620,21 @@ def record_run_cost(
         say(f"WARNING: the run's S3 requests cannot be counted: {exc!r}")
         parts = unknown_s3_parts(repr(exc))
     block = run_cost(emr_client, cluster_id, table, table_error=table_error, s3_parts=parts)
-    say(format_cost(block))
     extra = encryption or {}
-    bucket, key = split_s3_uri(cost_uri)
-    s3_client.put_object(
-        Bucket=bucket, Key=key, Body=_json_bytes(block), ContentType="application/json", **extra
-    )
-    say(f"wrote {cost_uri}")
+    run_uri = cost_uri.rsplit("/", 1)[0] + "/"
+    if records is not None:
+        earlier = cost_earlier_clusters(
+            emr_client, s3_client, tags, cluster_id, records, table, table_error, extra
+        )
+        block["earlier_clusters"] = earlier
+        totals = [block["estimate_usd"], *(e["estimate_usd"] for e in earlier)]
+        block["run_estimate_usd"] = None if None in totals else sum(totals)
+    else:
+        block["notes"].append("the run's records cannot be read: earlier attempts not costed")
+    say(format_cost(block))
+    _put_json(s3_client, cluster_cost_uri(run_uri, cluster_id), block, extra)
+    _put_json(s3_client, cost_uri, block, extra)
+    say(f"wrote {cost_uri} and {cluster_cost_uri(run_uri, cluster_id)}")
     # The report as read with the run's records (no second listing and read), when it is
     # the one at `report_uri`.
     known = records is not None and report_uri == records.run_uri + contract.REPORT
@@ -534,6 +645,72 @@ def record_run_cost(
     else:
         add_to_report(s3_client, report_uri, block, extra, say)
     return block
+
+
+def cluster_cost_uri(run_uri: str, cluster_id: str) -> str:
+    """Where one cluster's cost is kept under the run's prefix."""
+    return f"{as_prefix(run_uri)}{COSTS_FOLDER}{cluster_id}.json"
+
+
+def cost_earlier_clusters(
+    emr_client: Any,
+    s3_client: Any,
+    tags: Mapping[str, str],
+    cluster_id: str,
+    records: RunRecords,
+    table: dict[str, Any] | None,
+    table_error: str | None,
+    encryption: dict[str, str],
+) -> list[dict[str, Any]]:
+    """The run's other clusters (earlier attempts: found by the run's tags, created since its
+    marker was claimed), each costed once it has ended: its cost file read where an earlier
+    record_cost wrote one for the ended cluster, else its cost computed from EMR and written.
+    Returns a line per cluster: id, estimate, instance-hours, where its cost is."""
+    claimed = (records.marker or {}).get("claimed_at")
+    try:
+        since = datetime.fromisoformat(claimed) - _CLOCK_SKEW
+    except (TypeError, ValueError):
+        return []  # no marker to bound the search: another run's clusters may share the tags
+    clusters = find_run_clusters(
+        emr_client, tags, ACTIVE_CLUSTER_STATES + ENDED_CLUSTER_STATES, created_after=since
+    )
+    earlier = []
+    for other in (c for c in clusters if c != cluster_id):
+        uri = cluster_cost_uri(records.run_uri, other)
+        block = _read_json(s3_client, uri) if other in records.cluster_costs else None
+        if not block or block.get("cluster_state") not in TERMINATED_STATES:
+            block = run_cost(emr_client, other, table, table_error=table_error)
+            _put_json(s3_client, uri, block, encryption)
+        earlier.append(
+            {
+                "cluster_id": other,
+                "estimate_usd": block.get("estimate_usd"),
+                "instance_hours": block.get("instance_hours"),
+                "cluster_state": block.get("cluster_state"),
+                "cost_uri": uri,
+            }
+        )
+    return earlier
+
+
+def _read_json(s3_client: Any, uri: str) -> dict[str, Any] | None:
+    bucket, key = split_s3_uri(uri)
+    try:
+        document = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except (ValueError, s3_client.exceptions.ClientError):
+        return None  # costed again from EMR
+    return document if isinstance(document, dict) else None
+
+
+def _put_json(s3_client: Any, uri: str, document: dict[str, Any], encryption: dict) -> None:
+    bucket, key = split_s3_uri(uri)
+    s3_client.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=_json_bytes(document),
+        ContentType="application/json",
+        **encryption,
+    )
 
 
 def add_to_report(
@@ -564,14 +741,7 @@ def _put_report(
     encryption: dict[str, str],
     say: Callable[[str], None],
 ) -> None:
-    bucket, key = split_s3_uri(report_uri)
-    s3_client.put_object(
-        Bucket=bucket,
-        Key=key,
-        Body=_json_bytes(report),
-        ContentType="application/json",
-        **encryption,
-    )
+    _put_json(s3_client, report_uri, report, encryption)
     say(f"added the cost to {report_uri}")
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -54,15 +55,20 @@ def run_tags(tags: Iterable[Mapping[str, str]]) -> dict[str, str]:
 
 
 def find_run_clusters(
-    emr: Any, tags: Mapping[str, str], states: Iterable[str] = ACTIVE_CLUSTER_STATES
+    emr: Any,
+    tags: Mapping[str, str],
+    states: Iterable[str] = ACTIVE_CLUSTER_STATES,
+    created_after: datetime | None = None,
 ) -> list[str]:
-    """Ids of the clusters in `states` whose tags include every item of `tags`, oldest first."""
+    """Ids of the clusters in `states` (created after `created_after`) whose tags include
+    every item of `tags`, oldest first."""
     if not tags:
         raise ValueError("refusing to match clusters without tags: it would match all of them")
     name_prefix = cluster_name(tags["dag_id"], "") if "dag_id" in tags else ""
     found: list[tuple[Any, str]] = []
     paginator = emr.get_paginator("list_clusters")
-    for page in paginator.paginate(ClusterStates=list(states)):
+    since = {"CreatedAfter": created_after} if created_after else {}
+    for page in paginator.paginate(ClusterStates=list(states), **since):
         for summary in page.get("Clusters", []):
             if not summary.get("Name", "").startswith(name_prefix):
                 continue  # another team's cluster: not even described

@@ -1,6 +1,7 @@
 """The price table a run's cost estimate uses: EC2 on-demand plus EMR's uplift, USD per hour,
-per region and instance type, and S3's request prices per region (`s3`, USD per 1,000
-requests), dated and with its sources. The one shipped beside this module (emr_prices.json),
+per region and instance type, S3's request prices per region (`s3`, USD per 1,000 requests)
+and EBS volume prices per region and volume type (`ebs`, USD per GB-month), dated and with its
+sources. The one shipped beside this module (emr_prices.json),
 or a deployment's own (`price_table_uri`: a local path or an s3:// URI)."""
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ SHIPPED_PRICE_TABLE = Path(__file__).with_name("emr_prices.json")
 SPOT_LABEL = "spot, priced at on-demand: an upper bound"
 # S3 Standard request prices, USD per 1,000 requests: LIST (and PUT, COPY, POST) and GET.
 S3_REQUEST_PRICES = ("list_per_1000", "put_per_1000", "get_per_1000")
+# EBS bills a GB-month prorated by the second; AWS converts with 730 hours a month.
+HOURS_PER_MONTH = 730
 
 
 class PriceTableError(ValueError):
@@ -57,7 +60,25 @@ def parse_price_table(text: str, uri: str) -> dict[str, Any]:
                 f"{', '.join(repr(p) for p in S3_REQUEST_PRICES)} (USD per 1,000 requests), "
                 f"got {prices!r}"
             )
+    # Optional too: without it, the estimate leaves the nodes' volumes out and says so.
+    ebs = table.get("ebs", {})
+    if not isinstance(ebs, dict):
+        raise PriceTableError(f"price table {uri}: 'ebs' is not an object of regions")
+    for region, prices in ebs.items():
+        if not isinstance(prices, dict) or not all(_is_price(p) for p in prices.values()):
+            raise PriceTableError(
+                f"price table {uri}: ebs {region} needs a non-negative number (USD per "
+                f"GB-month) per volume type, got {prices!r}"
+            )
     return {**table, "uri": uri}
+
+
+def ebs_price_per_gb_hour(
+    table: dict[str, Any] | None, region: str, volume_type: str
+) -> float | None:
+    """USD per GB-hour of a `volume_type` volume in `region`; None when the table has none."""
+    price = ((table or {}).get("ebs") or {}).get(region, {}).get(volume_type)
+    return None if price is None else price / HOURS_PER_MONTH
 
 
 def _is_price(value: Any) -> bool:

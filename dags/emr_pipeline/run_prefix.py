@@ -25,6 +25,9 @@ from emr_pipeline.uris import as_prefix, split_s3_uri
 # there was written by this run, so preflight may clear it. Hadoop hides names starting with
 # "_": no reader of the run's datasets sees it.
 RUN_MARKER = "_fruit_features_run.json"
+# Each cluster's cost (<run>/costs/<cluster id>.json, emr_pipeline.cost): what an earlier
+# attempt's clusters cost is kept when a rerun clears the prefix.
+COSTS_FOLDER = "costs/"
 
 
 def marker_body(dag_id: str, run_id: str) -> dict[str, str]:
@@ -104,9 +107,11 @@ def check_run_prefix(s3: Any, plan: RunPlan, dag_id: str, run_id: str, overwrite
             "trigger with overwrite=true to run it again"
         )
     status = "none" if report is None else repr(report.get("status"))
+    costs = sum(k.startswith(prefix + COSTS_FOLDER) for k in keys)
     return (
-        f"{plan.output_uri} holds {len(keys) - 1} objects of an earlier attempt of this run "
-        f"(report: {status}): they are cleared before the run starts"
+        f"{plan.output_uri} holds {len(keys) - 1 - costs} objects of an earlier attempt of this "
+        f"run (report: {status}): they are cleared before the run starts (the {costs} cost "
+        f"records under {COSTS_FOLDER} are kept)"
     )
 
 
@@ -118,8 +123,8 @@ def claim_run_prefix(
     encryption: dict[str, str] | None = None,
 ) -> int:
     """Write this run's marker (first, into an empty prefix), or find it there, then delete
-    everything else under the prefix: what an earlier attempt of this run left, listed now,
-    after its cluster has ended. Returns how many objects were deleted.
+    everything else under the prefix but the clusters' costs: what an earlier attempt of this
+    run left, listed now, after its cluster has ended. Returns how many objects were deleted.
 
     Call only after check_run_prefix passed. Should the prefix have gained objects without
     this run's marker since (someone else writing there), nothing is deleted.
@@ -146,7 +151,7 @@ def claim_run_prefix(
         )
     # One DeleteObject per key: each call names its object, so the IAM policy (DeleteObject on
     # the outputs' prefix only) is checked object by object.
-    leftovers = [k for k in keys if k != marker_key]
+    leftovers = [k for k in keys if k != marker_key and not k.startswith(prefix + COSTS_FOLDER)]
     for leftover in leftovers:
         s3.delete_object(Bucket=bucket, Key=leftover)
     return len(leftovers)

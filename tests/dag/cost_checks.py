@@ -51,6 +51,19 @@ def check_cost_block(cost: dict[str, Any], emr_client: Any, cluster_id: str) -> 
     instances = _instances(emr_client, cluster_id)
     assert sorted(recorded) == sorted(i["Id"] for i in instances)
     table = _price_table(cost)["regions"].get(cost["region"], {})
+    # Each instance's volumes: its group's EBS devices, and the root volume (gp3 where the
+    # cluster names its IOPS), at the table's price per GB-month over 730 hours.
+    ebs_prices = _price_table(cost).get("ebs", {}).get(cost["region"], {})
+    volumes_of = {
+        group["Id"]: [
+            (device["VolumeSpecification"]["VolumeType"], device["VolumeSpecification"]["SizeInGB"])
+            for device in group.get("EbsBlockDevices", [])
+        ]
+        for group in emr_client.list_instance_groups(ClusterId=cluster_id)["InstanceGroups"]
+    }
+    root = cluster.get("EbsRootVolumeSize")
+    root_type = "gp3" if cluster.get("EbsRootVolumeIops") else None
+    expected_ebs, every_volume_priced = 0.0, bool(root and root_type)
     expected_total, expected_usd, unpriced = 0.0, 0.0, []
     for instance in instances:
         timeline = instance["Status"]["Timeline"]
@@ -64,6 +77,12 @@ def check_cost_block(cost: dict[str, Any], emr_client: Any, cluster_id: str) -> 
         assert group["instance_type"] == instance["InstanceType"]
         assert group["market"] == instance["Market"]
         expected_total += hours
+        volumes = volumes_of.get(instance["InstanceGroupId"], [])
+        for kind, size in volumes + ([(root_type, root)] if root and root_type else []):
+            if kind in ebs_prices:
+                expected_ebs += hours * size * ebs_prices[kind] / 730
+            else:
+                every_volume_priced = False
         price = table.get(instance["InstanceType"])
         if price is None:
             unpriced.append(instance["InstanceType"])
@@ -82,9 +101,13 @@ def check_cost_block(cost: dict[str, Any], emr_client: Any, cluster_id: str) -> 
     dearest = max((p["ec2"] + p["emr"] for p in table.values()), default=0)
     instances_usd = cost.get("instances_usd", cost["estimate_usd"])
     assert instances_usd == pytest.approx(expected_usd, abs=count * SECOND * dearest)
-    assert cost["estimate_usd"] == pytest.approx(instances_usd + s3_usd)
+    assert cost["ebs_usd"] == pytest.approx(expected_ebs, rel=1e-3, abs=1e-9)
+    assert cost["estimate_usd"] == pytest.approx(instances_usd + cost["ebs_usd"] + s3_usd)
+    # An upper bound only where it is one: spot at its on-demand cap, every volume priced, and
+    # no S3 requests (a lower bound) added in.
     spot = any(group["market"] == "SPOT" for group in cost["groups"])
-    assert cost["estimate_is_upper_bound"] is spot
+    upper_bound = spot and every_volume_priced and "s3_requests" not in cost
+    assert cost["estimate_is_upper_bound"] is upper_bound
 
 
 KINDS = ("list", "get", "put")
@@ -131,7 +154,9 @@ def check_s3_requests(cost: dict[str, Any], s3_client: Any, run_uri: str) -> Non
     pages = s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     keys = [obj["Key"] for page in pages for obj in page.get("Contents", [])]
     listing, images, objects, own = cost["s3_requests"]["parts"]
-    assert objects["put"] == len([k for k in keys if k != prefix + "cost.json"])
+    # The step's own cost files (cost.json, costs/<cluster>.json) are its own PUTs.
+    written = [k for k in keys if k != prefix + "cost.json" and not k.startswith(prefix + "costs/")]
+    assert objects["put"] == len(written)
 
     def record(name: str) -> dict[str, Any] | None:
         if prefix + name not in keys:
@@ -145,8 +170,7 @@ def check_s3_requests(cost: dict[str, Any], s3_client: Any, run_uri: str) -> Non
     if summary is not None and summary.get("s3_gets") is not None:
         assert images["get"] == summary["s3_gets"]
         assert images["from"] == "featurize_summary.json"
-    read = [
-        n for n in ("manifest.json", "featurize_summary.json", "report.json") if prefix + n in keys
-    ]
+    records = ("manifest.json", "featurize_summary.json", "report.json", "_fruit_features_run.json")
+    read = [n for n in records if prefix + n in keys]
     assert own["get"] == len(read) and own["list"] >= 1
-    assert own["put"] == 1 + ("report.json" in read)
+    assert own["put"] == 2 + ("report.json" in read)  # cost.json, costs/<cluster>.json, report

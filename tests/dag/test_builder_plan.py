@@ -116,7 +116,20 @@ def test_cluster_defaults():
         "Market": "ON_DEMAND",
         "InstanceType": "m5.2xlarge",
         "InstanceCount": 2,
+        # Set, not left to EMR's defaults, so that the cost prices what was provisioned.
+        "EbsConfiguration": {
+            "EbsBlockDeviceConfigs": [
+                {
+                    "VolumeSpecification": {"VolumeType": "gp3", "SizeInGB": 32},
+                    "VolumesPerInstance": 1,
+                }
+            ]
+        },
     }
+    assert groups["MASTER"]["EbsConfiguration"] == groups["CORE"]["EbsConfiguration"]
+    assert (jf["EbsRootVolumeSize"], jf["EbsRootVolumeIops"], jf["EbsRootVolumeThroughput"]) == (
+        15, 3000, 125,
+    )  # fmt: skip
     for optional in ("Ec2SubnetId", "Ec2KeyName"):
         assert optional not in jf["Instances"]
     assert "SecurityConfiguration" not in jf

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from emr_pipeline import cost, price_table, report
+from emr_pipeline import cluster, cost, price_table, report
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 TABLE = {
@@ -171,16 +171,20 @@ TAGS = {"dag_id": "fruit_features_emr", "run_id": "run-1"}
 ENCRYPTION = {"ServerSideEncryption": "AES256"}
 
 
-def start_cluster(emr, core_market: str = "ON_DEMAND") -> str:
+def start_cluster(emr, core_market: str = "ON_DEMAND", volumes: bool = True) -> str:
+    """A cluster of the run, with the DAG's volumes (emr_pipeline.cluster) unless not
+    `volumes` (EMR's defaults: a root volume of unknown size and type)."""
+    data = {"EbsConfiguration": cluster.DATA_VOLUMES} if volumes else {}
     groups = [
-        {"InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1},
+        {"InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1, **data},
         {"InstanceRole": "CORE", "InstanceType": "m5.2xlarge", "InstanceCount": 2,
-         "Market": core_market},
+         "Market": core_market, **data},
     ]  # fmt: skip
     cluster_id = emr.run_job_flow(
         Name="fruit_features_emr-run-1",
         ReleaseLabel="emr-7.13.0",
         Instances={"InstanceGroups": groups, "KeepJobFlowAliveWhenNoSteps": True},
+        **(cluster.ROOT_VOLUME if volumes else {}),
         JobFlowRole="EMR_EC2_DefaultRole",
         ServiceRole="EMR_DefaultRole",
         Tags=[{"Key": key, "Value": value} for key, value in TAGS.items()],
@@ -236,13 +240,51 @@ def test_the_block_goes_to_cost_json_and_into_the_report_encrypted(emr, s3):
     # Plus the run's S3 requests (tests/dag/test_s3_request_cost.py): this run left only a
     # report, without the manifest's LIST or featurize's GET counts, so those are unknown.
     requests = block["s3_requests"]
-    assert (requests["list"], requests["get"], requests["put"]) == (None, None, 3)
-    assert block["estimate_usd"] == pytest.approx(block["instances_usd"] + requests["usd"])
-    assert block["estimate_is_upper_bound"] is True
+    # Objects: report.json; this step: cost.json, costs/<cluster>.json and report.json again.
+    assert (requests["list"], requests["get"], requests["put"]) == (None, None, 4)
+    # Each instance's root (15 GB) and data (32 GB) gp3 volumes, at $0.08 per GB-month.
+    assert block["ebs_usd"] == pytest.approx(block["instance_hours"] * 47 * 0.08 / 730)
+    assert block["estimate_usd"] == pytest.approx(
+        block["instances_usd"] + block["ebs_usd"] + requests["usd"]
+    )
+    # Spot priced at on-demand bounds the instances from above, but the S3 requests counted
+    # are a lower bound: the sum is neither, and is not called a bound.
+    assert block["estimate_is_upper_bound"] is False
+    assert read(s3, f"runs/run-1/costs/{cluster_id}.json") == read(s3, "runs/run-1/cost.json")
     assert block["price_table"]["uri"].endswith("emr_prices.json")
     log = "\n".join(lines)
     assert f"cost of cluster {cluster_id} (us-east-1): estimated $" in log
-    assert "(an upper bound: spot)" in log and "[spot, priced at on-demand" in log
+    assert "(an upper bound" not in log and "[spot, priced at on-demand" in log
+    assert "GB-h gp3 = $" in log
+
+
+def test_spot_with_every_volume_priced_is_an_upper_bound_and_without_them_it_is_not(emr):
+    table = price_table.load_price_table()
+    priced = cost.run_cost(emr, start_cluster(emr, core_market="SPOT"), table)
+    assert priced["estimate_is_upper_bound"] is True
+    assert priced["estimate_usd"] == pytest.approx(priced["instances_usd"] + priced["ebs_usd"])
+    # EMR's default volumes: the API does not say the root volume's size or type.
+    unknown = cost.run_cost(emr, start_cluster(emr, "SPOT", volumes=False), table)
+    assert unknown["estimate_is_upper_bound"] is False
+    assert "the root volume's size or type is unknown: it is not priced" in unknown["notes"]
+    # A table without EBS prices (a deployment's older one) leaves the volumes out, and says so.
+    older = {**table, "ebs": {}}
+    without = cost.run_cost(emr, start_cluster(emr, core_market="SPOT"), older)
+    assert without["estimate_is_upper_bound"] is False and without["ebs_usd"] == 0
+    assert (
+        "the price table has no EBS price for gp3 in us-east-1: those volumes are not priced"
+        in without["notes"]
+    )
+
+
+def test_unknown_normalized_hours_read_as_unknown_not_none():
+    block = {
+        "cluster_id": "j-1", "region": "us-east-1", "estimate_usd": None,
+        "instance_hours": 0.5, "normalized_instance_hours": None,
+    }  # fmt: skip
+    assert "0.5000 instance-hours, unknown normalized instance-hours (EMR)" in (
+        cost.format_cost(block)
+    )
 
 
 def test_without_a_report_the_cost_is_written_on_its_own(emr, s3):
@@ -252,7 +294,8 @@ def test_without_a_report_the_cost_is_written_on_its_own(emr, s3):
     assert read(s3, "runs/run-1/cost.json")["estimate_usd"] > 0
     assert any("no report at" in line for line in lines)
     listed = s3.list_objects_v2(Bucket="fruit-out")["Contents"]
-    assert [o["Key"] for o in listed] == ["runs/run-1/cost.json"]
+    assert len(listed) == 2 and listed[0]["Key"] == "runs/run-1/cost.json"
+    assert listed[1]["Key"].startswith("runs/run-1/costs/j-")
 
 
 def test_a_bad_table_gives_no_estimate_and_a_clear_message_never_a_failure(emr, s3, tmp_path):

@@ -68,10 +68,11 @@ def test_a_runs_requests_are_counted_from_its_records_and_priced_from_the_table(
 
     requests = block["s3_requests"]
     # LIST: preflight's 3 + this step's listing of 55 objects, 10 a page (6).
-    # GET: 1,200 images + this step's reads of manifest.json, the summary and the report.
-    # PUT: 55 objects + this step's cost.json and report.json.
-    assert (requests["list"], requests["get"], requests["put"]) == (9, 1203, 57)
-    usd = (9 * LIST + 1203 * GET + 57 * PUT) / 1000
+    # GET: 1,200 images + this step's reads of manifest.json, the summary, the report and the
+    # run's marker (when the run was claimed: its earlier clusters are looked for since).
+    # PUT: 55 objects + this step's cost.json, costs/<cluster>.json and report.json.
+    assert (requests["list"], requests["get"], requests["put"]) == (9, 1204, 58)
+    usd = (9 * LIST + 1204 * GET + 58 * PUT) / 1000
     assert requests["usd"] == pytest.approx(usd, rel=1e-12)
     assert requests["complete"] is True and requests["unknown"] == []
     assert requests["is_lower_bound"] is True and "multipart" in requests["note"]
@@ -81,30 +82,30 @@ def test_a_runs_requests_are_counted_from_its_records_and_priced_from_the_table(
     listing, images, objects, own = requests["parts"]
     assert (listing["from"], listing["list"]) == ("manifest.json", 3)
     assert (images["from"], images["get"]) == ("featurize_summary.json", 1200)
-    assert (objects["put"], own["list"], own["get"], own["put"]) == (55, 6, 3, 2)
-    # Added into the run's estimate, beside the instances' part.
-    assert block["estimate_usd"] == pytest.approx(block["instances_usd"] + usd)
+    assert (objects["put"], own["list"], own["get"], own["put"]) == (55, 6, 4, 3)
+    # Added into the run's estimate, beside the instances' and the volumes' parts.
+    assert block["estimate_usd"] == pytest.approx(block["instances_usd"] + block["ebs_usd"] + usd)
     assert _check_s3_prices(block) == pytest.approx(usd)
     check_s3_requests(block, s3, OUT)
     # In cost.json, in the report (which keeps what validate wrote), and in the log.
     assert read(s3, "cost.json") == json.loads(json.dumps(block))
     assert read(s3, "report.json") == {"status": "passed", "s3_gets": 1200, "cost": block}
     assert (
-        "  S3 requests: 9 LIST, 1,203 GET, 57 PUT = $0.000811 (prices: us-east-1 $0.005 LIST, "
+        "  S3 requests: 9 LIST, 1,204 GET, 58 PUT = $0.000817 (prices: us-east-1 $0.005 LIST, "
         "$0.005 PUT, $0.0004 GET per 1,000; a lower bound)"
     ) in "\n".join(lines)
     # The summary (XCom, Asset event) carries the dollars; the report's lines the counts.
     summary = report.summarize(read(s3, "report.json"))
     assert summary["s3_requests_usd"] == round(usd, 6)
-    assert "1,203 GET" in report.format_summary(read(s3, "report.json"))
+    assert "1,204 GET" in report.format_summary(read(s3, "report.json"))
 
 
 def test_a_retried_cost_step_counts_the_same_objects(emr, s3):
     a_run(s3, outputs=4)
     first = record(emr, s3, [])["s3_requests"]
     again = record(emr, s3, [])["s3_requests"]  # cost.json is there now: its own PUT still
-    assert (again["list"], again["get"], again["put"]) == (first["list"], first["get"], 11)
-    assert first["put"] == 11
+    assert (again["list"], again["get"], again["put"]) == (first["list"], first["get"], 12)
+    assert first["put"] == 12
 
 
 def test_a_run_whose_featurize_failed_records_what_is_known_and_says_get_is_unknown(emr, s3):
@@ -114,16 +115,17 @@ def test_a_run_whose_featurize_failed_records_what_is_known_and_says_get_is_unkn
     block = record(emr, s3, lines)
 
     requests = block["s3_requests"]
-    assert (requests["list"], requests["get"], requests["put"]) == (4, None, 6)
+    assert (requests["list"], requests["get"], requests["put"]) == (4, None, 7)
     listing, images, objects, own = requests["parts"]
-    assert images["get"] is None and (own["get"], own["put"]) == (1, 1)  # manifest.json only
+    # manifest.json and the marker read; cost.json and costs/<cluster>.json written.
+    assert images["get"] is None and (own["get"], own["put"]) == (2, 2)
     (why,) = requests["unknown"]
     assert why.startswith("GET: no featurize_summary.json under s3://fruit-out/runs/run-1/")
     assert "featurize did not finish" in why
     # The known requests are priced; the estimate says what it leaves out.
-    known = (4 * LIST + 1 * GET + 6 * PUT) / 1000
+    known = (4 * LIST + 2 * GET + 7 * PUT) / 1000
     assert requests["usd"] == pytest.approx(known) and requests["complete"] is False
-    assert block["estimate_usd"] == pytest.approx(block["instances_usd"] + known)
+    assert block["estimate_usd"] == pytest.approx(block["instances_usd"] + block["ebs_usd"] + known)
     assert f"S3 {why}" in block["notes"]
     assert any("leaves out the S3 requests" in note for note in block["notes"])
     # The rest of the cost still records, in cost.json (there is no report).
@@ -131,7 +133,7 @@ def test_a_run_whose_featurize_failed_records_what_is_known_and_says_get_is_unkn
     assert read(s3, "cost.json") == json.loads(json.dumps(block))
     assert any("no report at" in line for line in lines)
     text = cost.format_cost(block)
-    assert "  S3 requests: 4 LIST, GET unknown, 6 PUT = $0.000050 for those counted" in text
+    assert "  S3 requests: 4 LIST, GET unknown, 7 PUT = $0.000056 for those counted" in text
     assert "None" not in text
     assert cost.summary_fields(block)["s3_requests_usd"] == round(known, 6)
     _check_s3_prices(block)
@@ -160,8 +162,9 @@ def test_without_a_usable_manifest_list_is_unknown(emr, s3, manifest, reason):
     else:
         put(s3, "manifest.json", body=manifest)
     requests = record(emr, s3, [])["s3_requests"]
-    # The images' 1,200 and this step's reads (none of a manifest that is not there).
-    assert requests["list"] is None and requests["get"] == 1200 + 2 + (manifest is not None)
+    # The images' 1,200 and this step's reads (the marker, the summary, the report; none of
+    # a manifest that is not there).
+    assert requests["list"] is None and requests["get"] == 1200 + 3 + (manifest is not None)
     assert requests["unknown"][0].startswith("LIST: ") and reason in requests["unknown"][0]
 
 
@@ -186,9 +189,9 @@ def test_a_table_without_s3_prices_still_prices_the_instances(emr, s3, tmp_path)
     block = record(emr, s3, [], price_table_uri=str(path))
 
     requests = block["s3_requests"]
-    assert (requests["list"], requests["get"], requests["put"]) == (4, 1203, 8)
+    assert (requests["list"], requests["get"], requests["put"]) == (4, 1204, 9)
     assert requests["usd"] is None and requests["complete"] is False
-    assert block["estimate_usd"] == block["instances_usd"] > 0
+    assert block["estimate_usd"] == block["instances_usd"] + block["ebs_usd"] > 0
     assert any("no S3 request prices for us-east-1" in note for note in block["notes"])
     assert "= not priced (a lower bound)" in cost.format_cost(block)
     assert cost.summary_fields(block)["s3_requests_usd"] is None
@@ -214,7 +217,8 @@ def test_a_prefix_that_cannot_be_listed_leaves_every_figure_unknown_and_the_rest
     requests = block["s3_requests"]
     assert (requests["list"], requests["get"], requests["put"]) == (None, None, None)
     assert requests["usd"] == 0.0 and "AccessDenied" in requests["unknown"][0]
-    assert block["estimate_usd"] == block["instances_usd"] > 0
+    assert block["estimate_usd"] == block["instances_usd"] + block["ebs_usd"] > 0
+    assert "the run's records cannot be read: earlier attempts not costed" in block["notes"]
     assert any(
         line.startswith("WARNING: the run's S3 requests cannot be counted") for line in lines
     )

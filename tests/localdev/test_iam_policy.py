@@ -141,12 +141,23 @@ RUN = f"{FEATURES}/runs/manual__2026-01-01T00-00-00-0123456789abcdef"
         ("s3:DeleteObject", f"{RUN}/features/part-0.parquet", {}, True),
         ("s3:DeleteObject", f"{FEATURES}/runs/report.json", {}, False),
         ("s3:DeleteObject", f"{FEATURES}/emr-artifacts/fruit_features_emr/x", {}, False),
+        # What IAM cannot tell from a run's folder (its `*` matches `/`): this key is deletable
+        # as iam/README says; the code deletes only under the prefix of this run's marker.
+        (
+            "s3:DeleteObject",
+            f"{FEATURES}/runs/keep/backups-2026-01-01T00:00/catalogue.csv",
+            {},
+            True,
+        ),
         ("s3:PutObject", f"{FEATURES}/models/w.weights.h5", {}, False),
         # record_cost: the run's usage from its own cluster, written beside its report.
         ("elasticmapreduce:ListInstances", CLUSTER, OURS, True),
         ("elasticmapreduce:ListInstanceGroups", CLUSTER, OURS, True),
         ("elasticmapreduce:ListInstances", CLUSTER, {}, False),
         ("s3:PutObject", f"{RUN}/cost.json", {}, True),
+        # Each cluster's cost, kept when a rerun clears the run's prefix.
+        ("s3:PutObject", f"{RUN}/costs/j-1A2B3C.json", {}, True),
+        ("s3:GetObject", f"{RUN}/costs/j-1A2B3C.json", {}, True),
         ("s3:PutObject", f"{RUN}/report.json", {}, True),
         ("s3:PutObject", f"{RUN}/features/part-0.parquet", {}, False),
         (

@@ -21,6 +21,7 @@ import pytest
 from airflow._shared.module_loading import import_string  # what the triggerer uses
 from airflow.sdk.exceptions import TaskDeferred
 
+from emr_pipeline import cost
 from emr_pipeline.run_prefix import RUN_MARKER
 from emr_pipeline.uris import split_s3_uri
 from localdev.airflow_stack.processes import wait_until
@@ -150,7 +151,10 @@ def test_a_killed_run_cleared_and_rerun_has_one_cluster_at_a_time(dag, world, mo
     """The first attempt's worker died after featurize started: its cluster still runs a step
     and its output prefix holds a partial write. Clearing the run and running it again (same
     run_id: dag.test with the same logical date clears and reruns the run) ends that cluster
-    before starting a new one and starts from an empty output prefix."""
+    before starting a new one and starts from an empty output prefix. Both clusters are
+    costed (the killed attempt's never ran record_cost), every attempt's cost file is kept,
+    and no object outside the run's folder is deleted, even one the policy's delete grant
+    matches."""
     endpoint = world.endpoint_url
     logical_date = pendulum.datetime(2025, 6, 1, tz="UTC")
     run_id = f"manual__{logical_date.isoformat()}"
@@ -171,6 +175,12 @@ def test_a_killed_run_cleared_and_rerun_has_one_cluster_at_a_time(dag, world, mo
     s3.put_object(Bucket=bucket, Key=f"{prefix}{RUN_MARKER}", Body=json.dumps(marker))
     stale = f"{prefix}features/part-00007-first-attempt.snappy.parquet"
     s3.put_object(Bucket=bucket, Key=stale, Body=b"half a parquet file")
+    # An earlier attempt's cost record (of a cluster since forgotten by EMR's listing) and a
+    # backup that IAM's delete grant matches (runs/*-????????????????/*) but is no run's.
+    kept_cost = f"{prefix}costs/j-EARLIER00000.json"
+    s3.put_object(Bucket=bucket, Key=kept_cost, Body=b'{"cluster_id": "j-EARLIER00000"}')
+    backup = "runs/keep/backups-2026-01-01T00:00/catalogue.csv"
+    s3.put_object(Bucket=bucket, Key=backup, Body=b"path,label")
 
     dag_run = dag.test(run_conf=conf(), logical_date=logical_date, run_after=logical_date)
 
@@ -185,6 +195,24 @@ def test_a_killed_run_cleared_and_rerun_has_one_cluster_at_a_time(dag, world, mo
     assert stale not in keys
     report = read_json(s3, out + "report.json")
     assert report["status"] == "passed" and report["images"] == report["features"] == 4
+    # Issue 31: what the killed attempt's cluster used is costed too, and no attempt's cost
+    # record is lost to the rerun's clearing.
+    assert kept_cost in keys and f"{prefix}costs/{new['Id']}.json" in keys
+    run_cost = read_json(s3, out + "cost.json")
+    check_cost_block(run_cost, emr, new["Id"])
+    assert report["cost"] == run_cost
+    (earlier,) = run_cost["earlier_clusters"]
+    assert earlier["cluster_id"] == orphan and earlier["cost_uri"] == f"{out}costs/{orphan}.json"
+    orphan_cost = read_json(s3, earlier["cost_uri"])
+    check_cost_block(orphan_cost, emr, orphan)
+    assert earlier["estimate_usd"] == orphan_cost["estimate_usd"] > 0
+    assert run_cost["run_estimate_usd"] == pytest.approx(
+        run_cost["estimate_usd"] + orphan_cost["estimate_usd"]
+    )
+    assert cost.summary_fields(run_cost)["cost_estimate_usd"] == round(
+        run_cost["run_estimate_usd"], 4
+    )
+    assert s3.get_object(Bucket=bucket, Key=backup)["Body"].read() == b"path,label"
 
 
 @pytest.mark.parametrize("deferred", [True, False], ids=["deferrable", "poke"])
