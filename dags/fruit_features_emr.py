@@ -37,7 +37,13 @@ from emr_pipeline.plan import make_plan
 from emr_pipeline.run_prefix import claim_run_prefix
 from emr_pipeline.s3_reads import PreflightError
 from emr_pipeline.sensors import ExplainedEmrStepSensor, RunTimedS3KeySensor
-from emr_pipeline.settings import DAG_ID, DeploymentSettings, ParseTimeSettings
+from emr_pipeline.settings import (
+    DAG_ID,
+    DeploymentIdError,
+    DeploymentSettings,
+    ParseTimeSettings,
+    with_deployment_id,
+)
 from emr_pipeline.steps import STEP_NAMES
 from emr_pipeline.uris import join_uri, split_s3_uri
 from emr_pipeline.worker_support import check_worker_support
@@ -87,7 +93,11 @@ with DAG(
         try:
             options = RunOptions.from_params(context["params"])
             check_worker_support(options)
-            deployment = DeploymentSettings.resolve(lambda name: Variable.get(name, default=None))
+            # The deployment's id names its runs (made at its first run when none is set).
+            deployment = with_deployment_id(
+                DeploymentSettings.resolve(lambda name: Variable.get(name, default=None)),
+                store=Variable.set,
+            )
             plan_with = partial(
                 make_plan,
                 options,
@@ -103,7 +113,7 @@ with DAG(
             manifest = preflight.check_run(
                 s3, plan, options.input_uri, DAG_ID, run_id, options.overwrite, say=print
             )
-        except (InvalidRunOptionsError, PreflightError) as exc:
+        except (InvalidRunOptionsError, PreflightError, DeploymentIdError) as exc:
             # A verdict on the run's inputs, not a hiccup: retrying would only repeat it.
             raise AirflowFailException(str(exc)) from exc
         with manifest:  # its local file goes whatever happens below

@@ -51,6 +51,10 @@ def emulator_connection(key_file: Path) -> str:
     return aws_connection(emulator.endpoint_url, emulator.credentials)
 
 
+# The deployment id of the demo's and the tests' local Airflow (the DAG's deployment_id).
+LOCAL_DEPLOYMENT_ID = "local"
+
+
 def airflow_env(airflow_home: Path) -> dict[str, str]:
     """Environment for a local Airflow that runs this checkout's dags/ on SQLite."""
     return {
@@ -60,6 +64,7 @@ def airflow_env(airflow_home: Path) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home}/airflow.db",
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "FRUIT_EMR_SCHEDULE": "none",
+        "FRUIT_EMR_DEPLOYMENT_ID": LOCAL_DEPLOYMENT_ID,
         **FAKE_CREDENTIALS,
     }
 
@@ -189,12 +194,12 @@ def cluster_states(key_file: Path, settle_seconds: float = 20) -> dict[str, str]
         time.sleep(0.2)
 
 
-def run_output_uri(output_root: str, run_id: str) -> str:
+def run_output_uri(output_root: str, run_id: str, deployment_id: str = LOCAL_DEPLOYMENT_ID) -> str:
     """Where the DAG writes a run: <output_root>/<run key>/ (the DAG's own rule)."""
     sys.path.insert(0, str(REPO_ROOT / "dags"))
     from emr_pipeline.uris import as_prefix, join_uri, run_key
 
-    return as_prefix(join_uri(output_root, run_key(run_id)))
+    return as_prefix(join_uri(output_root, run_key(run_id, deployment_id)))
 
 
 def download(s3: Any, uri: str, destination: Path) -> Path:

@@ -43,6 +43,7 @@ class ClusterContext:
     dag_id: str
     run_id: str
     run_key: str
+    deployment_id: str
     owner: str
     log_uri: str
     bootstrap_script_uri: str
@@ -183,6 +184,7 @@ def build_job_flow_overrides(
         "VisibleToAllUsers": True,
         "Tags": [
             _tag("dag_id", ctx.dag_id),
+            _tag("deployment", ctx.deployment_id),
             _tag("run_id", ctx.run_id),
             _tag("owner", ctx.owner),
         ],

@@ -2,7 +2,8 @@
 
 Each function takes a boto3 client (EMR or S3), so the tests call them against moto.
 
-* A run's cluster is found by its tags (dag_id + run_id, set by the cluster builder): a retried
+* A run's cluster is found by its tags (dag_id + deployment + run_id, set by the cluster
+  builder; two Airflow deployments name their runs alike): a retried
   create_cluster reuses the cluster its first attempt started instead of starting a second one.
   In an account other teams use too, ListClusters returns their clusters as well: only those
   named like this DAG's are described, and one the connection may not describe (the shipped
@@ -30,7 +31,7 @@ from botocore.exceptions import ClientError
 ACTIVE_CLUSTER_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
 ENDED_CLUSTER_STATES = ("TERMINATED", "TERMINATED_WITH_ERRORS")
 # The tags that identify a run's cluster (emr_pipeline.cluster sets them).
-RUN_TAG_KEYS = ("dag_id", "run_id")
+RUN_TAG_KEYS = ("dag_id", "deployment", "run_id")
 # What EMR answers for a cluster the caller may not describe.
 _NOT_YOURS = frozenset({"AccessDeniedException", "AccessDenied"})
 

@@ -19,16 +19,27 @@ from airflow.providers.amazon.aws.operators.emr import (
 from airflow.sdk.exceptions import AirflowFailException
 
 from emr_pipeline.idempotency import (
+    RUN_TAG_KEYS,
     ForeignClusterError,
     check_run_cluster,
     find_run_clusters,
     run_tags,
 )
 
+# The task whose plan (XCom) holds the cluster request, and so the run's tags.
+PLAN_TASK_ID = "preflight"
+
 
 def run_tags_of(context: Any) -> dict[str, str]:
-    """The tags every cluster of the running DAG run carries (emr_pipeline.cluster)."""
-    return {"dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
+    """The tags every cluster of the running DAG run carries (emr_pipeline.cluster): those of
+    the run's plan, which name its deployment too."""
+    overrides = context["ti"].xcom_pull(task_ids=PLAN_TASK_ID, key="job_flow_overrides")
+    tags = run_tags(_literal(overrides or {}).get("Tags", []))
+    if set(tags) != set(RUN_TAG_KEYS):  # never check a cluster against fewer tags
+        raise AirflowFailException(
+            f"the run's plan (task {PLAN_TASK_ID}) does not name the run's tags {RUN_TAG_KEYS}"
+        )
+    return tags
 
 
 def check_cluster_is_the_runs(emr: Any, cluster_id: str, context: Any) -> None:
@@ -49,7 +60,7 @@ class RunScopedEmrCreateJobFlowOperator(EmrCreateJobFlowOperator):
     def execute(self, context: Any) -> str | None:
         overrides = _literal(self.job_flow_overrides)
         tags = run_tags(overrides.get("Tags", []))
-        if len(tags) == 2:  # both dag_id and run_id: never match another run's cluster
+        if set(tags) == set(RUN_TAG_KEYS):  # all of them: never match another run's cluster
             existing = find_run_clusters(self.hook.conn, tags)
             if existing:
                 cluster_id = existing[-1]

@@ -40,7 +40,7 @@ SPARK_MAX_FILE_BYTES = 2**31 - 1
 
 @dataclass(frozen=True)
 class RunPlan:
-    run_key: str
+    run_key: str  # the run's folder name: its deployment and run id
     output_uri: str  # <output_uri>/<run>/: this run's results, and only this run's
     report_uri: str
     artifacts_uri: str  # s3://<artifacts>/<dag_id>/<run>/
@@ -59,11 +59,14 @@ class RunPlan:
     base_run_uri: str | None = None  # the earlier run whose unchanged vectors featurize reuses
     # The deployment's S3 Inventory destination (settings.inventory_uri); None = list the input.
     inventory_uri: str | None = None
+    # The Airflow deployment the run is from (settings.deployment_id): in its key, marker, tags.
+    deployment_id: str = ""
 
     def as_xcom(self) -> dict[str, Any]:
         """Flat, JSON-serialisable; each key is pushed as its own XCom (multiple_outputs)."""
         return {
             "run_key": self.run_key,
+            "deployment_id": self.deployment_id,
             "output_uri": self.output_uri,
             "report_uri": self.report_uri,
             "artifacts_uri": self.artifacts_uri,
@@ -137,7 +140,7 @@ def make_plan(
     check_run_id(run_id)
     check_spend(options, SpendLimits.from_deployment(deployment))
     image_limit = max_image_bytes(deployment)
-    key = run_key(run_id)
+    key = run_key(run_id, deployment.deployment_id)
     output = as_prefix(join_uri(options.output_uri, key))
     artifacts_root = _setting_uri(
         "artifacts_uri", deployment.artifacts_uri or default_artifacts_root(options.output_uri)
@@ -163,6 +166,7 @@ def make_plan(
         dag_id=dag_id,
         run_id=run_id,
         run_key=key,
+        deployment_id=deployment.deployment_id,
         owner=owner,
         log_uri=log_uri,
         bootstrap_script_uri=artifacts.bootstrap_script,
@@ -186,6 +190,7 @@ def make_plan(
     overrides["Steps"] = [step for name in STEP_NAMES for step in steps[name]]
     return RunPlan(
         run_key=key,
+        deployment_id=deployment.deployment_id,
         output_uri=output,
         report_uri=join_uri(output, REPORT_NAME),
         artifacts_uri=artifacts.prefix,

@@ -30,12 +30,12 @@ RUN_MARKER = "_fruit_features_run.json"
 COSTS_FOLDER = "costs/"
 
 
-def marker_body(dag_id: str, run_id: str) -> dict[str, str]:
-    return {"dag_id": dag_id, "run_id": run_id}
+def marker_body(dag_id: str, run_id: str, deployment_id: str) -> dict[str, str]:
+    return {"dag_id": dag_id, "deployment": deployment_id, "run_id": run_id}
 
 
-def _is_this_runs(marker: dict | None, dag_id: str, run_id: str) -> bool:
-    ours = marker_body(dag_id, run_id)
+def _is_this_runs(marker: dict | None, dag_id: str, run_id: str, deployment_id: str) -> bool:
+    ours = marker_body(dag_id, run_id, deployment_id)
     return bool(marker) and {name: marker.get(name) for name in ours} == ours
 
 
@@ -88,7 +88,7 @@ def check_run_prefix(s3: Any, plan: RunPlan, dag_id: str, run_id: str, overwrite
         return f"{plan.output_uri} is empty: free"
     marker_key = prefix + RUN_MARKER
     marker = read_json(s3, bucket, marker_key) if marker_key in keys else None
-    if not _is_this_runs(marker, dag_id, run_id):
+    if not _is_this_runs(marker, dag_id, run_id, plan.deployment_id):
         owner = (
             f"a marker of another run ({marker})"
             if marker
@@ -137,14 +137,14 @@ def claim_run_prefix(
     if marker is None and not keys:
         body = json.dumps(
             {
-                **marker_body(dag_id, run_id),
+                **marker_body(dag_id, run_id, plan.deployment_id),
                 "features_of": plan.features_of,
                 "claimed_at": datetime.now(UTC).isoformat(),
             }
         )
         s3.put_object(Bucket=bucket, Key=marker_key, Body=body.encode(), **(encryption or {}))
         return 0
-    if not _is_this_runs(marker, dag_id, run_id):
+    if not _is_this_runs(marker, dag_id, run_id, plan.deployment_id):
         raise PreflightError(
             f"output_uri: {plan.output_uri} gained objects that this run did not write while "
             f"it started, e.g. {examples(keys, bucket)}; nothing was deleted"

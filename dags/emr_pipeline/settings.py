@@ -15,8 +15,10 @@ Two sources, read at different times on purpose:
 from __future__ import annotations
 
 import os
+import re
+import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,11 @@ class DeploymentSettings:
     # The prices a run's cost estimate uses (emr_pipeline.cost): a local path on the workers or
     # an s3:// URI the connection may read; "" = the table shipped beside the DAG.
     price_table_uri: str = ""
+    # Which Airflow deployment runs are from (prod, staging): in every run's key, marker and
+    # cluster tags, so that two deployments sharing an output root or an account never take
+    # each other's runs for their own. "" = one made at the first run and kept in the Airflow
+    # Variable (each deployment's metadata database has its own).
+    deployment_id: str = ""
 
     @classmethod
     def resolve(
@@ -127,6 +134,32 @@ class DeploymentSettings:
             from_variable = (variable(VARIABLE_PREFIX + item.name) or "").strip()
             values[item.name] = from_variable or _env(environ, item.name, item.default)
         return cls(**values)
+
+
+# Lower-case letters, digits and dashes: a path segment, an EMR tag value, a cluster name part.
+DEPLOYMENT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+
+
+class DeploymentIdError(ValueError):
+    """The deployment's id cannot name its runs."""
+
+
+def with_deployment_id(
+    deployment: DeploymentSettings, store: Callable[[str, str], None]
+) -> DeploymentSettings:
+    """`deployment` with its id: the one set, checked, else a new random one, kept with
+    `store(variable name, value)` (an Airflow Variable) so every later run has it too."""
+    chosen = deployment.deployment_id
+    if not chosen:
+        chosen = f"d{secrets.token_hex(5)}"
+        store(VARIABLE_PREFIX + "deployment_id", chosen)
+    elif not DEPLOYMENT_ID.fullmatch(chosen):
+        raise DeploymentIdError(
+            f"deployment setting deployment_id: {chosen!r} must be 1 to 32 lower-case letters, "
+            f"digits and dashes, starting with a letter or digit (set in "
+            f"{where_to_set('deployment_id')})"
+        )
+    return replace(deployment, deployment_id=chosen)
 
 
 def where_to_set(name: str) -> str:

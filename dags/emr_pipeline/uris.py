@@ -40,16 +40,21 @@ def as_prefix(uri: str) -> str:
     return uri.rstrip("/") + "/"
 
 
-def run_key(run_id: str) -> str:
-    """A path segment for the run: a readable form of run_id plus a hash of the exact id.
+def run_key(run_id: str, deployment_id: str = "") -> str:
+    """A path segment for the run: the deployment's id and a readable form of run_id, plus a
+    hash of both, exactly.
 
     Airflow 3 manual runs may have no logical date, so outputs are keyed by run_id, which
-    every run has and which is unique per DAG. The readable part replaces anything but
-    [A-Za-z0-9._-], so `a:b`, `a/b` and `a_b` read alike; the hash of the whole id keeps
-    them (and a hand-typed id that copies another run's key) apart.
+    every run has and which is unique per DAG, in one deployment: two Airflow deployments
+    (staging and prod) name their runs alike, so the deployment's id comes first. The readable
+    part replaces anything but [A-Za-z0-9._-], so `a:b`, `a/b` and `a_b` read alike; the hash
+    of the whole id keeps them (and a hand-typed id that copies another run's key) apart.
     """
-    digest = hashlib.sha256(run_id.encode()).hexdigest()[:_RUN_KEY_HASH]
+    exact = f"{deployment_id}\0{run_id}" if deployment_id else run_id
+    digest = hashlib.sha256(exact.encode()).hexdigest()[:_RUN_KEY_HASH]
     readable = _UNSAFE_KEY_CHARS.sub("_", run_id).strip("._") or "run"
+    if deployment_id:
+        readable = f"{deployment_id}__{readable}"
     return f"{readable[: _MAX_RUN_KEY - _RUN_KEY_HASH - 1]}-{digest}"
 
 

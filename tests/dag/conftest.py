@@ -29,6 +29,8 @@ os.environ.update(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        # The runs' deployment (localdev.dag_run.LOCAL_DEPLOYMENT_ID, what run_output_uri uses).
+        "FRUIT_EMR_DEPLOYMENT_ID": "local",
         # Nothing in these tests may reach real AWS, even by accident.
         **FAKE_AWS_ENV,
     }

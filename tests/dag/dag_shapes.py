@@ -40,23 +40,27 @@ def states(dag_run: Any) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
 
 
-def start_tagged_cluster(emr: Any, run_id: str, dag_id: str) -> str:
+def start_tagged_cluster(emr: Any, run_id: str, dag_id: str, deployment: str = "local") -> str:
     """A cluster named, tagged and sized as the DAG makes its own (as a crashed attempt
-    would leave it)."""
+    would leave it), for a run of `deployment` (the tests' own by default)."""
     from emr_pipeline.cluster import DATA_VOLUMES, ROOT_VOLUME
     from emr_pipeline.idempotency import cluster_name
     from emr_pipeline.uris import run_key
 
     primary = {"InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1}
     return emr.run_job_flow(
-        Name=cluster_name(dag_id, run_key(run_id)),
+        Name=cluster_name(dag_id, run_key(run_id, deployment)),
         ReleaseLabel="emr-7.13.0",
         Instances={
             "KeepJobFlowAliveWhenNoSteps": True,
             "InstanceGroups": [{**primary, "EbsConfiguration": DATA_VOLUMES}],
         },
         **ROOT_VOLUME,
-        Tags=[{"Key": "dag_id", "Value": dag_id}, {"Key": "run_id", "Value": run_id}],
+        Tags=[
+            {"Key": "dag_id", "Value": dag_id},
+            {"Key": "deployment", "Value": deployment},
+            {"Key": "run_id", "Value": run_id},
+        ],
         JobFlowRole="EMR_EC2_DefaultRole",
         ServiceRole="EMR_DefaultRole",
     )["JobFlowId"]

@@ -134,7 +134,9 @@ def test_cluster_defaults():
         assert optional not in jf["Instances"]
     assert "SecurityConfiguration" not in jf
     tags = {t["Key"]: t["Value"] for t in jf["Tags"]}
-    assert tags == {"dag_id": "fruit_features_emr", "run_id": RUN_ID, "owner": "data-team"}
+    assert tags == {
+        "dag_id": "fruit_features_emr", "deployment": "", "run_id": RUN_ID, "owner": "data-team",
+    }  # fmt: skip
 
 
 def test_cluster_options():

@@ -70,11 +70,11 @@ def test_successful_run_terminates_the_cluster(dag, world, aws_endpoint):
     (cluster,) = clusters(aws_endpoint)
     assert cluster["Status"]["State"] == "TERMINATED"
     tags = {t["Key"]: t["Value"] for t in cluster["Tags"]}
-    assert tags["run_id"] == dag_run.run_id
-    # The run's artifacts and report live under prefixes scoped by its run_id.
+    assert (tags["run_id"], tags["deployment"]) == (dag_run.run_id, "local")
+    # The run's artifacts and report live under prefixes scoped by its deployment and run_id.
     keys = {o["Key"] for o in world.list_objects_v2(Bucket="fruit-out")["Contents"]}
     run = next(k.split("/")[1] for k in keys if k.startswith("runs/"))
-    assert run == run_key(dag_run.run_id)
+    assert run == run_key(dag_run.run_id, "local") and run.startswith("local__")
     assert f"runs/{run}/report.json" in keys
     assert f"emr-artifacts/fruit_features_emr/{run}/jobs/imagefeatures.zip" in keys
 

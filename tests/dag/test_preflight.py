@@ -166,7 +166,7 @@ def test_an_empty_prefix_is_free_and_claiming_writes_the_marker_first(buckets):
 
 
 def test_this_runs_finished_output_is_refused_unless_overwrite(buckets):
-    put(buckets, MARKER, json.dumps(marker_body("dag", "run-1")))
+    put(buckets, MARKER, json.dumps(marker_body("dag", "run-1", "")))
     put(buckets, REPORT, json.dumps({"status": "passed"}))
     with pytest.raises(PreflightError, match="finished output.*overwrite=true"):
         check_run_prefix(buckets, _plan(), "dag", "run-1", overwrite=False)

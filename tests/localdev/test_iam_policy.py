@@ -116,8 +116,18 @@ RUN = f"{FEATURES}/runs/manual__2026-01-01T00-00-00-0123456789abcdef"
         (
             "elasticmapreduce:RunJobFlow",
             "*",
-            {"aws:RequestTag/dag_id": ["fruit_features_emr"], "aws:RequestTag/run_id": ["r"]},
+            {
+                "aws:RequestTag/dag_id": ["fruit_features_emr"],
+                "aws:RequestTag/deployment": ["prod"],
+                "aws:RequestTag/run_id": ["r"],
+            },
             True,
+        ),
+        (  # without the deployment's tag: it could not be told from another deployment's
+            "elasticmapreduce:RunJobFlow",
+            "*",
+            {"aws:RequestTag/dag_id": ["fruit_features_emr"], "aws:RequestTag/run_id": ["r"]},
+            False,
         ),
         (
             "elasticmapreduce:RunJobFlow",

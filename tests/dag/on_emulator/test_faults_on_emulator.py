@@ -22,10 +22,10 @@ from airflow._shared.module_loading import import_string  # what the triggerer u
 from airflow.sdk.exceptions import TaskDeferred
 
 from emr_pipeline import cost
-from emr_pipeline.run_prefix import RUN_MARKER
+from emr_pipeline.run_prefix import RUN_MARKER, marker_body
 from emr_pipeline.uris import split_s3_uri
 from localdev.airflow_stack.processes import wait_until
-from localdev.dag_run import run_output_uri
+from localdev.dag_run import LOCAL_DEPLOYMENT_ID, run_output_uri
 from tests.dag.cost_checks import check_cost_block
 from tests.dag.dag_shapes import keys_under, read_json, start_tagged_cluster, states
 from tests.dag.on_emulator.world import (
@@ -171,7 +171,10 @@ def test_a_killed_run_cleared_and_rerun_has_one_cluster_at_a_time(dag, world, mo
     )  # fmt: skip
     # ...and a partial write under the run's output prefix, after the run's marker.
     bucket, prefix = split_s3_uri(out)
-    marker = {"dag_id": DAG_ID, "run_id": run_id, "claimed_at": "2025-06-01T00:00:01+00:00"}
+    marker = {
+        **marker_body(DAG_ID, run_id, LOCAL_DEPLOYMENT_ID),
+        "claimed_at": "2025-06-01T00:00:01+00:00",
+    }
     s3.put_object(Bucket=bucket, Key=f"{prefix}{RUN_MARKER}", Body=json.dumps(marker))
     stale = f"{prefix}features/part-00007-first-attempt.snappy.parquet"
     s3.put_object(Bucket=bucket, Key=stale, Body=b"half a parquet file")
@@ -250,3 +253,59 @@ def test_a_killed_wait_cancels_its_step(dag, world, deferred, monkeypatch):
     cancels = [c for c in world.api_calls.by_key(DAG_ACCESS_KEY) if c.operation == "CancelSteps"]
     assert len(cancels) == 1
     emr.terminate_job_flows(JobFlowIds=[cluster_id])
+
+
+def test_two_deployments_sharing_an_output_root_and_an_account_keep_apart(dag, world, monkeypatch):
+    """Staging's run is under way (its cluster busy, a partial write in its folder) when a
+    deployment with no deployment_id set runs the same run_id (the same schedule) on the same
+    output root. That deployment makes its own id, keeps it in an Airflow Variable, and runs in
+    its own folder with its own cluster: staging's cluster is neither ended nor costed as its
+    own, and staging's output is untouched. (Before, both had the same run key, marker and
+    tags: the second terminated the first's cluster and deleted its partial output.)"""
+    from airflow.models import Variable
+
+    endpoint = world.endpoint_url
+    logical_date = pendulum.datetime(2025, 5, 1, tz="UTC")
+    run_id = f"manual__{logical_date.isoformat()}"
+    emr, s3 = client(endpoint, "emr"), client(endpoint, "s3")
+    monkeypatch.setattr(world.runner, "allow_any_command", True)  # staging's `sleep` step
+    staging = start_tagged_cluster(emr, run_id, DAG_ID, deployment="staging")
+    emr.add_job_flow_steps(
+        JobFlowId=staging,
+        Steps=[{"Name": "featurize", "ActionOnFailure": "CONTINUE",
+                "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["sleep", "300"]}}],
+    )  # fmt: skip
+    staging_out = run_output_uri(OUTPUT, run_id, "staging")
+    bucket, staging_prefix = split_s3_uri(staging_out)
+    marker = {**marker_body(DAG_ID, run_id, "staging"), "claimed_at": "2025-05-01T00:00:01+00:00"}
+    s3.put_object(Bucket=bucket, Key=staging_prefix + RUN_MARKER, Body=json.dumps(marker))
+    partial = f"{staging_prefix}features/part-00000-staging.snappy.parquet"
+    s3.put_object(Bucket=bucket, Key=partial, Body=b"staging's partial write")
+    monkeypatch.delenv("FRUIT_EMR_DEPLOYMENT_ID")
+    variable = f"{DAG_ID}_deployment_id"
+    try:
+        dag_run = dag.test(run_conf=conf(), logical_date=logical_date, run_after=logical_date)
+        made = Variable.get(variable)
+    finally:
+        Variable.delete(variable)  # the other tests' runs are "local"'s
+    try:
+        assert str(dag_run.state) == "success", states(dag_run)
+        assert made.startswith("d") and len(made) == 11
+        ours = run_output_uri(OUTPUT, run_id, made)
+        assert ours != staging_out and ours.split("/")[-2].startswith(f"{made}__manual__")
+        assert read_json(s3, ours + "report.json")["status"] == "passed"
+        assert read_json(s3, ours + RUN_MARKER)["deployment"] == made
+        # Staging's run goes on: its cluster still works, its folder is as it was.
+        described = emr.describe_cluster(ClusterId=staging)["Cluster"]
+        assert described["Status"]["State"] not in ENDED_CLUSTER_STATES
+        assert sorted(keys_under(s3, staging_out)) == sorted([staging_prefix + RUN_MARKER, partial])
+        ended = [c for c in all_clusters(endpoint) if c["Id"] != staging]
+        (own,) = [c for c in ended if c["Name"].endswith(ours.split("/")[-2])]
+        tags = {
+            t["Key"]: t["Value"]
+            for t in emr.describe_cluster(ClusterId=own["Id"])["Cluster"]["Tags"]
+        }
+        assert (tags["deployment"], tags["run_id"]) == (made, run_id)
+        assert read_json(s3, ours + "cost.json")["earlier_clusters"] == []
+    finally:
+        emr.terminate_job_flows(JobFlowIds=[staging])

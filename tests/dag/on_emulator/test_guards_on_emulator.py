@@ -22,8 +22,8 @@ import numpy as np
 import pendulum
 import pytest
 
-from emr_pipeline.run_prefix import RUN_MARKER
-from localdev.dag_run import run_output_uri
+from emr_pipeline.run_prefix import RUN_MARKER, marker_body
+from localdev.dag_run import LOCAL_DEPLOYMENT_ID, run_output_uri
 from tests.dag.dag_shapes import put, read_json, states
 from tests.dag.on_emulator.world import (
     DAG_ID,
@@ -211,7 +211,7 @@ def _another_runs_output(s3: Any) -> None:
 
 def _this_runs_finished_output(s3: Any) -> None:
     out = run_output_uri(OUTPUT, RUN_ID)
-    put(s3, out + RUN_MARKER, json.dumps({"dag_id": DAG_ID, "run_id": RUN_ID}))
+    put(s3, out + RUN_MARKER, json.dumps(marker_body(DAG_ID, RUN_ID, LOCAL_DEPLOYMENT_ID)))
     put(s3, out + "report.json", json.dumps({"status": "passed"}))
 
 
@@ -229,7 +229,7 @@ def _another_models_weights(s3: Any) -> None:
 
 def _this_runs_output_around_another_run(s3: Any) -> None:
     out = run_output_uri(OUTPUT, RUN_ID)
-    put(s3, out + RUN_MARKER, json.dumps({"dag_id": DAG_ID, "run_id": RUN_ID}))
+    put(s3, out + RUN_MARKER, json.dumps(marker_body(DAG_ID, RUN_ID, LOCAL_DEPLOYMENT_ID)))
     put(s3, out + "inner/" + RUN_MARKER, json.dumps({"dag_id": DAG_ID, "run_id": "nested"}))
     put(s3, out + "inner/report.json", json.dumps({"status": "passed"}))
 
