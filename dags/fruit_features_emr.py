@@ -2,11 +2,12 @@
 
 preflight (which also picks the earlier run whose features an incremental run reuses)
 -> upload_artifacts -> create_cluster (with the featurize, pca and validate steps)
--> wait for featurize -> pca -> validate -> wait_for_report -> read_report;
+-> wait for featurize -> pca -> validate -> wait_for_report -> read_report -> seal_run;
 terminate_cluster tears the cluster down
 whatever happened once it exists, then record_cost records what it used and cost (before
-read_report). The run's state is the pipeline's: the teardown never turns a failed run green.
-Deployment and triggering: docs/DEPLOY.md.
+read_report). seal_run, last, vouches for a passed run's outputs: only a sealed run is an
+incremental run's base. The run's state is the pipeline's: the teardown never turns a failed
+run green. Deployment and triggering: docs/DEPLOY.md.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import DAG, Asset, TaskGroup, Variable, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from emr_pipeline import artifacts, cost, idempotency, preflight, report
+from emr_pipeline import artifacts, cost, idempotency, preflight, report, seals
 from emr_pipeline.base_run import base_for_run
 from emr_pipeline.operators import (
     RunScopedEmrCreateJobFlowOperator,
@@ -124,7 +125,7 @@ with DAG(
                 raise AirflowFailException(str(exc)) from exc
             print(base.describe())
             if base.uri:
-                plan = plan_with(base_run_uri=base.uri)
+                plan = plan_with(base_run_uri=base.uri, base_seal_uri=base.seal_uri)
             else:  # featurize keeps the reason in its summary, and so in report.json
                 plan = plan_with(full_run_reason=base.reason)
             # The run starts (again): a cluster an earlier attempt of this same run left behind
@@ -265,6 +266,25 @@ with DAG(
             )
             return cost.error_block(cluster, repr(exc))
 
+    @task
+    def seal_run(
+        output_uri: str,
+        seals_uri: str,
+        deployment_id: str,
+        features_of: dict[str, str],
+        encryption: dict[str, str],
+    ) -> None:
+        """The run passed and its cluster ended: the Airflow connection seals its outputs (a
+        later run reuses only a sealed run's vectors) and the model its featurize exported
+        (emr_pipeline.seals). The last task: a run that fails anywhere is never sealed."""
+        context = get_current_context()
+        identity = {"dag_id": DAG_ID, "deployment": deployment_id, "run_id": context["run_id"]}
+        sealed = seals.seal_run(
+            _s3_client(), run_uri=output_uri, seals_uri=seals_uri, identity=identity,
+            features_of=features_of, encryption=encryption,
+        )  # fmt: skip
+        print(f"sealed {output_uri}: {len(sealed['objects'])} objects")
+
     plan >> uploaded >> create_cluster >> featurize >> pca >> validate
     report_read = read_report(plan["report_uri"], plan["images"])
     validate >> wait_for_report >> report_read
@@ -277,3 +297,9 @@ with DAG(
         cluster_id, plan["output_uri"], plan["report_uri"], plan["s3_encryption"]
     ).as_teardown(setups=create_cluster)
     validate >> terminate_cluster >> cost_recorded >> report_read
+    sealed = seal_run(
+        plan["output_uri"], plan["seals_uri"], plan["deployment_id"], plan["features_of"],
+        plan["s3_encryption"],
+    )  # fmt: skip
+    # Only after the teardown succeeded too: a cluster that may still run is no base.
+    [report_read, terminate_cluster] >> sealed

@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
             base=a.base,
             full_run_reason=a.full_run_reason,
             progress=progress,
+            model_seals=a.model_seals,
+            base_seal=a.base_seal,
         ),
         argv,
         before_spark=lambda a: export_model_ahead(a.weights, a.runtime, a.model_cache),

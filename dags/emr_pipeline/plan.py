@@ -18,6 +18,7 @@ from emr_pipeline.options import (
     InvalidRunOptionsError,
     RunOptions,
 )
+from emr_pipeline.seals import SEALS_FOLDER, model_seals_uri
 from emr_pipeline.settings import DeploymentSettings, where_to_set
 from emr_pipeline.spend_guard import SpendLimits, check_spend
 from emr_pipeline.steps import STEP_NAMES, build_steps
@@ -61,12 +62,16 @@ class RunPlan:
     inventory_uri: str | None = None
     # The Airflow deployment the run is from (settings.deployment_id): in its key, marker, tags.
     deployment_id: str = ""
+    # What the Airflow connection vouches for (emr_pipeline.seals): <artifacts>/<dag_id>/seals/.
+    seals_uri: str = ""
 
     def as_xcom(self) -> dict[str, Any]:
         """Flat, JSON-serialisable; each key is pushed as its own XCom (multiple_outputs)."""
         return {
             "run_key": self.run_key,
             "deployment_id": self.deployment_id,
+            "seals_uri": self.seals_uri,
+            "features_of": self.features_of,
             "output_uri": self.output_uri,
             "report_uri": self.report_uri,
             "artifacts_uri": self.artifacts_uri,
@@ -135,6 +140,7 @@ def make_plan(
     owner: str,
     with_constraints: bool = True,
     base_run_uri: str | None = None,
+    base_seal_uri: str | None = None,
     full_run_reason: str | None = None,
 ) -> RunPlan:
     check_run_id(run_id)
@@ -146,6 +152,7 @@ def make_plan(
         "artifacts_uri", deployment.artifacts_uri or default_artifacts_root(options.output_uri)
     )
     artifacts = ArtifactUris(as_prefix(join_uri(artifacts_root, dag_id, key)))
+    seals = join_uri(artifacts_root, dag_id, SEALS_FOLDER)
     # EMR writes <LogUri>/<cluster-id>/steps/<step-id>/{stdout,stderr}.gz under this.
     log_uri = as_prefix(
         _setting_uri("log_uri", deployment.log_uri or join_uri(artifacts_root, "emr-logs"))
@@ -182,6 +189,7 @@ def make_plan(
         model_cache=join_uri(artifacts_root, dag_id, MODEL_CACHE_FOLDER),
         base_run=base_run_uri,
         full_run_reason=full_run_reason,
+        seals=(model_seals_uri(seals), base_seal_uri),
     )
     overrides = build_job_flow_overrides(options, deployment, ctx)
     # Every step goes in with the cluster: EMR queues them, so the cluster is never idle
@@ -191,6 +199,7 @@ def make_plan(
     return RunPlan(
         run_key=key,
         deployment_id=deployment.deployment_id,
+        seals_uri=seals,
         output_uri=output,
         report_uri=join_uri(output, REPORT_NAME),
         artifacts_uri=artifacts.prefix,

@@ -87,7 +87,9 @@ class DeploymentSettings:
     # EMR LogUri; "" = <artifacts_uri>/emr-logs/. Step stderr is read from here on failure.
     log_uri: str = ""
     service_role: str = "EMR_DefaultRole"
-    job_flow_role: str = "EMR_EC2_DefaultRole"  # the EC2 instance profile of the nodes
+    # The nodes' EC2 instance profile: one of this DAG's own (iam/README.md), not AWS's shared
+    # EMR_EC2_DefaultRole, which any cluster in the account may use.
+    job_flow_role: str = "fruit-features-emr-nodes"
     subnet_id: str = ""
     ec2_key_name: str = ""
     security_configuration: str = ""

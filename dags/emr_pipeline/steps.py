@@ -56,6 +56,7 @@ def build_steps(
     model_cache: str | None = None,
     base_run: str | None = None,
     full_run_reason: str | None = None,
+    seals: tuple[str, str | None] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """{"featurize": [step], "pca": [step], "validate": [step]} for this run.
 
@@ -64,7 +65,8 @@ def build_steps(
     `weights` replaces options.weights (the run's copy of a weights file);
     `model_cache` is where featurize keeps exported models between runs; `base_run` the
     earlier run whose vectors of unchanged images featurize reuses, or `full_run_reason` why
-    there is none.
+    there is none. `seals`: (the model cache entries' seals, the base run's seal): what the
+    Airflow connection vouches for, which featurize checks before it trusts an entry or a base.
     """
 
     def step(name: str, args: list[str], conf: dict[str, str] | None = None) -> list[dict]:
@@ -86,10 +88,15 @@ def build_steps(
     ]  # fmt: skip
     if options.partitions:
         featurize_args += ["--partitions", str(options.partitions)]
+    model_seals, base_seal = seals or (None, None)
     if model_cache:
         featurize_args += ["--model-cache", model_cache]
+        if model_seals:
+            featurize_args += ["--model-seals", model_seals]
     if base_run:
         featurize_args += ["--base", base_run]
+        if base_seal:
+            featurize_args += ["--base-seal", base_seal]
     elif full_run_reason:
         featurize_args += ["--full-run-reason", full_run_reason]
     return {

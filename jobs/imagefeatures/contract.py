@@ -77,6 +77,49 @@ def weights_problem(source: Any) -> str | None:
     return None
 
 
+# Seals: what the Airflow connection, never a cluster, vouches for, under
+# <artifacts>/<dag_id>/seals/ (the nodes' instance role may read there, not write). A passed
+# run's seal lists the ETags of these objects of its folder, which a later run's base must
+# still have; a model cache entry's seal, the digests of its files.
+SEALED_RUN_OBJECTS = (f"{FEATURES}/", f"{REJECTS}/", FEATURIZE_SUMMARY, REPORT)
+
+
+def is_sealed_run_object(relative_key: str) -> bool:
+    """Whether a run's seal vouches for the object at `relative_key` under its folder."""
+    return any(
+        relative_key.startswith(name) if name.endswith("/") else relative_key == name
+        for name in SEALED_RUN_OBJECTS
+    )
+
+
+def sealed_run_objects(s3: Any, bucket: str, prefix: str) -> dict[str, str]:
+    """{key under the run's folder `prefix`: ETag} of the objects a seal vouches for, as S3
+    lists them now (`s3`: a boto3 client)."""
+    found = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", ()):
+            relative = obj["Key"][len(prefix) :]
+            if is_sealed_run_object(relative):
+                found[relative] = obj["ETag"]
+    return found
+
+
+def seal_problem(sealed: dict[str, str], now: dict[str, str]) -> str | None:
+    """What changed between the objects a seal lists and those listed now; None: nothing."""
+    differ = sorted(name for name in set(sealed) | set(now) if sealed.get(name) != now.get(name))
+    if not differ:
+        return None
+    return (
+        f"{len(differ)} of its sealed objects changed after it was sealed, e.g. "
+        f"{', '.join(differ[:3])}"
+    )
+
+
+def model_seal_name(key: str) -> str:
+    """The seal of model cache entry `key`, under the model seals' folder."""
+    return f"{key}.json"
+
+
 def manifest_summary_uri(manifest_uri: str) -> str:
     """manifest.json beside a manifest's parquet file."""
     folder, slash, _ = manifest_uri.rpartition("/")

@@ -50,6 +50,7 @@ from imagefeatures.model_shipping import (
 )
 from imagefeatures.progress import ImageCounters, JobProgress, add_progress_arguments
 from imagefeatures.run_input import read_manifest, read_manifest_summary, run_manifest
+from imagefeatures.seals import base_seal_problem
 
 # Images per task. Each task pays the set-up of a Python worker's batch loop; 128 small photos
 # keep that small against the model's time and still spread a few hundred images over every
@@ -129,6 +130,8 @@ def run_featurize(
     base: str | None = None,
     full_run_reason: str | None = None,
     progress: JobProgress | None = None,
+    model_seals: str | None = None,
+    base_seal: str | None = None,
 ) -> dict:
     """Write <output>/features, <output>/rejects and <output>/featurize_summary.json for the
     images of <output>/manifest.parquet; `input_uri` (a local folder) writes that manifest
@@ -136,7 +139,9 @@ def run_featurize(
     `model_cache`: a folder or URI where exported OpenVINO models are kept between runs.
     `base`: an earlier run's output folder whose vectors of unchanged images are reused;
     `full_run_reason`: why there is none (the summary keeps it). `progress`: where the job
-    says what it is doing (the images through the model while it runs)."""
+    says what it is doing (the images through the model while it runs). `model_seals`,
+    `base_seal`: the Airflow connection's seals of the cache entries and of the base, checked
+    before either is trusted (seals)."""
     started = time.time()
     progress = progress or JobProgress(spark, None, "featurize")
     progress.phase("reading the manifest")
@@ -148,6 +153,10 @@ def run_featurize(
     with run_manifest(spark, input_uri, output_uri) as manifest_folder:
         inputs = read_manifest_summary(spark, manifest_folder)
         manifest = read_manifest(spark, manifest_folder)
+        if base and base_seal:  # checked again now: preflight's check was minutes ago
+            problem = base_seal_problem(spark, base, base_seal, inputs.region)
+            if problem:
+                base, full_run_reason = None, f"base run {base} not used: {problem}"
         progress.phase("comparing with the base run" if base else "planning")
         increment = plan_increment(
             spark, manifest, inputs.images, base, featurizer, precision, full_run_reason
@@ -158,7 +167,7 @@ def run_featurize(
         if increment.todo_count:  # an unchanged input needs no model at all
             progress.phase("preparing the model")
             model_ref, cached = ship_model(
-                spark, weights_ref, runtime, exported, model_cache, model_key
+                spark, weights_ref, runtime, exported, model_cache, model_key, model_seals
             )
             # Arrow batches are what the UDF sees at once: keep them at the model's batch size.
             spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
@@ -290,6 +299,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="an earlier run's output folder: its vectors of images unchanged since (same "
         "path, size and ETag, same model) are reused, the rest featurized",
+    )
+    parser.add_argument(
+        "--base-seal",
+        default=None,
+        help="the base run's seal (a JSON file the Airflow connection wrote): the base is reused "
+        "only while the objects it lists have its ETags",
+    )
+    parser.add_argument(
+        "--model-seals",
+        default=None,
+        help="folder of the model cache entries' seals: an entry is used only if its files "
+        "match its seal",
     )
     parser.add_argument(
         "--full-run-reason",

@@ -8,7 +8,10 @@ or an S3 prefix beside the DAG's artifacts: a cluster's local disk dies with the
 
 An entry is <cache>/<key>/: model.xml and model.bin, then manifest.json with their sizes and
 SHA-256, written last, so an entry without a manifest is incomplete and ignored. A fetched entry is
-checked against its manifest before use: a damaged one is exported again and rewritten.
+checked against its manifest before use: a damaged one is exported again and rewritten. Whoever
+writes the files writes the manifest too, so it catches damage, not tampering: with the model
+seals (`seals_uri`, written by the Airflow connection once a run that stored the entry passed,
+and which no cluster may write), an entry is used only if its files match its seal.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from imagefeatures import storage
 from imagefeatures.code_identity import MODEL_CODE, code_digests
 from imagefeatures.errors import first_line
 from imagefeatures.model import INPUT_SHAPE, RANDOM_WEIGHTS_SEED
+from imagefeatures.seals import model_seal
 
 MANIFEST = "manifest.json"
 # What builds and converts the model: a new version of any of them may export another graph.
@@ -96,9 +100,12 @@ def _digest(path: Path) -> dict:
     return {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
-def fetch(spark: SparkSession, cache_uri: str, key: str, folder: str) -> Path | None:
-    """The entry for `key` copied into `folder` and checked; None if the cache has none, or
-    a damaged one (said on stderr)."""
+def fetch(
+    spark: SparkSession, cache_uri: str, key: str, folder: str, seals_uri: str | None = None
+) -> Path | None:
+    """The entry for `key` copied into `folder` and checked against its manifest, and against
+    its seal under `seals_uri` when given; None if the cache has none, or one that is damaged
+    or not sealed as it is (said on stderr)."""
     entry = storage.join_uri(cache_uri, key)
     try:
         manifest = storage.read_json_if_exists(spark, storage.join_uri(entry, MANIFEST))
@@ -106,6 +113,12 @@ def fetch(spark: SparkSession, cache_uri: str, key: str, folder: str) -> Path | 
             return None
         if sorted(manifest) != sorted(ENTRY_FILES):
             raise ValueError(f"{MANIFEST} lists {sorted(manifest)}")
+        if seals_uri:
+            sealed = model_seal(spark, seals_uri, key)
+            if sealed is None:
+                raise ValueError("no run that passed sealed it (a cluster may have written it)")
+            if sealed != manifest:
+                raise ValueError(f"its {MANIFEST} does not match its seal")
         # A name of its own per fetch, as per export: exports of the same weights differ in
         # their .xml's bytes, and Spark refuses a second addFile of one name with other bytes.
         xml = Path(folder) / f"feature_model-{uuid.uuid4().hex[:12]}.xml"
@@ -119,9 +132,10 @@ def fetch(spark: SparkSession, cache_uri: str, key: str, folder: str) -> Path | 
     return xml
 
 
-def store(spark: SparkSession, cache_uri: str, key: str, xml: Path) -> bool:
-    """Copy an exported model into the cache as the entry for `key`; False (said on stderr)
-    if it cannot be written: the run goes on, and the next one exports again."""
+def store(spark: SparkSession, cache_uri: str, key: str, xml: Path) -> dict | None:
+    """Copy an exported model into the cache as the entry for `key`; returns the files'
+    digests (what a seal of the entry records), None (said on stderr) if it cannot be written:
+    the run goes on, and the next one exports again."""
     entry = storage.join_uri(cache_uri, key)
     xml_name, bin_name = ENTRY_FILES
     try:
@@ -134,5 +148,5 @@ def store(spark: SparkSession, cache_uri: str, key: str, xml: Path) -> bool:
         storage.write_json(spark, storage.join_uri(entry, MANIFEST), manifest)  # last: complete
     except Exception as exc:
         _warn(f"model cache entry {entry} not written: {first_line(exc)}")
-        return False
-    return True
+        return None
+    return manifest

@@ -112,11 +112,14 @@ def ship_model(
     exported: Future | None = None,
     model_cache: str | None = None,
     model_key: str | None = None,
+    model_seals: str | None = None,
 ) -> tuple[str, dict | None]:
     """(What the workers load, what the model cache did): the weights reference itself for
     TensorFlow; for OpenVINO, the model found in `model_cache`, else exported here once or by
     `exported` (an unusable weights spec fails here, before any task) and stored there.
-    `model_key`: model_key_of(weights_ref), when the caller has it already."""
+    `model_key`: model_key_of(weights_ref), when the caller has it already; `model_seals`:
+    where the Airflow connection's seals of cache entries are (an entry is used only if
+    sealed as it is)."""
     if runtime == "tensorflow":
         check_weights_load(weights_ref)
         return weights_ref, None
@@ -128,12 +131,15 @@ def ship_model(
         weights = resolve_weights_ref(weights_ref)
         if model_cache:
             key = model_key or cache.cache_key(cache.weights_identity(weights))
-            xml = cache.fetch(spark, model_cache, key, new_export_folder())
+            xml = cache.fetch(spark, model_cache, key, new_export_folder(), model_seals)
             cached = {"uri": model_cache, "key": key, "hit": xml is not None}
         if not cached or not cached["hit"]:
             xml = exported.result() if exported is not None else export_ir(weights)
     if cached and not cached["hit"]:
-        cached["stored"] = cache.store(spark, model_cache, cached["key"], xml)
+        digests = cache.store(spark, model_cache, cached["key"], xml)
+        cached["stored"] = digests is not None
+        if digests is not None:  # what the connection seals once the run passed
+            cached["digests"] = digests
     spark.sparkContext.addFile(str(xml))
     spark.sparkContext.addFile(str(xml.with_suffix(".bin")))  # found beside the .xml
     return _OPENVINO_PREFIX + xml.name, cached

@@ -18,6 +18,7 @@ PIPELINE = [
     "validate.wait_for_step",
     "wait_for_report",
     "read_report",
+    "seal_run",
 ]
 ALL_TASKS = {*PIPELINE, "terminate_cluster", "record_cost"}
 

@@ -1,6 +1,6 @@
 """Which earlier run an incremental run reuses, against moto S3: only the latest run of this DAG,
-input and model whose report passed. The same choice through the real DAG on the emulator:
-test_dag_on_emulator.py."""
+input and model that the Airflow connection sealed (it passed), unchanged since. The same choice
+through the real DAG on the emulator: test_dag_on_emulator.py."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from emr_pipeline.base_run import base_for_run, choose_base_run
 from emr_pipeline.options import RunOptions
 from emr_pipeline.plan import RunPlan
 from emr_pipeline.run_prefix import RUN_MARKER
+from emr_pipeline.seals import run_seal_uri, seal_run
 from tests.dag.dag_shapes import put
 
 ROOT = "s3://out-bucket/runs/"
+SEALS = "s3://out-bucket/emr-artifacts/dag/seals"
 THIS_RUN = ROOT + "manual__9/"
 WANTED = {
     "input_uri": "s3://in-bucket/fruits",
@@ -38,22 +40,26 @@ def earlier_run(
     status: str | None = "passed",
     dag_id: str = "dag",
     made_in: dict | None = None,
+    sealed: bool = True,
     **changes,
 ) -> str:
+    """A run folder: its marker, features, report; sealed (by its last task) if it passed."""
     folder = f"{ROOT}{name}/"
     marker = {"dag_id": dag_id, "run_id": name, "claimed_at": claimed}
-    if changes.get("features_of", True):
-        marker["features_of"] = {**WANTED, **changes}
     put(s3, folder + RUN_MARKER, json.dumps(marker))
     put(s3, folder + "features/part-0.parquet", b"PAR1")
     if status is not None:
         model = {"vectors_per_precision": {"f32": 3} if made_in is None else made_in}
         put(s3, folder + "report.json", json.dumps({"status": status, "model": model}))
+    if status == "passed" and sealed:
+        identity = {"dag_id": dag_id, "deployment": "prod", "run_id": name}
+        features_of = {**WANTED, **changes}
+        seal_run(s3, run_uri=folder, seals_uri=SEALS, identity=identity, features_of=features_of)
     return folder
 
 
 def choose(s3):
-    return choose_base_run(s3, ROOT, THIS_RUN, "dag", WANTED)
+    return choose_base_run(s3, ROOT, THIS_RUN, "dag", WANTED, SEALS)
 
 
 def test_no_earlier_run_means_a_full_run(bucket):
@@ -71,10 +77,16 @@ def test_the_latest_passed_run_of_this_dag_input_and_model_is_the_base(bucket):
     earlier_run(bucket, "e", "2026-01-11T00:00:00+00:00", dag_id="other_dag")
     earlier_run(bucket, "f", "2026-01-12T00:00:00+00:00", input_uri="s3://in-bucket/veg")
     earlier_run(bucket, "g", "2026-01-13T00:00:00+00:00", weights="random", runtime="tensorflow")
-    earlier_run(bucket, "h", "2026-01-14T00:00:00+00:00", features_of=False)  # an older run
+    # Passed, but Airflow failed it after (read_report, the teardown, by hand): no seal.
+    earlier_run(bucket, "h", "2026-01-14T00:00:00+00:00", sealed=False)
     # Asked for f32 (as this run does), but what ran is what counts: none of its vectors is.
     earlier_run(bucket, "k", "2026-01-15T00:00:00+00:00", made_in={"bf16": 3})
     earlier_run(bucket, "l", "2026-01-16T00:00:00+00:00", made_in=False)  # before the counts
+    # Sealed, then a cluster (any on the instance role may write runs/) rewrote its vectors.
+    rewritten = earlier_run(bucket, "m", "2026-01-17T00:00:00+00:00")
+    put(bucket, rewritten + "features/part-0.parquet", b"PAR1 other vectors")
+    # Forged by a cluster: a marker, features and a passed report, never sealed.
+    earlier_run(bucket, "n", "2026-01-18T00:00:00+00:00", sealed=False)
     earlier_run(bucket, "manual__9", "2026-02-01T00:00:00+00:00")  # this run's own prefix
 
     choice = choose(bucket)
@@ -82,18 +94,22 @@ def test_the_latest_passed_run_of_this_dag_input_and_model_is_the_base(bucket):
     assert choice.uri == base != oldest
     reasons = "\n".join(choice.skipped)
     for expected in (
-        "runs/c/: its report did not pass (status 'failed')",
-        "runs/d/: it has no report (it failed, or is still running)",
+        "runs/c/: it has no seal (its last task, seal_run, never ran",
+        "runs/d/: it has no seal",
         "runs/e/: another DAG's run ('other_dag')",
         "runs/f/: its input_uri differ",
         "runs/g/: its runtime, weights differ",
-        "runs/h/: its marker does not say what its features were made of",
+        "runs/h/: it has no seal",
         "runs/k/: none of its vectors were made in f32 ({'bf16': 3})",
-        "runs/l/: its report does not say which precision made its vectors",
+        "runs/l/: its seal does not say which precision made its vectors",
+        "runs/m/: 1 of its sealed objects changed after it was sealed, e.g. "
+        "features/part-0.parquet",
+        "runs/n/: it has no seal",
     ):
         assert expected in reasons, expected
     assert "manual__9" not in reasons
     assert choice.describe().startswith(f"incremental: base run {base}: the latest earlier")
+    assert choice.seal_uri == run_seal_uri(SEALS, base)  # featurize checks it again
 
 
 def test_a_run_without_a_readable_marker_is_never_the_base(bucket):
@@ -111,7 +127,7 @@ def test_full_refresh_and_incremental_off_look_for_no_base(bucket):
     plan = RunPlan(
         run_key="k", output_uri=THIS_RUN, report_uri=THIS_RUN + "report.json",
         artifacts_uri="s3://out-bucket/arts/", log_uri="s3://out-bucket/logs/",
-        job_flow_overrides={}, steps={}, features_of=WANTED,
+        job_flow_overrides={}, steps={}, features_of=WANTED, seals_uri=SEALS,
     )  # fmt: skip
     assert base_for_run(bucket, options, plan, "dag").uri == ROOT + "a/"
     refresh = base_for_run(bucket, replace(options, full_refresh=True), plan, "dag")
@@ -125,6 +141,6 @@ def test_a_base_is_chosen_by_the_precision_its_vectors_were_made_in(bucket):
     a bf16 run does not."""
     fell_back = earlier_run(bucket, "a", "2026-01-01T00:00:00+00:00", precision="bf16")
     assert choose(bucket).uri == fell_back
-    bf16 = choose_base_run(bucket, ROOT, THIS_RUN, "dag", {**WANTED, "precision": "bf16"})
+    bf16 = choose_base_run(bucket, ROOT, THIS_RUN, "dag", {**WANTED, "precision": "bf16"}, SEALS)
     assert bf16.uri is None
     assert bf16.skipped == [f"{fell_back}: none of its vectors were made in bf16 ({{'f32': 3}})"]

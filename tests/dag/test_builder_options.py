@@ -97,7 +97,7 @@ def test_deployment_settings_prefer_variables_then_environment():
     resolved = DeploymentSettings.resolve(variables.get, env)
     assert resolved.service_role == "MyEmrRole"
     assert resolved.subnet_id == "subnet-1"
-    assert resolved.job_flow_role == "EMR_EC2_DefaultRole"
+    assert resolved.job_flow_role == "fruit-features-emr-nodes"
 
 
 # --- the spend guard ------------------------------------------------------------------------

@@ -101,7 +101,7 @@ def test_cluster_defaults():
     assert jf["ReleaseLabel"] == "emr-7.13.0"
     assert jf["Applications"] == [{"Name": "Spark"}]
     assert jf["ServiceRole"] == "EMR_DefaultRole"
-    assert jf["JobFlowRole"] == "EMR_EC2_DefaultRole"
+    assert jf["JobFlowRole"] == "fruit-features-emr-nodes"
     # The steps go in with the cluster, in order; EMR ends it after the last one.
     assert [step["Name"] for step in jf["Steps"]] == ["featurize", "pca", "validate"]
     assert jf["Instances"]["KeepJobFlowAliveWhenNoSteps"] is False

@@ -47,9 +47,10 @@ def test_terminate_is_the_teardown_of_create(dag):
     assert create.is_setup and terminate.is_teardown
     assert terminate.trigger_rule == TriggerRule.ALL_DONE_SETUP_SUCCESS
     assert terminate.on_failure_fail_dagrun
-    # It waits for the last task that uses the cluster; only the cost record waits for it.
+    # It waits for the last task that uses the cluster; the cost record waits for it, and
+    # the seal: a run whose cluster may still run is never sealed.
     assert {"create_cluster", "validate.wait_for_step"} <= terminate.upstream_task_ids
-    assert terminate.downstream_task_ids == {"record_cost"}
+    assert terminate.downstream_task_ids == {"record_cost", "seal_run"}
     assert create.terminate_job_flow_on_failure
     others = {
         t.task_id: t.trigger_rule
@@ -72,14 +73,16 @@ def test_the_cost_is_recorded_after_the_teardown_and_before_the_report_is_read(d
     assert dag.get_task("read_report").upstream_task_ids >= {"record_cost", "wait_for_report"}
 
 
-def test_the_runs_state_is_decided_by_read_report_and_the_failing_teardown(dag):
+def test_the_runs_state_is_decided_by_its_seal_after_the_report_and_the_teardown(dag):
     """Airflow's rule (DagRun._tis_for_dagrun_state): the leaves, where a teardown counts
     only with on_failure_fail_dagrun and a task followed by an ignorable teardown is a leaf.
-    A plain task after terminate_cluster would drop it from this set."""
+    seal_run, last, runs only when read_report and terminate_cluster both succeeded: either
+    failing leaves it upstream_failed, and the run failed (and unsealed)."""
     from airflow.models.dagrun import DagRun
 
     counted = DagRun._tis_for_dagrun_state(None, dag=dag, tis=_fake_tis(dag))
-    assert {ti.task_id for ti in counted} == {"read_report", "terminate_cluster"}
+    assert "seal_run" in {ti.task_id for ti in counted}
+    assert dag.get_task("seal_run").upstream_task_ids >= {"read_report", "terminate_cluster"}
 
 
 def _fake_tis(dag):

@@ -7,9 +7,15 @@ back, and the teardown terminates the cluster.
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import h5py
+import numpy as np
 import pytest
 
+from emr_pipeline.run_prefix import RUN_MARKER
+from emr_pipeline.seals import run_seal_uri
 from localdev.dag_run import (
     cluster_states,
     emr_client,
@@ -94,10 +100,13 @@ def test_a_full_run_then_incremental_runs_that_reuse_only_what_passed(
     2. a run that fails after its featurize step wrote complete features (pca fails), whose
        cost is recorded all the same;
     3. after images were added, changed (one with the same size), removed and fixed, an
-       incremental run: its base is run 1, never the newer failed run 2; it featurizes only
-       what changed and what landed during run 1, from the cached model, reads only those
-       images, and keeps run 1's vectors of the rest bit for bit;
-    4. full_refresh=true: every image again, the same features as run 3's."""
+       incremental run: its base is run 1 (sealed by its last task), never the newer failed
+       run 2, nor a newer "passed" run a cluster forged (no seal); it featurizes only what
+       changed and what landed during run 1, from the cached model, reads only those images,
+       and keeps run 1's vectors of the rest bit for bit;
+    4. the cached model poisoned as a cluster could (a layer's weights scaled, its manifest
+       rewritten to match), then full_refresh=true: the entry does not match its seal, so the
+       model is exported again, and every image gets the same features as run 3's."""
     images = tmp_path / "images"
     write_good_images(images, ["Apple Red 1", "Kiwi"], 4)
     relative, content, _ = bad_input_cases()["truncated_jpeg"]
@@ -174,6 +183,13 @@ def test_a_full_run_then_incremental_runs_that_reuse_only_what_passed(
     )
     first = features_by_path(s3, out)
     assert len(first) == 9
+    # Sealed by the connection, last: the run's objects and the model entry it exported.
+    seals = "s3://fruit-out/emr-artifacts/fruit_features_emr/seals/"
+    run_seal = read_json(s3, run_seal_uri(seals, out))
+    assert run_seal["run_uri"] == out and run_seal["vectors_per_precision"] == {"f32": 9}
+    assert "report.json" in run_seal["objects"] and result.task_states["seal_run"] == "success"
+    model_seal = read_json(s3, f"{seals}model-cache/{cache['key']}.json")
+    assert model_seal["files"] == read_json(s3, entry + "manifest.json") == cache["digests"]
     # What the cluster used and cost, after the teardown: in report.json, cost.json and the
     # summary (the Asset event's extra), consistent with EMR's own instance timelines.
     assert result.task_states["record_cost"] == "success"
@@ -223,6 +239,20 @@ def test_a_full_run_then_incremental_runs_that_reuse_only_what_passed(
     )
     s3.delete_object(Bucket="fruit-in", Key="fruits/Apple Red 1/r_1_100.jpg")
     s3.put_object(Bucket="fruit-in", Key="fruits/Kiwi/broken.jpg", Body=jpeg_bytes(picture(702)))
+    # A newer "passed" run a cluster forged (the instance role may write runs/): run 1's
+    # objects, its own marker and report, no seal.
+    forged = run_output_uri(OUTPUT, "manual__forged")
+    for key in keys_under(s3, out):
+        name = key.removeprefix(out.removeprefix("s3://fruit-out/"))
+        s3.copy_object(
+            Bucket="fruit-out", Key=forged.removeprefix("s3://fruit-out/") + name,
+            CopySource={"Bucket": "fruit-out", "Key": key},
+        )  # fmt: skip
+    forged_marker = {**read_json(s3, out + RUN_MARKER), "claimed_at": "2099-01-01T00:00:00+00:00"}
+    s3.put_object(
+        Bucket="fruit-out", Key=forged.removeprefix("s3://fruit-out/") + RUN_MARKER,
+        Body=json.dumps(forged_marker),
+    )  # fmt: skip
     gets_before = input_requests(emulator, "GetObject")
 
     again = run_dag(conf())
@@ -258,10 +288,27 @@ def test_a_full_run_then_incremental_runs_that_reuse_only_what_passed(
     same = f"{INPUT}Apple Red 1/same-size.png"
     assert ours[same] != first[same]  # same size, other bytes: a new vector
 
-    # 4. A full refresh featurizes every image again: the same features as run 3's.
+    # 4. The cached model poisoned as any cluster on the instance role could: one layer's
+    # weights scaled by 1.5, the entry's manifest rewritten to match. Its seal does not.
+    entry_key = entry.removeprefix("s3://fruit-out/")
+    weights = np.frombuffer(
+        s3.get_object(Bucket="fruit-out", Key=entry_key + "model.bin")["Body"].read(), np.float32
+    ).copy()
+    weights[: weights.size // 2] *= 1.5
+    poisoned = weights.tobytes()
+    s3.put_object(Bucket="fruit-out", Key=entry_key + "model.bin", Body=poisoned)
+    manifest = read_json(s3, entry + "manifest.json")
+    manifest["model.bin"] = {"bytes": len(poisoned), "sha256": hashlib.sha256(poisoned).hexdigest()}
+    s3.put_object(Bucket="fruit-out", Key=entry_key + "manifest.json", Body=json.dumps(manifest))
+
+    # A full refresh featurizes every image again: the same features as run 3's.
     refresh = run_dag(conf(full_refresh=True))
 
     assert refresh.state == "success", refresh.task_states
+    refreshed = read_json(s3, run_output_uri(OUTPUT, refresh.run_id) + "report.json")
+    # Not from the poisoned entry: exported again, stored, and sealed anew.
+    assert refreshed["model"]["model_cache"]["hit"] is False
+    assert refreshed["model"]["model_cache"]["stored"] is True
     refresh_out = run_output_uri(OUTPUT, refresh.run_id)
     assert read_json(s3, refresh_out + "report.json")["incremental"] == {
         "base_run": None, "reason": "full_refresh=true: every image is featurized",

@@ -28,7 +28,8 @@ def test_policy_is_a_valid_iam_document(path):
     assert len(set(sids)) == len(sids)
     for statement in iam_policies.statements(policy):
         assert set(statement) <= {"Sid", "Effect", "Action", "Resource", "Condition"}
-        assert statement["Effect"] == "Allow"
+        # Allows, and one Deny: the nodes never write a seal (iam/README.md, "Seals").
+        assert statement["Effect"] == "Allow" or statement["Sid"] == "NeverWriteSeals"
         for action in iam_policies.as_list(statement["Action"]):
             assert re.fullmatch(r"[a-z0-9-]+:[A-Za-z]+", action), action  # no wildcards
         for resource in iam_policies.as_list(statement["Resource"]):
@@ -58,11 +59,14 @@ def test_cluster_actions_need_the_dags_tag_and_passrole_names_two_roles():
     by_sid = {s["Sid"]: s for s in iam_policies.statements(policy)}
     create = by_sid["StartOnlyClustersTaggedForThisDag"]
     assert create["Condition"]["StringEquals"] == {"aws:RequestTag/dag_id": "fruit_features_emr"}
+    assert create["Condition"]["Null"] == {
+        "aws:RequestTag/deployment": "false", "aws:RequestTag/run_id": "false",
+    }  # fmt: skip
     pass_role = [s for s in by_sid.values() if "iam:PassRole" in iam_policies.as_list(s["Action"])]
     (statement,) = pass_role
     assert sorted(statement["Resource"]) == [
         "arn:aws:iam::123456789012:role/EMR_DefaultRole",
-        "arn:aws:iam::123456789012:role/EMR_EC2_DefaultRole",
+        "arn:aws:iam::123456789012:role/fruit-features-emr-nodes",  # the nodes' own role
     ]
     actions = {a for s in by_sid.values() for a in iam_policies.as_list(s["Action"])}
     # No way to re-tag someone else's cluster into this DAG's reach, nor to delete buckets.

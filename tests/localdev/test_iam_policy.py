@@ -188,3 +188,36 @@ def test_the_connection_policy_allows_what_the_dag_does_and_no_more(
     action, resource, context, allowed
 ):
     assert evaluate(CONNECTION, action, resource, context).allowed is allowed
+
+
+@pytest.mark.parametrize(
+    ("action", "resource", "allowed"),
+    [
+        # The nodes read the seals, and the model cache they may write; never a seal.
+        ("s3:GetObject", f"{FEATURES}/emr-artifacts/fruit_features_emr/seals/runs/x.json", True),
+        ("s3:PutObject", f"{FEATURES}/emr-artifacts/fruit_features_emr/seals/runs/x.json", False),
+        (
+            "s3:PutObject",
+            f"{FEATURES}/emr-artifacts/fruit_features_emr/seals/model-cache/k.json",
+            False,
+        ),
+        (
+            "s3:DeleteObject",
+            f"{FEATURES}/emr-artifacts/fruit_features_emr/seals/runs/x.json",
+            False,
+        ),
+        (
+            "s3:PutObject",
+            f"{FEATURES}/emr-artifacts/fruit_features_emr/model-cache/k/model.bin",
+            True,
+        ),
+    ],
+)
+def test_the_instance_role_reads_seals_and_never_writes_one(action, resource, allowed):
+    assert evaluate(INSTANCE, action, resource, {}).allowed is allowed
+
+
+def test_the_connection_writes_the_seals():
+    seal = f"{FEATURES}/emr-artifacts/fruit_features_emr/seals/runs/x.json"
+    assert evaluate(CONNECTION, "s3:PutObject", seal, {}).allowed
+    assert evaluate(CONNECTION, "s3:GetObject", seal, {}).allowed

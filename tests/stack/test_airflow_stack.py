@@ -30,7 +30,9 @@ RUN_TIMEOUT = 600
 def assert_run_left_its_outputs(stack, run_id: str, images: int, pca_k: int) -> dict[str, Any]:
     """report.json and the parquet outputs under the run's own prefix; every cluster ended."""
     output_root = stack.config.airflow_env()["FRUIT_EMR_OUTPUT_URI"]
-    prefix = run_output_uri(output_root, run_id)
+    # The stack sets no deployment_id: its first run made one and kept it in a Variable.
+    deployment_id = stack.api.get(f"/variables/{DAG_ID}_deployment_id")["value"]
+    prefix = run_output_uri(output_root, run_id, deployment_id)
     keys = keys_under(stack.s3, prefix)
     names = {key.removeprefix(prefix.split("/", 3)[3]).split("/")[0] for key in keys}
     assert {"report.json", "features", "pca"} <= names, keys
