@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import h5py
 import numpy as np
@@ -319,14 +320,30 @@ def test_a_full_run_then_incremental_runs_that_reuse_only_what_passed(
     assert worst <= FEATURE_ROUND_OFF, worst
 
 
-def test_failing_featurize_step_fails_the_run_and_terminates(emulated_aws, tmp_path, capfd):
+def test_failing_featurize_step_fails_the_run_and_terminates(
+    emulated_aws, tmp_path, capfd, random_weights_file
+):
     write_good_images(tmp_path / "images", ["Lime"], 2)
     s3 = s3_client(emulated_aws)
     upload_tree(s3, tmp_path / "images", INPUT)
-    # An HDF5 file (preflight checks that much) that is not MobileNetV2's weights.
+    # MobileNetV2's arrays and values (all that preflight checks), one kernel of another shape:
+    # Keras refuses it in the featurize step.
     broken = tmp_path / "broken.weights.h5"
-    with h5py.File(broken, "w") as h5:
-        h5.create_dataset("not_a_layer", data=[1.0, 2.0])
+    shutil.copy(random_weights_file, broken)
+    with h5py.File(broken, "r+") as h5:
+        kernels = []
+        h5.visititems(
+            lambda name, item: (
+                kernels.append(name)
+                if isinstance(item, h5py.Dataset)
+                and item.ndim == 2
+                and item.shape[0] != item.shape[1]
+                else None
+            )
+        )
+        values = h5[kernels[0]][()]
+        del h5[kernels[0]]
+        h5[kernels[0]] = values.T
     s3.upload_file(str(broken), "fruit-in", "models/broken.weights.h5")
 
     result = run_dag(conf(weights="s3://fruit-in/models/broken.weights.h5"))

@@ -50,7 +50,8 @@ def test_output_schemas(spark, pipeline_run):
     # size and etag: as the manifest recorded them (what tells a later run whether the image
     # changed).
     assert features.schema.simpleString() == (
-        "struct<path:string,label:string,features:array<float>,size:bigint,etag:string>"
+        "struct<path:string,label:string,features:array<float>,size:bigint,etag:string,"
+        "precision:string>"
     )
     assert rejects.schema.simpleString() == "struct<path:string,label:string,error:string>"
     lengths = {r[0] for r in features.selectExpr("size(features)").distinct().collect()}

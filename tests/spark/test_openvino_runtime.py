@@ -3,6 +3,8 @@ driver exported once, and bf16 where the CPU has it."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from imagefeatures.featurize import run_featurize
@@ -93,8 +95,12 @@ def test_a_model_cache_serves_later_runs_and_a_damaged_entry_is_exported_again(
 
     first, exported = run("first", random_weights_file)
     key = model_cache.cache_key(model_cache.weights_identity(str(random_weights_file)))
-    assert first == {"uri": str(cache), "key": key, "hit": False, "stored": True}
+    # With the digests of the files it stored: what the Airflow connection seals.
+    assert first == {
+        "uri": str(cache), "key": key, "hit": False, "stored": True, "digests": first["digests"],
+    }  # fmt: skip
     entry = cache / key
+    assert first["digests"] == json.loads((entry / model_cache.MANIFEST).read_text())
     assert (entry / model_cache.MANIFEST).is_file()
 
     # A copy of the same weights under another name is the same model: served from the cache,
@@ -114,7 +120,9 @@ def test_a_model_cache_serves_later_runs_and_a_damaged_entry_is_exported_again(
     weights_bin.write_bytes(weights_bin.read_bytes()[:1000])
     capfd.readouterr()
     third, again = run("third", random_weights_file)
-    assert third == {"uri": str(cache), "key": key, "hit": False, "stored": True}
+    assert {**third, "digests": None} == {
+        "uri": str(cache), "key": key, "hit": False, "stored": True, "digests": None,
+    }  # fmt: skip
     assert f"model cache entry {cache}/{key} unusable, exporting again" in capfd.readouterr().err
     assert all(np.array_equal(again[path], exported[path]) for path in exported)
     assert run("fourth", random_weights_file)[0]["hit"] is True

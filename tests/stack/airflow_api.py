@@ -85,8 +85,8 @@ class AirflowApi:
         instances = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
         return {ti["task_id"]: ti["state"] for ti in instances}
 
-    def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
-        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
         return self.get(path + "?deserialize=true")["value"]
 
     def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:

@@ -30,8 +30,9 @@ RUN_TIMEOUT = 600
 def assert_run_left_its_outputs(stack, run_id: str, images: int, pca_k: int) -> dict[str, Any]:
     """report.json and the parquet outputs under the run's own prefix; every cluster ended."""
     output_root = stack.config.airflow_env()["FRUIT_EMR_OUTPUT_URI"]
-    # The stack sets no deployment_id: its first run made one and kept it in a Variable.
-    deployment_id = stack.api.get(f"/variables/{DAG_ID}_deployment_id")["value"]
+    # The run's deployment id, as its plan recorded it (made at the stack's first run and kept
+    # in a Variable, unless the environment sets one).
+    deployment_id = stack.api.xcom(DAG_ID, run_id, "preflight", key="deployment_id")
     prefix = run_output_uri(output_root, run_id, deployment_id)
     keys = keys_under(stack.s3, prefix)
     names = {key.removeprefix(prefix.split("/", 3)[3]).split("/")[0] for key in keys}

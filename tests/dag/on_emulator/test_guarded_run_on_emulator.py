@@ -8,6 +8,8 @@ changes. (The refusals: test_guards_on_emulator.py.)
 from __future__ import annotations
 
 from emr_pipeline.run_prefix import RUN_MARKER
+from emr_pipeline.seals import run_seal_uri
+from emr_pipeline.uris import split_s3_uri
 from localdev.dag_run import run_output_uri
 from tests.dag.dag_shapes import keys_under, put, read_json, states
 from tests.dag.on_emulator.world import (
@@ -95,7 +97,8 @@ def test_a_guarded_run_reads_what_preflight_counted_and_touches_only_its_own_pre
     assert {k: v for k, v in after.items() if k in before} == before
     assert read_json(s3, earlier + "report.json")["status"] == "passed"
     # What the run added lies under its own output and artifacts prefixes only, plus the one
-    # entry of the DAG's model cache for the model it exported.
+    # entry of the DAG's model cache for the model it exported, and the two seals the
+    # connection wrote once the run passed: the run's and that entry's.
     bucket = "example-fruit-features"
     added = sorted(key for (b, key) in after if (b, key) not in before)
     run_prefixes = (out, run_output_uri(f"s3://{bucket}/emr-artifacts/{DAG_ID}/", dag_run.run_id))
@@ -106,10 +109,18 @@ def test_a_guarded_run_reads_what_preflight_counted_and_touches_only_its_own_pre
     assert [k for k in added if k.startswith(entry)] == [
         entry + name for name in ("manifest.json", "model.bin", "model.xml")
     ]
+    seals = f"emr-artifacts/{DAG_ID}/seals/"
+    assert sorted(k for k in added if k.startswith(seals)) == sorted(
+        [
+            split_s3_uri(run_seal_uri(f"s3://{bucket}/{seals}", out))[1],
+            f"{seals}model-cache/{cache['key']}.json",
+        ]
+    )
     strays = [
         k
         for k in added
-        if not f"s3://{bucket}/{k}".startswith((*run_prefixes, logs)) and not k.startswith(entry)
+        if not f"s3://{bucket}/{k}".startswith((*run_prefixes, logs))
+        and not k.startswith((entry, seals))
     ]
     assert strays == []
     # The nodes read the run's own copy of the weights, next to its job code.
