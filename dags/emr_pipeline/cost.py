@@ -44,6 +44,7 @@ from emr_pipeline.price_table import (
     s3_request_prices,
 )
 from emr_pipeline.run_prefix import COSTS_FOLDER, RUN_MARKER
+from emr_pipeline.s3_reads import put_json
 from emr_pipeline.uris import as_prefix, split_s3_uri
 
 COST_NAME = "cost.json"  # beside report.json in the run's output prefix
@@ -632,8 +633,8 @@ def record_run_cost(
     else:
         block["notes"].append("the run's records cannot be read: earlier attempts not costed")
     say(format_cost(block))
-    _put_json(s3_client, cluster_cost_uri(run_uri, cluster_id), block, extra)
-    _put_json(s3_client, cost_uri, block, extra)
+    put_json(s3_client, cluster_cost_uri(run_uri, cluster_id), block, extra)
+    put_json(s3_client, cost_uri, block, extra)
     say(f"wrote {cost_uri} and {cluster_cost_uri(run_uri, cluster_id)}")
     # The report as read with the run's records (no second listing and read), when it is
     # the one at `report_uri`.
@@ -680,7 +681,7 @@ def cost_earlier_clusters(
         block = _read_json(s3_client, uri) if other in records.cluster_costs else None
         if not block or block.get("cluster_state") not in TERMINATED_STATES:
             block = run_cost(emr_client, other, table, table_error=table_error)
-            _put_json(s3_client, uri, block, encryption)
+            put_json(s3_client, uri, block, encryption)
         earlier.append(
             {
                 "cluster_id": other,
@@ -700,17 +701,6 @@ def _read_json(s3_client: Any, uri: str) -> dict[str, Any] | None:
     except (ValueError, s3_client.exceptions.ClientError):
         return None  # costed again from EMR
     return document if isinstance(document, dict) else None
-
-
-def _put_json(s3_client: Any, uri: str, document: dict[str, Any], encryption: dict) -> None:
-    bucket, key = split_s3_uri(uri)
-    s3_client.put_object(
-        Bucket=bucket,
-        Key=key,
-        Body=_json_bytes(document),
-        ContentType="application/json",
-        **encryption,
-    )
 
 
 def add_to_report(
@@ -741,10 +731,5 @@ def _put_report(
     encryption: dict[str, str],
     say: Callable[[str], None],
 ) -> None:
-    _put_json(s3_client, report_uri, report, encryption)
+    put_json(s3_client, report_uri, report, encryption)
     say(f"added the cost to {report_uri}")
-
-
-def _json_bytes(document: dict[str, Any]) -> bytes:
-    # As the validate job writes report.json (imagefeatures.storage), so a rewrite only adds.
-    return (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()

@@ -1,4 +1,5 @@
-"""The S3 reads preflight and the base-run search share, and the error they raise.
+"""The S3 reads preflight and the base-run search share, the error they raise, and the one way
+the DAG writes a JSON document (a cost, a seal, a report with its cost).
 
 Each read that S3 refuses (a missing bucket, a connection without the permission) becomes a
 PreflightError naming the parameter or setting to change, instead of a retried ClientError.
@@ -112,3 +113,11 @@ def require_bucket(s3: Any, uri: str, what: str) -> None:
         s3.list_objects_v2(Bucket=bucket, Prefix=as_prefix(key), MaxKeys=1)
     except s3.exceptions.ClientError as exc:
         raise named_error(exc, what, uri) from exc
+
+
+def put_json(s3: Any, uri: str, document: dict[str, Any], encryption: dict[str, str]) -> None:
+    """Write `document` to `uri` as the validate job writes report.json (imagefeatures.storage:
+    indented, keys sorted), so that a rewrite of a report only adds."""
+    bucket, key = split_s3_uri(uri)
+    body = (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **encryption)

@@ -19,12 +19,11 @@ is sealed by the connection, in a folder the instance role may read but not writ
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from emr_pipeline.job_contract import contract
-from emr_pipeline.s3_reads import read_json, read_json_or_why
+from emr_pipeline.s3_reads import put_json, read_json, read_json_or_why
 from emr_pipeline.uris import as_prefix, join_uri, split_s3_uri
 
 SEALS_FOLDER = "seals"
@@ -46,12 +45,6 @@ def sealed_objects(s3: Any, run_uri: str) -> dict[str, str]:
     """{key under the run's folder: ETag} of the objects a seal vouches for, as S3 lists them
     now (one listing of the folder)."""
     return contract.sealed_run_objects(s3, *split_s3_uri(as_prefix(run_uri)))
-
-
-def _put(s3: Any, uri: str, document: dict[str, Any], encryption: dict[str, str]) -> None:
-    bucket, key = split_s3_uri(uri)
-    body = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
-    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **encryption)
 
 
 def seal_run(
@@ -80,13 +73,13 @@ def seal_run(
         "vectors_per_precision": (report.get("model") or {}).get("vectors_per_precision"),
         "objects": sealed_objects(s3, run_uri),
     }
-    _put(s3, run_seal_uri(seals_uri, run_uri), seal, encryption or {})
+    put_json(s3, run_seal_uri(seals_uri, run_uri), seal, encryption or {})
     cache = summary.get("model_cache") or {}
     if cache.get("stored") and isinstance(cache.get("digests"), dict):
         model_seal = {"key": cache["key"], "files": cache["digests"], "sealed_at": now}
         model_seal["exported_by"] = as_prefix(run_uri)
         name = contract.model_seal_name(cache["key"])
-        _put(s3, join_uri(model_seals_uri(seals_uri), name), model_seal, encryption or {})
+        put_json(s3, join_uri(model_seals_uri(seals_uri), name), model_seal, encryption or {})
     return seal
 
 
