@@ -141,10 +141,16 @@ def test_marking_a_deferred_wait_failed_cancels_its_step(airflow_stack):
     assert ran[wait] == "failed" and ran["terminate_cluster"] == "success", ran
     cluster, step = run_cluster(), featurize_step()
     assert step["Status"]["State"] == "CANCELLED", step["Status"]
-    # The emulator says in the step's log what stopped it: CancelSteps, not the teardown.
+    # The emulator says in the step's log what stopped it. The trigger's CancelSteps and the
+    # teardown race (the scheduler may start terminate_cluster before the triggerer's next
+    # loop runs on_kill): either may stop the process first; the trigger's log below shows
+    # that its CancelSteps was sent and accepted either way.
     stderr = f"{cluster['LogUri']}{cluster['Id']}/steps/{step['Id']}/stderr.gz"
     log = wait_until(lambda: read_log_tail(airflow_stack.s3, stderr, 50), 60, what=stderr)
-    assert "step stopped by a CancelSteps request" in log, log
+    assert (
+        "step stopped by a CancelSteps request" in log
+        or "step stopped by the cluster being TERMINATING" in log
+    ), log
     assert cluster_states(airflow_stack.config.emulator_key_file)[cluster["Id"]] == "TERMINATED"
     task_logs = airflow_stack.config.airflow_home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"
     (trigger_log,) = (task_logs / f"task_id={wait}").glob("attempt=1.log.trigger.*.log")
