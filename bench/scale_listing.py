@@ -87,7 +87,7 @@ def measure(keys: int, heap: bool) -> dict[str, Any]:
     import boto3
     import pyarrow.parquet as pq
 
-    from emr_pipeline.input_listing import build_manifest
+    from emr_pipeline.listing import build_manifest
 
     client = boto3.client(
         "s3", region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench"

@@ -45,10 +45,8 @@ def make_images(folder: Path, count: int) -> None:
 
 
 def print_summary(result, report: dict, out: Path) -> None:
-    from emr_pipeline.report import (  # dags/ is importable once the DAG loaded
-        describe_incremental,
-        describe_model,
-    )
+    # dags/ is importable once the DAG loaded
+    from emr_pipeline.report import describe_incremental, describe_model
 
     explained = ", ".join(f"{v:.3f}" for v in report["pca"]["explained_variance"])
     labels = ", ".join(f"{name} ({n['features']})" for name, n in report["labels"].items())

@@ -1,62 +1,21 @@
-"""What a run ships to S3 before the cluster starts, and where each piece lands.
-
-Layout under s3://<artifacts>/<dag_id>/<run>/ (one folder per run, so a run's cluster always
-executes the code that was deployed when the run started):
-
-    jobs/featurize.py  jobs/pca.py  jobs/validate.py  jobs/imagefeatures.zip
-    bootstrap/install-python-deps.sh  bootstrap/requirements-emr.txt  [bootstrap/constraints.txt]
-    [weights/<name>.weights.h5]: a server-side copy of the run's weights file, where the nodes'
-    instance role reads it as it reads the job code (and pinned for the run)
-
-and one folder shared by the DAG's runs, s3://<artifacts>/<dag_id>/model-cache/: featurize's
-exported OpenVINO models, one entry per weights and package versions (written by the nodes).
+"""What a run ships to S3 before its cluster starts (the layout: emr_pipeline.plan): the job
+entrypoints, the jobs package zip, bootstrap/ and a server-side copy of the weights file, in one
+folder per run, so a run's cluster always executes the code deployed when the run started.
 """
 
 from __future__ import annotations
 
 import hashlib
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from emr_pipeline.job_contract import PACKAGE_NAME, load_job_module
+from emr_pipeline.contract import PACKAGE_NAME, load_job_module
+from emr_pipeline.plan import BOOTSTRAP_SCRIPT, CONSTRAINTS_FILE, REQUIREMENTS_FILE
 from emr_pipeline.uris import join_uri, split_s3_uri
 
 ENTRYPOINTS = ("featurize.py", "pca.py", "validate.py")
-BOOTSTRAP_SCRIPT = "install-python-deps.sh"
-REQUIREMENTS_FILE = "requirements-emr.txt"
-CONSTRAINTS_FILE = "constraints.txt"
-MODEL_CACHE_FOLDER = "model-cache"
-
-
-@dataclass(frozen=True)
-class ArtifactUris:
-    """Where this run's artifacts live in S3 (a pure function of the run prefix)."""
-
-    prefix: str
-
-    def entrypoint(self, name: str) -> str:
-        return join_uri(self.prefix, "jobs", name)
-
-    @property
-    def package_zip(self) -> str:
-        return join_uri(self.prefix, "jobs", f"{PACKAGE_NAME}.zip")
-
-    @property
-    def bootstrap_script(self) -> str:
-        return join_uri(self.prefix, "bootstrap", BOOTSTRAP_SCRIPT)
-
-    @property
-    def requirements(self) -> str:
-        return join_uri(self.prefix, "bootstrap", REQUIREMENTS_FILE)
-
-    @property
-    def constraints(self) -> str:
-        return join_uri(self.prefix, "bootstrap", CONSTRAINTS_FILE)
-
-    def weights(self, name: str) -> str:
-        return join_uri(self.prefix, "weights", name)
 
 
 def local_artifacts(
@@ -135,3 +94,26 @@ def copy_weights(
         return "unchanged"
     s3.copy({"Bucket": bucket, "Key": key}, copy_bucket, copy_key, ExtraArgs=dict(encryption or {}))
     return "copied"
+
+
+def ship_artifacts(
+    s3: Any,
+    prefix: str,
+    jobs_dir: Path,
+    bootstrap_dir: Path,
+    constraints: Path | None,
+    encryption: dict[str, str],
+    weights: tuple[str | None, str | None] = (None, None),
+    say: Callable[[str], None] = print,
+) -> dict[str, str]:
+    """The upload_artifacts task: every artifact under `prefix`, and `weights` (the user's file,
+    the run's copy of it) copied server-side; {key: what happened}, each said."""
+    outcome = upload_artifacts(s3, prefix, jobs_dir, bootstrap_dir, constraints, encryption)
+    for key, what in outcome.items():
+        say(f"{what}: s3://{split_s3_uri(prefix)[0]}/{key}")
+    weights_uri, copy_uri = weights
+    if weights_uri and copy_uri:
+        what = copy_weights(s3, weights_uri, copy_uri, encryption)
+        say(f"{what}: {copy_uri} (from {weights_uri})")
+        outcome[split_s3_uri(copy_uri)[1]] = what
+    return outcome

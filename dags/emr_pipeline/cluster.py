@@ -1,4 +1,4 @@
-"""The RunJobFlow request for a run's transient cluster: a pure function of its parameters.
+"""The RunJobFlow request for a run's transient cluster, and the tags and name that find it again.
 
 Built as a Python dict (never a JSON template): EmrCreateJobFlowOperator literal_evals string
 overrides, which breaks on JSON's true/false/null.
@@ -6,26 +6,38 @@ overrides, which breaks on JSON's true/false/null.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from emr_pipeline.idempotency import cluster_name
 from emr_pipeline.options import RunOptions
 from emr_pipeline.settings import DeploymentSettings
 
 # EMR 7 ships Python 3.9 and 3.11; the bootstrap installs the requirements for 3.11.
 NODE_PYTHON = "/usr/bin/python3.11"
+
+
 # Created world-writable by the bootstrap; holds pre-cached imagenet weights.
 KERAS_HOME = "/var/cache/keras"
+
+
 _MAX_TAG_VALUE = 256
+
+
 # The nodes' volumes, set here rather than left to EMR's defaults (which vary with the instance
 # type and the release, and which the API does not report for the root volume), so that the
 # cost estimate prices exactly what a run provisions: the root volume at EMR 7's default size
 # as gp3 at its included baseline, and one gp3 data volume per node for Spark's local files
 # (this job's shuffles and spills are small).
 ROOT_VOLUME = {"EbsRootVolumeSize": 15, "EbsRootVolumeIops": 3000, "EbsRootVolumeThroughput": 125}
+
+
 VOLUME_TYPE = "gp3"
+
+
 DATA_VOLUME_GB = 32
+
+
 DATA_VOLUMES = {
     "EbsBlockDeviceConfigs": [
         {
@@ -192,3 +204,24 @@ def build_job_flow_overrides(
     if deployment.security_configuration:
         overrides["SecurityConfiguration"] = deployment.security_configuration
     return overrides
+
+
+ACTIVE_CLUSTER_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
+
+
+ENDED_CLUSTER_STATES = ("TERMINATED", "TERMINATED_WITH_ERRORS")
+
+
+# The tags that identify a run's cluster (emr_pipeline.cluster sets them).
+RUN_TAG_KEYS = ("dag_id", "deployment", "run_id")
+
+
+def cluster_name(dag_id: str, run_key: str) -> str:
+    """The Name of a run's cluster: the DAG's id first, so lookups skip other clusters."""
+    return f"{dag_id}-{run_key}"[:256]
+
+
+def run_tags(tags: Iterable[Mapping[str, str]]) -> dict[str, str]:
+    """{key: value} of the run-identifying tags in a boto3-style tag list."""
+    found = {t["Key"]: t["Value"] for t in tags}
+    return {key: found[key] for key in RUN_TAG_KEYS if key in found}

@@ -1,60 +1,202 @@
-"""What a run's EMR cluster used, and an estimate of what that cost.
+"""What a run's EMR clusters used, and an estimate of what that cost.
 
-Usage comes from EMR itself: each instance's timeline (ListInstances) gives its hours, per
-instance group, with the group's EBS volumes (ListInstanceGroups) and the root volume
-(DescribeCluster, which also gives EMR's NormalizedInstanceHours). The estimate prices those
-hours with a dated price table (EC2 on-demand plus EMR's uplift, per region, and EBS per
-GB-month): the one shipped beside this module, or a deployment's own (`price_table_uri`). An
-instance price that the table lacks gives no estimate (`estimate_usd: null`, with the reason in
-`notes`), never an error; a volume price it lacks leaves the volumes out, and says so.
+Usage comes from EMR itself: each instance's timeline (ListInstances) per instance group, with
+the group's EBS volumes and the root volume; EMR's NormalizedInstanceHours beside them. The
+estimate prices those hours with a dated price table (EC2 on-demand plus EMR's uplift, per
+region, and EBS per GB-month): the one shipped beside this module, or a deployment's own
+(`price_table_uri`). A price the table lacks gives no estimate, and says why, never an error.
 
-Every cluster of the run is costed: a run cleared and run again (a killed worker, a failed
-attempt) had other clusters, found by the run's tags, each recorded in `<run>/costs/<cluster
-id>.json`, which a rerun's clearing keeps; `run_estimate_usd` adds them up.
-
-The run's S3 requests (`s3_requests`) are derived from what the run recorded, never guessed:
-preflight's LIST requests (manifest.json), featurize's GETs of images (featurize_summary.json,
-else report.json), one PUT per object under the run's prefix (one listing of it), and this
-step's own requests. A figure whose record is missing is unknown (null, and `unknown` says
-why); the S3 table's prices turn the known ones into dollars, added to the estimate.
+Every cluster of the run is costed (a rerun had others, found by the run's tags), each in
+`<run>/costs/<cluster id>.json`. The run's S3 requests are derived from what the run recorded,
+never guessed; a figure whose record is missing is unknown, and says why.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from emr_pipeline.idempotency import (
-    ACTIVE_CLUSTER_STATES,
-    ENDED_CLUSTER_STATES,
-    check_run_cluster,
-    find_run_clusters,
-)
-from emr_pipeline.job_contract import contract
-from emr_pipeline.price_table import (
-    SPOT_LABEL,
-    PriceTableError,
-    ebs_price_per_gb_hour,
-    load_price_table,
-    price_groups,
-    s3_request_prices,
-)
-from emr_pipeline.run_prefix import COSTS_FOLDER, RUN_MARKER
-from emr_pipeline.s3_reads import put_json
+from emr_pipeline.cluster import ACTIVE_CLUSTER_STATES, ENDED_CLUSTER_STATES
+from emr_pipeline.contract import contract
+from emr_pipeline.plan import COSTS_FOLDER, RUN_MARKER
+from emr_pipeline.run_clusters import check_run_cluster, find_run_clusters
+from emr_pipeline.s3 import put_json, read_json_or_why
 from emr_pipeline.uris import as_prefix, split_s3_uri
 
+SHIPPED_PRICE_TABLE = Path(__file__).with_name("emr_prices.json")
+
+
+SPOT_LABEL = "spot, priced at on-demand: an upper bound"
+
+
+# S3 Standard request prices, USD per 1,000 requests: LIST (and PUT, COPY, POST) and GET.
+S3_REQUEST_PRICES = ("list_per_1000", "put_per_1000", "get_per_1000")
+
+
+# EBS bills a GB-month prorated by the second; AWS converts with 730 hours a month.
+HOURS_PER_MONTH = 730
+
+
+class PriceTableError(ValueError):
+    """The price table cannot be read or does not have the expected shape."""
+
+
+def parse_price_table(text: str, uri: str) -> dict[str, Any]:
+    """The table in `text` (JSON), checked: date, sources, per region and instance type
+    `ec2` and `emr` USD per hour, and per region (optional `s3`) S3's request prices; every
+    price a finite, non-negative number. `uri` is where it came from (for messages)."""
+    try:
+        table = json.loads(text)
+    except ValueError as exc:
+        raise PriceTableError(f"price table {uri} is not JSON: {exc}") from exc
+    if not isinstance(table, dict) or not isinstance(table.get("regions"), dict):
+        raise PriceTableError(f"price table {uri} has no 'regions' object")
+    for name in ("date", "sources"):
+        if not table.get(name):
+            raise PriceTableError(f"price table {uri} has no '{name}'")
+    if table.get("currency", "USD") != "USD":
+        raise PriceTableError(f"price table {uri}: currency must be USD")
+    for region, prices in table["regions"].items():
+        if not isinstance(prices, dict):
+            raise PriceTableError(f"price table {uri}: region {region} is not an object")
+        for instance_type, price in prices.items():
+            if not _has_prices(price, ("ec2", "emr")):
+                raise PriceTableError(
+                    f"price table {uri}: {region} {instance_type} needs non-negative numbers "
+                    f"'ec2' and 'emr' (USD per hour), got {price!r}"
+                )
+    # Optional: a deployment's older table without S3 prices still prices the instances.
+    s3 = table.get("s3", {})
+    if not isinstance(s3, dict):
+        raise PriceTableError(f"price table {uri}: 's3' is not an object of regions")
+    for region, prices in s3.items():
+        if not _has_prices(prices, S3_REQUEST_PRICES):
+            raise PriceTableError(
+                f"price table {uri}: s3 {region} needs non-negative numbers "
+                f"{', '.join(repr(p) for p in S3_REQUEST_PRICES)} (USD per 1,000 requests), "
+                f"got {prices!r}"
+            )
+    # Optional too: without it, the estimate leaves the nodes' volumes out and says so.
+    ebs = table.get("ebs", {})
+    if not isinstance(ebs, dict):
+        raise PriceTableError(f"price table {uri}: 'ebs' is not an object of regions")
+    for region, prices in ebs.items():
+        if not isinstance(prices, dict) or not all(_is_price(p) for p in prices.values()):
+            raise PriceTableError(
+                f"price table {uri}: ebs {region} needs a non-negative number (USD per "
+                f"GB-month) per volume type, got {prices!r}"
+            )
+    return {**table, "uri": uri}
+
+
+def ebs_price_per_gb_hour(
+    table: dict[str, Any] | None, region: str, volume_type: str
+) -> float | None:
+    """USD per GB-hour of a `volume_type` volume in `region`; None when the table has none."""
+    price = ((table or {}).get("ebs") or {}).get(region, {}).get(volume_type)
+    return None if price is None else price / HOURS_PER_MONTH
+
+
+def _is_price(value: Any) -> bool:
+    # JSON's true is a Python int and json.loads reads Infinity and NaN: none is a price.
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+def _has_prices(entry: Any, names: tuple[str, ...]) -> bool:
+    return isinstance(entry, dict) and all(_is_price(entry.get(name)) for name in names)
+
+
+def s3_request_prices(table: dict[str, Any] | None, region: str) -> dict[str, float] | None:
+    """USD per 1,000 LIST, PUT and GET requests to a bucket in `region`; None when the table
+    has none for it."""
+    prices = ((table or {}).get("s3") or {}).get(region)
+    return None if prices is None else {name: prices[name] for name in S3_REQUEST_PRICES}
+
+
+def load_price_table(uri: str = "", s3_client: Any = None) -> dict[str, Any]:
+    """The shipped table when `uri` is empty, else a local path or an s3:// URI (read with
+    `s3_client`). Raises PriceTableError with the reason when it cannot be used."""
+    if not uri:
+        return parse_price_table(SHIPPED_PRICE_TABLE.read_text(), str(SHIPPED_PRICE_TABLE))
+    try:
+        if uri.startswith("s3://"):
+            if s3_client is None:
+                raise PriceTableError(f"price table {uri}: no S3 client to read it")
+            bucket, key = split_s3_uri(uri)
+            text = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+        else:
+            text = Path(uri).read_text()
+    except PriceTableError:
+        raise
+    except Exception as exc:  # missing file, AccessDenied, bad URI: all mean "no table"
+        raise PriceTableError(f"price table {uri} cannot be read: {exc}") from exc
+    return parse_price_table(text, uri)
+
+
+def price_groups(
+    groups: list[dict[str, Any]], table: dict[str, Any] | None, region: str
+) -> tuple[float | None, list[str]]:
+    """Adds each group's price and estimate; returns the total (None when any group's price
+    is unknown: a partial sum would read as the whole cost) and notes on how it was priced."""
+    notes: list[str] = []
+    if table is None:
+        return None, ["no price table: no estimate"]
+    prices = table["regions"].get(region)
+    if prices is None:
+        notes.append(f"the price table has no prices for region {region}: no estimate")
+    total: float | None = 0.0
+    for group in groups:
+        price = (prices or {}).get(group["instance_type"])
+        group["usd_per_hour"] = price and {"ec2": price["ec2"], "emr": price["emr"]}
+        group["priced_as"] = None
+        group["estimate_usd"] = None
+        if price is None:
+            if prices is not None:
+                notes.append(
+                    f"the price table has no price for {group['instance_type']} in {region}: "
+                    f"no estimate"
+                )
+            total = None
+            continue
+        group["estimate_usd"] = group["hours"] * (price["ec2"] + price["emr"])
+        if group["market"] == "SPOT":
+            # Spot without a BidPrice (how the DAG asks) is capped at the on-demand price;
+            # EMR's uplift is the same whatever the market.
+            group["priced_as"] = SPOT_LABEL
+            note = f"{group['role'] or group['id']} ran on spot: its estimate is an upper bound"
+            notes.append(note)
+        else:
+            group["priced_as"] = "on-demand"
+        if total is not None:
+            total += group["estimate_usd"]
+    return total, notes
+
+
 COST_NAME = "cost.json"  # beside report.json in the run's output prefix
+
+
 # Clusters of the run are created after its marker is claimed; a margin for clock skew.
 _CLOCK_SKEW = timedelta(minutes=10)
+
+
 # EC2 (Linux) and EMR both bill per second with a one-minute minimum per instance: an
 # instance that lived 20 s costs a minute. (Hours are counted from the instance's
 # CreationDateTime; EC2 starts billing when the instance runs, a little later, so this errs
 # on the high side by the instance's provisioning time.)
 MIN_BILLED_SECONDS = 60
+
+
 TERMINATED_STATES = frozenset({"TERMINATED", "TERMINATED_WITH_ERRORS"})
 
 
@@ -252,12 +394,14 @@ def run_cost(
     return block
 
 
-# --- The run's S3 requests ---------------------------------------------------------------
-
 REQUEST_KINDS = ("list", "get", "put")
+
+
 # manifest.json's `source` for a manifest read from an S3 Inventory report
 # (imagefeatures.manifest.FROM_INVENTORY; not imported: that module imports pyarrow).
 FROM_INVENTORY = "inventory"
+
+
 LOWER_BOUND = (
     "a lower bound: a multipart upload is several PUTs and an object written more than once "
     "(progress files, a retried task) several, each counted as one; the steps' reads of the "
@@ -576,14 +720,13 @@ def format_s3_requests(s3: dict[str, Any]) -> str:
     return f"  S3 requests: {counts} = {price} ({detail}a lower bound)"
 
 
-def record_run_cost(
+def cost_run(
     emr_client: Any,
     s3_client: Any,
     cluster_id: str,
     *,
     tags: Mapping[str, str],
     cost_uri: str,
-    report_uri: str,
     encryption: dict[str, str] | None,
     price_table_uri: str = "",
     say: Callable[[str], None] = print,
@@ -592,13 +735,14 @@ def record_run_cost(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     list_page_size: int | None = None,
-) -> dict[str, Any]:
-    """What the DAG's record_cost task does once the teardown ran: check that the cluster
+) -> tuple[dict[str, Any], RunRecords | None]:
+    """What the DAG's record_cost task does once the teardown ran (then the report gets the
+    cost: emr_pipeline.report.record_run_cost): check that the cluster
     carries the run's `tags` (ForeignClusterError otherwise: another's cluster is neither
     waited for nor costed as this run's), wait (bounded) for it to end, count the run's S3
     requests (one listing of the run's prefix, the folder of `cost_uri`; `list_page_size`
-    only for tests), build its cost block, log it, write it to `cost_uri` and add it to the
-    run's report at `report_uri` when there is one. Never raises for want of a price, a
+    only for tests), build its cost block, log it and write it to `cost_uri`. Returns the block
+    and the run's records as read (None when they could not be). Never raises for want of a price, a
     usable table or a record of the run's requests; an error reading EMR, or writing the
     cost, propagates (the task turns it into a warning)."""
     check_run_cluster(emr_client, cluster_id, tags)
@@ -636,16 +780,7 @@ def record_run_cost(
     put_json(s3_client, cluster_cost_uri(run_uri, cluster_id), block, extra)
     put_json(s3_client, cost_uri, block, extra)
     say(f"wrote {cost_uri} and {cluster_cost_uri(run_uri, cluster_id)}")
-    # The report as read with the run's records (no second listing and read), when it is
-    # the one at `report_uri`.
-    known = records is not None and report_uri == records.run_uri + contract.REPORT
-    if known and not records.has_report:
-        say(f"no report at {report_uri} (no step wrote one): the cost is in the cost file only")
-    elif known and records.report is not None:
-        _put_report(s3_client, report_uri, {**records.report, "cost": block}, extra, say)
-    else:
-        add_to_report(s3_client, report_uri, block, extra, say)
-    return block
+    return block, records
 
 
 def cluster_cost_uri(run_uri: str, cluster_id: str) -> str:
@@ -678,7 +813,9 @@ def cost_earlier_clusters(
     earlier = []
     for other in (c for c in clusters if c != cluster_id):
         uri = cluster_cost_uri(records.run_uri, other)
-        block = _read_json(s3_client, uri) if other in records.cluster_costs else None
+        block = None
+        if other in records.cluster_costs:  # an unreadable record is costed again from EMR
+            block, _ = read_json_or_why(s3_client, *split_s3_uri(uri))
         if not block or block.get("cluster_state") not in TERMINATED_STATES:
             block = run_cost(emr_client, other, table, table_error=table_error)
             put_json(s3_client, uri, block, encryption)
@@ -692,44 +829,3 @@ def cost_earlier_clusters(
             }
         )
     return earlier
-
-
-def _read_json(s3_client: Any, uri: str) -> dict[str, Any] | None:
-    bucket, key = split_s3_uri(uri)
-    try:
-        document = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except (ValueError, s3_client.exceptions.ClientError):
-        return None  # costed again from EMR
-    return document if isinstance(document, dict) else None
-
-
-def add_to_report(
-    s3_client: Any,
-    report_uri: str,
-    block: dict[str, Any],
-    encryption: dict[str, str],
-    say: Callable[[str], None] = print,
-) -> bool:
-    """Adds `"cost": block` to the report at `report_uri` (read, modify, write); False when
-    the run wrote no report (a failed step)."""
-    bucket, key = split_s3_uri(report_uri)
-    # Listed first, not read and caught: S3 answers a read of a missing key with 403, not
-    # 404, to a role that may list the bucket only under some prefixes (this connection).
-    listed = s3_client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents", [])
-    if not listed or listed[0]["Key"] != key:
-        say(f"no report at {report_uri} (no step wrote one): the cost is in the cost file only")
-        return False
-    report = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
-    _put_report(s3_client, report_uri, {**report, "cost": block}, encryption, say)
-    return True
-
-
-def _put_report(
-    s3_client: Any,
-    report_uri: str,
-    report: dict[str, Any],
-    encryption: dict[str, str],
-    say: Callable[[str], None],
-) -> None:
-    put_json(s3_client, report_uri, report, encryption)
-    say(f"added the cost to {report_uri}")

@@ -1,30 +1,52 @@
-"""The provider's EMR create and terminate operators, scoped to the run's own cluster.
+"""The DAG's Airflow pieces besides its waits: the trigger form (Params, made from the RunOptions
+table) and the provider's EMR create and terminate operators, scoped to the run's own cluster.
 
 A task whose first try started a cluster and then died before it could record the id would,
-when retried, start a second cluster. The create operator looks for this run's cluster by its
-tags before creating anything. (The run's steps go in with the cluster, so no add-step call can
-add a step twice: apache/airflow#28704.) The terminate operator ends a cluster only after it
-has seen the run's tags on it.
+when retried, start a second cluster: the create operator looks for the run's cluster by its
+tags first. The terminate operator ends a cluster only after it has seen the run's tags on it.
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from airflow.providers.amazon.aws.operators.emr import (
     EmrCreateJobFlowOperator,
     EmrTerminateJobFlowOperator,
 )
+from airflow.sdk import Param
 from airflow.sdk.exceptions import AirflowFailException
 
-from emr_pipeline.idempotency import (
-    RUN_TAG_KEYS,
-    ForeignClusterError,
-    check_run_cluster,
-    find_run_clusters,
-    run_tags,
-)
+from emr_pipeline.cluster import RUN_TAG_KEYS, run_tags
+from emr_pipeline.options import RunOptions
+from emr_pipeline.parameter import declared, form_default, param_schema
+from emr_pipeline.run_clusters import ForeignClusterError, check_run_cluster, find_run_clusters
+from emr_pipeline.settings import ParseTimeSettings
+
+
+def build_params(settings: ParseTimeSettings) -> dict[str, Param]:
+    """{name: Param} of every run parameter, with the deployment's defaults."""
+    return {
+        field.name: Param(
+            settings.param_defaults.get(field.name, form_default(field)),
+            **param_schema(field, annotation),
+        )
+        for field, annotation in declared(RunOptions)
+    }
+
+
+@contextmanager
+def failing_without_retry(*verdicts: type[Exception]) -> Iterator[None]:
+    """Any of `verdicts` raised in the block fails the task without retrying: a verdict on the
+    run's inputs or outputs, which a retry would only repeat."""
+    try:
+        yield
+    except verdicts as exc:
+        raise AirflowFailException(str(exc)) from exc
+
 
 # The task whose plan (XCom) holds the cluster request, and so the run's tags.
 PLAN_TASK_ID = "preflight"

@@ -1,18 +1,23 @@
-"""The run's parameters as a typed, validated object (no Airflow needed to build one).
+"""The run's parameters (`RunOptions`: the table every parameter is declared in once) and the
+rules they must meet: each one's type and bounds, then what no single bound expresses (the
+weights' form, what several parameters must agree on, the EMR release, the nodes, and what the
+run needs from this Airflow installation).
 
-Every check here is pure: a run refused by `RunOptions.from_params` has made no AWS call.
+Pure: a run refused here has made no AWS call.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Mapping
+import importlib.util
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from emr_pipeline.job_contract import contract
-from emr_pipeline.parameters import (
+from emr_pipeline.contract import contract
+from emr_pipeline.parameter import (
     CLUSTER,
     DATA,
     MODEL,
@@ -22,21 +27,65 @@ from emr_pipeline.parameters import (
     declared,
     parameter,
 )
-from emr_pipeline.release_label import DEFAULT_RELEASE_LABEL
-from emr_pipeline.run_rules import URI_FIELDS, check_run_rules
-from emr_pipeline.uris import hadoop_safe_s3_uri
+from emr_pipeline.uris import check_prefixes_apart, hadoop_safe_s3_uri
+
+DEFAULT_RELEASE_LABEL = "emr-7.13.0"  # newest EMR 7: Spark 3.5, Python 3.11 on the nodes
+
+
+_VERSION_NUMBER = r"(?:0|[1-9][0-9]*)"
+
+
+RELEASE_LABEL = re.compile(
+    rf"emr-(?P<spark>spark-)?(?P<major>{_VERSION_NUMBER})\.{_VERSION_NUMBER}\.{_VERSION_NUMBER}"
+)
+
+
+# EMR 7 is the first release whose nodes have Python 3.11, which the bootstrap installs for;
+# the emr-spark-x.y.z labels start at 8.
+MIN_EMR_MAJOR = {"emr-": 7, "emr-spark-": 8}
+
+
+def check_release_label(label: str) -> None:
+    """InvalidRunOptionsError unless `label` is emr-x.y.z or emr-spark-x.y.z of a release whose
+    nodes have the Python the bootstrap installs for."""
+    release = RELEASE_LABEL.fullmatch(label)
+    if not release:
+        raise InvalidRunOptionsError(
+            f"release_label: expected e.g. emr-7.13.0 or emr-spark-8.0.0, got {label!r}"
+        )
+    family = "emr-spark-" if release["spark"] else "emr-"
+    if int(release["major"]) < MIN_EMR_MAJOR[family]:
+        raise InvalidRunOptionsError(
+            f"release_label: {label}'s nodes have no Python 3.11, which the bootstrap installs "
+            f"the jobs' packages for; use emr-{MIN_EMR_MAJOR['emr-']}.x or newer"
+        )
+
 
 BUILTIN_WEIGHTS = contract.BUILTIN_WEIGHTS
+
+
 RUNTIMES, PRECISIONS = contract.RUNTIMES, contract.PRECISIONS  # the form's enums too
+
+
 MIN_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT = 60, 7 * 24 * 3600  # AutoTerminationPolicy's limits
+
+
 # A poke interval under a second becomes a zero-second waiter delay in deferrable mode (the
 # provider's triggers take whole seconds): a tight loop of EMR API calls.
 MIN_POKE_INTERVAL = 1
+
+
 FEATURE_SIZE = contract.FEATURE_SIZE  # PCA cannot keep more components
+
+
 # EC2 instance types: family (with a generation digit), a dot, a size: m5.xlarge, m7g.2xlarge,
 # r7iz.metal-16xl, u-6tb1.metal. The whole string: the form's pattern, so anchored.
 INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9][a-z0-9-]*$"
+
+
 S3_URI_PATTERN = r"^s3[an]?://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
+
+
 # Longer waits overflow deferrable triggers' timedeltas, and no step of this job needs them.
 MAX_SENSOR_TIMEOUT = 7 * 24 * 3600
 
@@ -58,7 +107,7 @@ def instance_type_parameter(default: str, title: str, nodes: str) -> Any:
 @dataclass(frozen=True)
 class RunOptions:
     """Every run parameter, declared once: type, default, bounds and the trigger form's text
-    (emr_pipeline.parameters). The form shows them in this order."""
+    (emr_pipeline.parameter). The form shows them in this order."""
 
     input_uri: str = parameter(
         dataclasses.MISSING,
@@ -287,7 +336,7 @@ class RunOptions:
     def validate(self) -> None:
         """Raise InvalidRunOptionsError for a value outside its declared type and bounds (what
         the form checks, for runs triggered without it), then for a rule no single field's
-        bounds express (emr_pipeline.run_rules)."""
+        bounds express (emr_pipeline.options)."""
         for field, annotation in declared(type(self)):
             check_value(field, annotation, getattr(self, field.name))
         check_run_rules(self)
@@ -298,3 +347,100 @@ class RunOptions:
         if self.pca_variance is not None:
             return ["--variance", str(self.pca_variance)]
         return ["--k", str(self.pca_k)]
+
+
+URI_FIELDS = ("input_uri", "output_uri")  # the run's data, which must lie apart
+
+
+# vCPUs by size, for the general families (m, c, r...): large 2, xlarge 4, Nxlarge 4N.
+_SIZE = re.compile(r"^(?:(?P<n>[0-9]+)?x)?large$")
+
+
+def vcpus(instance_type: str) -> int | None:
+    """The vCPUs of a `<family>.<size>` type where the size says it; None (metal, medium,
+    nano...) where it does not."""
+    size = instance_type.partition(".")[2]
+    match = _SIZE.match(size)
+    if match is None:
+        return None
+    return 4 * int(match["n"] or 1) if "x" in size else 2
+
+
+def _check_nodes(options: Any) -> None:
+    """What the cluster's nodes must be for the jobs to run at all: x86_64, and room for one
+    task (Spark never schedules a task that needs more CPUs than an executor has)."""
+    types = {"master_instance_type": options.master_instance_type}
+    if options.core_instance_count:
+        types["core_instance_type"] = options.core_instance_type
+    for name, instance_type in types.items():
+        if contract.is_arm64(instance_type):
+            raise InvalidRunOptionsError(
+                f"{name}: {instance_type} is a Graviton (arm64) type, on which the bootstrap "
+                "cannot install the jobs' pinned wheels (tensorflow-cpu 2.21.0 has no aarch64 "
+                "wheel; OpenVINO's needs glibc 2.35, EMR 7's nodes have 2.34): the cluster "
+                "would fail after EC2 is paid for. Choose an x86_64 type (m5, m6i, m7i, c6i...)"
+            )
+    name = "core_instance_type" if options.core_instance_count else "master_instance_type"
+    task_node = types[name]
+    available = vcpus(task_node)
+    if available is not None and options.task_cpus > available:
+        raise InvalidRunOptionsError(
+            f"task_cpus: {options.task_cpus} is more than the {available} vCPUs of a "
+            f"{name} {task_node} node, where the tasks run: Spark could never schedule one "
+            f"(every step would hang). Choose task_cpus <= {available} or a larger type"
+        )
+
+
+def check_run_rules(options: Any) -> None:
+    """Raise InvalidRunOptionsError for the first rule `options` (a RunOptions) breaks."""
+    weights = options.weights
+    if weights not in contract.BUILTIN_WEIGHTS and not weights.endswith(contract.WEIGHTS_SUFFIXES):
+        raise InvalidRunOptionsError(
+            f"weights: expected imagenet, random or an s3:// URI of a Keras .weights.h5 file, "
+            f"got {weights!r}"
+        )
+    if options.precision == "bf16" and options.runtime == "tensorflow":
+        # featurize would refuse it on the cluster, after paying for the nodes.
+        raise InvalidRunOptionsError(
+            "precision: bf16 runs only with runtime openvino (the TensorFlow runtime is "
+            "f32 only); choose runtime openvino, or precision f32"
+        )
+    uris = options.normalized_uris()  # the cluster cannot see the Airflow worker's disk
+    check_prefixes_apart({name: uris[name] for name in URI_FIELDS})
+    if options.pca_variance is None and options.pca_k is None:
+        raise InvalidRunOptionsError("set pca_k or pca_variance")
+    check_release_label(options.release_label)
+    interval = progress_seconds(options.poke_interval_seconds)
+    if options.stuck_after_seconds < 2 * interval:
+        raise InvalidRunOptionsError(
+            f"stuck_after_seconds: at least {2 * interval:g} s, twice the interval at which "
+            f"a step rewrites its progress ({interval:g} s at poke_interval_seconds="
+            f"{options.poke_interval_seconds:g}); got {options.stuck_after_seconds}"
+        )
+    if options.core_spot and options.core_instance_count == 0:
+        raise InvalidRunOptionsError("core_spot needs at least one core instance")
+    _check_nodes(options)
+
+
+def check_worker_support(
+    options: RunOptions, find_module: Callable[[str], object] = importlib.util.find_spec
+) -> None:
+    """What the run needs from this Airflow installation (not from its parameters)."""
+    if options.deferrable and find_module("aiobotocore") is None:
+        # The provider's EMR/S3 triggers are async and need aiobotocore in the triggerer.
+        raise InvalidRunOptionsError(
+            "deferrable=true needs aiobotocore on the workers and the triggerer "
+            "(pip install 'apache-airflow-providers-amazon[aiobotocore]'); or trigger with "
+            "deferrable=false, or set FRUIT_EMR_DEFERRABLE=false to make that the default"
+        )
+
+
+# A step's progress file is rewritten at the sensors' poke interval, within these bounds: one
+# S3 PUT per write (at most 720 an hour; 60 at the default one-minute poke interval).
+PROGRESS_SECONDS_BOUNDS = (5.0, 60.0)
+
+
+def progress_seconds(poke_interval_seconds: float) -> float:
+    """How often a step rewrites its progress file: as often as it is read, within bounds."""
+    low, high = PROGRESS_SECONDS_BOUNDS
+    return min(max(float(poke_interval_seconds), low), high)

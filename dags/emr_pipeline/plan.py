@@ -1,42 +1,112 @@
-"""A run's plan: every URI, the cluster request and the steps, fixed once in preflight.
+"""A run's plan: every URI, the cluster request and its steps, fixed once in preflight.
 
-The downstream operators take their arguments from this plan (as XCom), so the whole run is
-decided by one pure function of (params, deployment settings, dag_id, run_id).
+The downstream tasks take their arguments from this plan (as XCom), so the whole run is decided
+by one pure function of (params, deployment settings, dag_id, run_id). Where each thing lands:
+
+    <output_uri>/<run>/                 the run's results: manifest, features, pca, report.json
+    <artifacts>/<dag_id>/<run>/         jobs/ (entrypoints, package zip), bootstrap/, weights/
+    <artifacts>/<dag_id>/model-cache/   featurize's exported models, shared by the DAG's runs
+    <artifacts>/<dag_id>/seals/         what the Airflow connection vouches for (emr_pipeline.seals)
+
+The steps are spark-submit of each job through command-runner.jar; they go in with the cluster.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from emr_pipeline.artifacts import MODEL_CACHE_FOLDER, ArtifactUris
 from emr_pipeline.cluster import ClusterContext, build_job_flow_overrides
-from emr_pipeline.job_contract import contract
-from emr_pipeline.options import (
-    BUILTIN_WEIGHTS,
-    InvalidRunOptionsError,
-    RunOptions,
+from emr_pipeline.contract import PACKAGE_NAME, contract
+from emr_pipeline.options import BUILTIN_WEIGHTS, RunOptions, progress_seconds
+from emr_pipeline.parameter import InvalidRunOptionsError
+from emr_pipeline.settings import (
+    SPARK_MAX_FILE_BYTES,
+    DeploymentSettings,
+    SpendLimits,
+    check_spend,
+    max_image_bytes,
+    s3_encryption,
+    setting_uri,
 )
-from emr_pipeline.seals import SEALS_FOLDER, model_seals_uri
-from emr_pipeline.settings import DeploymentSettings, where_to_set
-from emr_pipeline.spend_guard import SpendLimits, check_spend
-from emr_pipeline.steps import STEP_NAMES, build_steps
-from emr_pipeline.uris import (
-    as_prefix,
-    check_prefixes_apart,
-    join_uri,
-    normalize_s3_uri,
-    run_key,
-    split_s3_uri,
-)
+from emr_pipeline.uris import as_prefix, check_prefixes_apart, join_uri, run_key, split_s3_uri
+
+BOOTSTRAP_SCRIPT = "install-python-deps.sh"
+
+
+REQUIREMENTS_FILE = "requirements-emr.txt"
+
+
+CONSTRAINTS_FILE = "constraints.txt"
+
+
+MODEL_CACHE_FOLDER = "model-cache"
+
+
+@dataclass(frozen=True)
+class ArtifactUris:
+    """Where this run's artifacts live in S3 (a pure function of the run prefix)."""
+
+    prefix: str
+
+    def entrypoint(self, name: str) -> str:
+        return join_uri(self.prefix, "jobs", name)
+
+    @property
+    def package_zip(self) -> str:
+        return join_uri(self.prefix, "jobs", f"{PACKAGE_NAME}.zip")
+
+    @property
+    def bootstrap_script(self) -> str:
+        return join_uri(self.prefix, "bootstrap", BOOTSTRAP_SCRIPT)
+
+    @property
+    def requirements(self) -> str:
+        return join_uri(self.prefix, "bootstrap", REQUIREMENTS_FILE)
+
+    @property
+    def constraints(self) -> str:
+        return join_uri(self.prefix, "bootstrap", CONSTRAINTS_FILE)
+
+    def weights(self, name: str) -> str:
+        return join_uri(self.prefix, "weights", name)
+
+
+SEALS_FOLDER = "seals"
+
+
+RUN_SEALS, MODEL_SEALS = "runs", "model-cache"
+
+
+def run_seal_uri(seals_uri: str, run_uri: str) -> str:
+    """Where the seal of the run whose folder is `run_uri` lives."""
+    digest = hashlib.sha256(as_prefix(run_uri).encode()).hexdigest()[:32]
+    return join_uri(seals_uri, RUN_SEALS, f"{digest}.json")
+
+
+def model_seals_uri(seals_uri: str) -> str:
+    """The folder of the model cache entries' seals (featurize's --model-seals)."""
+    return join_uri(seals_uri, MODEL_SEALS)
+
+
+# Written first under a run's output prefix, naming the run: the proof that whatever else is
+# there was written by this run, so preflight may clear it. Hadoop hides names starting with
+# "_": no reader of the run's datasets sees it.
+RUN_MARKER = "_fruit_features_run.json"
+
+
+# Each cluster's cost (<run>/costs/<cluster id>.json, emr_pipeline.cost): what an earlier
+# attempt's clusters cost is kept when a rerun clears the prefix.
+COSTS_FOLDER = "costs/"
+
 
 REPORT_NAME = contract.REPORT
+
+
 # EMR tag values (the run_id tag): letters, digits, spaces and _ . : / = + - @, at most 256.
 _TAG_VALUE = re.compile(r"[\w .:/=+\-@]{1,256}")
-# The most a featurize worker reads of one image into memory (a Java int, as Spark's
-# binaryFile limit was): larger images are refused before the cluster.
-SPARK_MAX_FILE_BYTES = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -55,7 +125,7 @@ class RunPlan:
     weights_copy_uri: str | None = None
     max_image_bytes: int = SPARK_MAX_FILE_BYTES
     # What the run's vectors are made of, as the DAG knows it (kept in its marker, so that a
-    # later incremental run knows whether they are its to reuse: emr_pipeline.base_run).
+    # later incremental run knows whether they are its to reuse: emr_pipeline.seals).
     features_of: dict[str, str] = field(default_factory=dict)
     base_run_uri: str | None = None  # the earlier run whose unchanged vectors featurize reuses
     # The deployment's S3 Inventory destination (settings.inventory_uri); None = list the input.
@@ -86,49 +156,9 @@ class RunPlan:
         }
 
 
-SSE_ALGORITHMS = ("AES256", "aws:kms")
-
-
-def s3_encryption(deployment: DeploymentSettings) -> dict[str, str]:
-    """put_object/upload_file arguments for the deployment's server-side encryption."""
-    if deployment.s3_sse not in SSE_ALGORITHMS:
-        raise InvalidRunOptionsError(
-            f"deployment setting s3_sse: expected one of {', '.join(SSE_ALGORITHMS)}, "
-            f"got {deployment.s3_sse!r}"
-        )
-    extra = {"ServerSideEncryption": deployment.s3_sse}
-    if deployment.s3_sse_kms_key_id:
-        if deployment.s3_sse != "aws:kms":
-            raise InvalidRunOptionsError(
-                "deployment setting s3_sse_kms_key_id needs s3_sse=aws:kms"
-            )
-        extra["SSEKMSKeyId"] = deployment.s3_sse_kms_key_id
-    return extra
-
-
 def default_artifacts_root(output_uri: str) -> str:
     bucket, _ = split_s3_uri(output_uri)
     return f"s3://{bucket}/emr-artifacts"
-
-
-def _setting_uri(setting: str, uri: str) -> str:
-    try:
-        return normalize_s3_uri(uri)
-    except ValueError as exc:
-        raise InvalidRunOptionsError(
-            f"deployment setting {setting}: {exc} (set in {where_to_set(setting)})"
-        ) from exc
-
-
-def max_image_bytes(deployment: DeploymentSettings) -> int:
-    text = deployment.max_image_bytes
-    if not re.fullmatch(r"[0-9]+", text) or not 1 <= int(text) <= SPARK_MAX_FILE_BYTES:
-        raise InvalidRunOptionsError(
-            f"deployment setting max_image_bytes: expected an integer in "
-            f"[1, {SPARK_MAX_FILE_BYTES}] (what a worker reads of one image), got {text!r} "
-            f"(set in {where_to_set('max_image_bytes')})"
-        )
-    return int(text)
 
 
 def make_plan(
@@ -148,14 +178,14 @@ def make_plan(
     image_limit = max_image_bytes(deployment)
     key = run_key(run_id, deployment.deployment_id)
     output = as_prefix(join_uri(options.output_uri, key))
-    artifacts_root = _setting_uri(
+    artifacts_root = setting_uri(
         "artifacts_uri", deployment.artifacts_uri or default_artifacts_root(options.output_uri)
     )
     artifacts = ArtifactUris(as_prefix(join_uri(artifacts_root, dag_id, key)))
     seals = join_uri(artifacts_root, dag_id, SEALS_FOLDER)
     # EMR writes <LogUri>/<cluster-id>/steps/<step-id>/{stdout,stderr}.gz under this.
     log_uri = as_prefix(
-        _setting_uri("log_uri", deployment.log_uri or join_uri(artifacts_root, "emr-logs"))
+        setting_uri("log_uri", deployment.log_uri or join_uri(artifacts_root, "emr-logs"))
     )
     check_prefixes_apart(
         {
@@ -218,7 +248,7 @@ def make_plan(
         },
         base_run_uri=base_run_uri,
         inventory_uri=(
-            as_prefix(_setting_uri("inventory_uri", deployment.inventory_uri))
+            as_prefix(setting_uri("inventory_uri", deployment.inventory_uri))
             if deployment.inventory_uri
             else None
         ),
@@ -234,3 +264,115 @@ def check_run_id(run_id: str) -> None:
             "spaces and _ . : / = + - @, not starting with aws:); trigger the run with another "
             "run id"
         )
+
+
+# A failed step terminates the cluster at once, cancelling the steps queued behind it;
+# Airflow's teardown would do the same a poke later.
+ACTION_ON_FAILURE = "TERMINATE_CLUSTER"
+
+
+STEP_NAMES = contract.STEP_NAMES  # the order EMR runs them in
+
+
+def spark_step(
+    name: str,
+    entrypoint_uri: str,
+    package_zip_uri: str,
+    args: list[str],
+    spark_conf: dict[str, str] | None = None,
+) -> dict:
+    """One step running `spark-submit <entrypoint> <args>` in client mode on the primary node.
+
+    Client mode keeps the driver's output in the step's own logs (stdout.gz: the job's
+    messages, which spark-submit merges from Python's stderr; stderr.gz: Spark's), which is
+    what the DAG shows when the step fails.
+    """
+    return {
+        "Name": name,
+        "ActionOnFailure": ACTION_ON_FAILURE,
+        "HadoopJarStep": {
+            "Jar": "command-runner.jar",
+            "Args": [
+                "spark-submit",
+                "--deploy-mode",
+                "client",
+                *(f for k, v in (spark_conf or {}).items() for f in ("--conf", f"{k}={v}")),
+                "--py-files",
+                package_zip_uri,
+                entrypoint_uri,
+                *args,
+            ],
+        },
+    }
+
+
+def build_steps(
+    options: RunOptions,
+    artifacts: ArtifactUris,
+    run_output_uri: str,
+    weights: str | None = None,
+    model_cache: str | None = None,
+    base_run: str | None = None,
+    full_run_reason: str | None = None,
+    seals: tuple[str, str | None] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """{"featurize": [step], "pca": [step], "validate": [step]} for this run.
+
+    Every step reads the run's input from its manifest (<run>/manifest.parquet, written by
+    preflight), never from options.input_uri: the input is fixed once.
+    `weights` replaces options.weights (the run's copy of a weights file);
+    `model_cache` is where featurize keeps exported models between runs; `base_run` the
+    earlier run whose vectors of unchanged images featurize reuses, or `full_run_reason` why
+    there is none. `seals`: (the model cache entries' seals, the base run's seal): what the
+    Airflow connection vouches for, which featurize checks before it trusts an entry or a base.
+    """
+
+    def step(name: str, args: list[str], conf: dict[str, str] | None = None) -> list[dict]:
+        args = [
+            *args,
+            "--progress", progress_uri(run_output_uri, name),
+            "--progress-seconds", f"{progress_seconds(options.poke_interval_seconds):g}",
+        ]  # fmt: skip
+        return [
+            spark_step(name, artifacts.entrypoint(f"{name}.py"), artifacts.package_zip, args, conf)
+        ]
+
+    featurize_args = [
+        "--output", run_output_uri,
+        "--weights", weights or options.weights,
+        "--batch-size", str(options.batch_size),
+        "--runtime", options.runtime,
+        "--precision", options.precision,
+    ]  # fmt: skip
+    if options.partitions:
+        featurize_args += ["--partitions", str(options.partitions)]
+    model_seals, base_seal = seals or (None, None)
+    if model_cache:
+        featurize_args += ["--model-cache", model_cache]
+        if model_seals:
+            featurize_args += ["--model-seals", model_seals]
+    if base_run:
+        featurize_args += ["--base", base_run]
+        if base_seal:
+            featurize_args += ["--base-seal", base_seal]
+    elif full_run_reason:
+        featurize_args += ["--full-run-reason", full_run_reason]
+    return {
+        "featurize": step("featurize", featurize_args),
+        "pca": step(
+            "pca",
+            [
+                "--input",
+                join_uri(run_output_uri, contract.FEATURES),
+                "--output",
+                run_output_uri,
+                *options.pca_args,
+            ],
+        ),  # fmt: skip
+        "validate": step("validate", ["--output", run_output_uri]),
+    }
+
+
+def progress_uri(run_output_uri: str, step_name: str) -> str:
+    """Where step `step_name` of the run under `run_output_uri` publishes its progress."""
+    return join_uri(run_output_uri, contract.progress_file(step_name))

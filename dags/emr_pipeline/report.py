@@ -1,10 +1,49 @@
-"""The run's report.json (written by jobs/validate.py), checked and summarised for the log."""
+"""The run's report.json (written by the validate job): checked, summarised for the log and the
+Asset event, and given the run's cost once record_cost has it.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 from emr_pipeline import cost
+from emr_pipeline.contract import contract
+from emr_pipeline.s3 import put_json
+from emr_pipeline.uris import split_s3_uri
+
+
+def add_to_report(
+    s3_client: Any,
+    report_uri: str,
+    block: dict[str, Any],
+    encryption: dict[str, str],
+    say: Callable[[str], None] = print,
+) -> bool:
+    """Adds `"cost": block` to the report at `report_uri` (read, modify, write); False when
+    the run wrote no report (a failed step)."""
+    bucket, key = split_s3_uri(report_uri)
+    # Listed first, not read and caught: S3 answers a read of a missing key with 403, not
+    # 404, to a role that may list the bucket only under some prefixes (this connection).
+    listed = s3_client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents", [])
+    if not listed or listed[0]["Key"] != key:
+        say(f"no report at {report_uri} (no step wrote one): the cost is in the cost file only")
+        return False
+    report = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    _put_report(s3_client, report_uri, {**report, "cost": block}, encryption, say)
+    return True
+
+
+def _put_report(
+    s3_client: Any,
+    report_uri: str,
+    report: dict[str, Any],
+    encryption: dict[str, str],
+    say: Callable[[str], None],
+) -> None:
+    put_json(s3_client, report_uri, report, encryption)
+    say(f"added the cost to {report_uri}")
 
 
 class ReportError(RuntimeError):
@@ -129,3 +168,43 @@ def format_summary(report: dict[str, Any]) -> str:
     if report.get("cost"):
         lines.append(cost.format_cost(report["cost"]))
     return "\n".join(lines)
+
+
+def record_run_cost(
+    emr_client: Any,
+    s3_client: Any,
+    cluster_id: str,
+    *,
+    report_uri: str,
+    encryption: dict[str, str] | None,
+    say: Callable[[str], None] = print,
+    **how: Any,
+) -> dict[str, Any]:
+    """The DAG's record_cost task: the run's cost in its cost files (emr_pipeline.cost.cost_run,
+    given `how`), then in its report at `report_uri` when a step wrote one. Returns the block."""
+    block, records = cost.cost_run(
+        emr_client, s3_client, cluster_id, encryption=encryption, say=say, **how
+    )
+    extra = encryption or {}
+    # The report as read with the run's records (no second listing and read), when it is
+    # the one at `report_uri`.
+    known = records is not None and report_uri == records.run_uri + contract.REPORT
+    if known and not records.has_report:
+        say(f"no report at {report_uri} (no step wrote one): the cost is in the cost file only")
+    elif known and records.report is not None:
+        _put_report(s3_client, report_uri, {**records.report, "cost": block}, extra, say)
+    else:
+        add_to_report(s3_client, report_uri, block, extra, say)
+    return block
+
+
+def read_report(
+    s3: Any, report_uri: str, expected_images: int, say: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """The read_report task: report.json read back and summarised in the log; ReportError
+    unless it passed for the run's manifest. Returns the summary (XCom, Asset event)."""
+    bucket, key = split_s3_uri(report_uri)
+    body = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    say(format_summary(body))
+    check_report(body, expected_images=expected_images)
+    return summarize(body)

@@ -1,6 +1,6 @@
-"""The provider's sensors, with their timing taken from the run's params, a running EMR step
-watched (its progress, new log lines, whether it is stuck: emr_pipeline.step_watch) and a
-failed one explained in the log (FailureDetails + stderr tail) instead of only "step FAILED".
+"""The provider's sensors, timed by the run's params, with a running EMR step watched (progress,
+new log lines, stuck: emr_pipeline.watch), a failed one explained in the log, and links to the
+step's logs, progress and Spark application in the UI.
 
 BaseSensorOperator's poke_interval/timeout are constructor arguments, not template fields;
 reading them from context["params"] at execute time lets each run (and the tests) choose.
@@ -11,20 +11,92 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.links.base_aws import BASE_AWS_CONSOLE_LINK, BaseAwsLink
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
 from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
-from emr_pipeline.idempotency import find_steps
-from emr_pipeline.links import STEP_LINKS, persist_step_links, step_link_fields
 from emr_pipeline.operators import check_cluster_is_the_runs
-from emr_pipeline.step_logs import explain_step_failure
-from emr_pipeline.step_watch import StepWatch, progress_uri
+from emr_pipeline.plan import progress_uri
+from emr_pipeline.run_clusters import find_steps
 from emr_pipeline.triggers import StepCancellingEmrStepTrigger, cancel_step
+from emr_pipeline.uris import split_s3_uri
+from emr_pipeline.watch import StepWatch, explain_step_failure, step_log_uri
+
+SPARK_HISTORY_PORT = 18080
+
+
+class EmrStepLogsLink(BaseAwsLink):
+    """The step's folder under the cluster's LogUri: controller, stdout.gz, stderr.gz."""
+
+    name = "EMR Step Logs"
+    key = "emr_step_logs"
+    format_str = BASE_AWS_CONSOLE_LINK + "/s3/buckets/{bucket}?region={region_name}&prefix={prefix}"
+
+
+class StepProgressLink(BaseAwsLink):
+    """The step's progress JSON (emr_pipeline.watch), rewritten while the step runs."""
+
+    name = "Step Progress"
+    key = "emr_step_progress"
+    format_str = BASE_AWS_CONSOLE_LINK + "/s3/object/{bucket}?region={region_name}&prefix={prefix}"
+
+
+class SparkHistoryLink(BaseAwsLink):
+    """The step's Spark application in the running cluster's history server (the server's list
+    of applications until the job has published its application id)."""
+
+    name = "Spark History (on cluster)"
+    key = "spark_history"
+    format_str = "http://{primary_dns}:" + str(SPARK_HISTORY_PORT) + "/{page}"
+
+
+STEP_LINKS = (EmrStepLogsLink(), StepProgressLink(), SparkHistoryLink())
+
+
+def _s3_location(uri: str) -> dict[str, str]:
+    bucket, key = split_s3_uri(uri)
+    return {"bucket": bucket, "prefix": quote(key, safe="/")}
+
+
+def step_link_fields(
+    cluster: dict[str, Any], step_id: str, progress_uri: str, application_id: str | None
+) -> dict[type[BaseAwsLink], dict[str, str]]:
+    """Each link's fields for one step, from DescribeCluster's Cluster; a link whose target is
+    not known yet (no LogUri, no primary node's name yet) is left out."""
+    fields: dict[type[BaseAwsLink], dict[str, str]] = {StepProgressLink: _s3_location(progress_uri)}
+    if cluster.get("LogUri"):
+        stdout = step_log_uri(cluster["LogUri"], cluster["Id"], step_id, "stdout")
+        fields[EmrStepLogsLink] = _s3_location(stdout.rsplit("/", 1)[0] + "/")
+    if cluster.get("MasterPublicDnsName"):
+        page = f"history/{application_id}/jobs/" if application_id else ""
+        fields[SparkHistoryLink] = {"primary_dns": cluster["MasterPublicDnsName"], "page": page}
+    return fields
+
+
+def persist_step_links(
+    context: Any, operator: Any, fields: dict[type[BaseAwsLink], dict[str, str]]
+) -> dict[str, str]:
+    """Store the links' fields for the task runner to turn into URLs (as the provider's links
+    are stored); return each link's URL by its name, for the log."""
+    region, partition = operator.hook.conn_region_name, operator.hook.conn_partition
+    urls = {}
+    for link, values in fields.items():
+        link.persist(
+            context=context,
+            operator=operator,
+            region_name=region,
+            aws_partition=partition,
+            **values,
+        )
+        domain = BaseAwsLink.get_aws_domain(partition)
+        urls[link.name] = link().format_link(region_name=region, aws_domain=domain, **values)
+    return urls
 
 
 def _apply_run_timing(sensor: Any, context: Any) -> None:
@@ -205,7 +277,7 @@ class ExplainedEmrStepSensor(EmrStepSensor):
         super().execute_complete(context, event)
 
     def _persist_links(self, context: Any, read_application_id: bool = False) -> None:
-        """Store the step's links (emr_pipeline.links) when they changed: at the first look,
+        """Store the step's links (emr_pipeline.sensors) when they changed: at the first look,
         and when the step's Spark application id appears; say them in the log. A failure is
         logged: links never fail the wait."""
         if self.watch is None:

@@ -24,11 +24,12 @@ from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
 from airflow.triggers.base import TriggerEvent
 from asgiref.sync import sync_to_async
 
-from emr_pipeline.step_logs import failure_details
-from emr_pipeline.step_watch import StepWatch
+from emr_pipeline.watch import StepWatch, failure_details
 
 # EmrStepSensor's: the step states that end a wait, and those that fail it.
 STEP_DONE_STATES = ("COMPLETED",)
+
+
 STEP_FAILED_STATES = ("CANCELLED", "FAILED", "INTERRUPTED")  # CANCEL_PENDING: not yet
 
 

@@ -44,8 +44,7 @@ def states(dag_run: Any) -> dict[str, str]:
 def start_tagged_cluster(emr: Any, run_id: str, dag_id: str, deployment: str = "local") -> str:
     """A cluster named, tagged and sized as the DAG makes its own (as a crashed attempt
     would leave it), for a run of `deployment` (the tests' own by default)."""
-    from emr_pipeline.cluster import DATA_VOLUMES, ROOT_VOLUME
-    from emr_pipeline.idempotency import cluster_name
+    from emr_pipeline.cluster import DATA_VOLUMES, ROOT_VOLUME, cluster_name
     from emr_pipeline.uris import run_key
 
     primary = {"InstanceRole": "MASTER", "InstanceType": "m5.xlarge", "InstanceCount": 1}

@@ -8,7 +8,8 @@ import zipfile
 import pytest
 from tests_dag_paths import BOOTSTRAP_DIR, JOBS_DIR, REPO
 
-from emr_pipeline.artifacts import ArtifactUris, upload_artifacts
+from emr_pipeline.artifacts import upload_artifacts
+from emr_pipeline.plan import ArtifactUris
 
 PREFIX = "s3://arts/emr-artifacts/fruit_features_emr/manual__1/"
 BASE = "emr-artifacts/fruit_features_emr/manual__1"

@@ -9,11 +9,9 @@ from dataclasses import replace
 
 import pytest
 
-from emr_pipeline.base_run import base_for_run, choose_base_run
 from emr_pipeline.options import RunOptions
-from emr_pipeline.plan import RunPlan
-from emr_pipeline.run_prefix import RUN_MARKER
-from emr_pipeline.seals import run_seal_uri, seal_run
+from emr_pipeline.plan import RUN_MARKER, RunPlan, run_seal_uri
+from emr_pipeline.seals import base_for_run, choose_base_run, seal_run
 from tests.dag.dag_shapes import put
 
 ROOT = "s3://out-bucket/runs/"

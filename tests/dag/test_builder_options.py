@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from emr_pipeline.options import InvalidRunOptionsError
+from emr_pipeline.options import InvalidRunOptionsError, check_worker_support
 from emr_pipeline.settings import DeploymentSettings, ParseTimeSettings
-from emr_pipeline.worker_support import check_worker_support
 from tests.dag.builder_cases import options, plan
 
 # --- options ------------------------------------------------------------------------------

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from emr_pipeline.options import RunOptions
-from emr_pipeline.step_watch import progress_seconds
+from emr_pipeline.options import RunOptions, progress_seconds
 from tests.dag.builder_cases import options, plan
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from emr_pipeline import cluster, cost, price_table, report
+from emr_pipeline import cluster, cost, report
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 TABLE = {
@@ -76,11 +76,11 @@ def test_the_estimate_is_hours_times_ec2_plus_emr_and_spot_is_an_upper_bound():
         [instance("a", "g1", 0, 3600), instance("b", "g2", 0, 7200)],
         now=T0,
     )
-    total, notes = price_table.price_groups(groups, TABLE, "us-east-1")
+    total, notes = cost.price_groups(groups, TABLE, "us-east-1")
     assert total == pytest.approx(3 * 0.25)
     master, core = groups
     assert (master["priced_as"], master["estimate_usd"]) == ("on-demand", 0.25)
-    assert core["priced_as"] == price_table.SPOT_LABEL and "upper bound" in core["priced_as"]
+    assert core["priced_as"] == cost.SPOT_LABEL and "upper bound" in core["priced_as"]
     assert notes == ["CORE ran on spot: its estimate is an upper bound"]
 
 
@@ -97,7 +97,7 @@ def test_a_price_the_table_lacks_gives_no_estimate_and_says_why(region, type_, n
         [instance("a", "g1", 0, 3600)],
         now=T0,
     )
-    total, notes = price_table.price_groups(groups, TABLE, region)
+    total, notes = cost.price_groups(groups, TABLE, region)
     assert total is None  # never a partial sum that reads as the whole cost
     assert any(note in n for n in notes), notes
 
@@ -108,7 +108,7 @@ def test_a_price_the_table_lacks_gives_no_estimate_and_says_why(region, type_, n
 def test_the_shipped_table_prices_the_dags_default_instance_types():
     from emr_pipeline.options import RunOptions
 
-    table = price_table.load_price_table()
+    table = cost.load_price_table()
     assert table["date"] and table["sources"] and "cannot reach" in table["note"]
     prices = table["regions"]["us-east-1"]
     defaults = RunOptions
@@ -147,21 +147,21 @@ def test_the_shipped_table_prices_the_dags_default_instance_types():
 def test_a_bad_table_is_refused_with_its_reason(tmp_path, content, message):
     path = tmp_path / "prices.json"
     path.write_text(content)
-    with pytest.raises(price_table.PriceTableError, match=message):
-        price_table.load_price_table(str(path))
+    with pytest.raises(cost.PriceTableError, match=message):
+        cost.load_price_table(str(path))
 
 
 def test_a_table_is_read_from_s3_or_a_path(s3, tmp_path):
     body = json.dumps({k: v for k, v in TABLE.items() if k != "uri"})
     s3.create_bucket(Bucket="prices")
     s3.put_object(Bucket="prices", Key="emr.json", Body=body)
-    assert price_table.load_price_table("s3://prices/emr.json", s3)["uri"] == "s3://prices/emr.json"
+    assert cost.load_price_table("s3://prices/emr.json", s3)["uri"] == "s3://prices/emr.json"
     (tmp_path / "p.json").write_text(body)
-    assert price_table.load_price_table(str(tmp_path / "p.json"))["regions"] == TABLE["regions"]
-    with pytest.raises(price_table.PriceTableError, match="cannot be read"):
-        price_table.load_price_table("s3://prices/missing.json", s3)
-    with pytest.raises(price_table.PriceTableError, match="cannot be read"):
-        price_table.load_price_table(str(tmp_path / "missing.json"))
+    assert cost.load_price_table(str(tmp_path / "p.json"))["regions"] == TABLE["regions"]
+    with pytest.raises(cost.PriceTableError, match="cannot be read"):
+        cost.load_price_table("s3://prices/missing.json", s3)
+    with pytest.raises(cost.PriceTableError, match="cannot be read"):
+        cost.load_price_table(str(tmp_path / "missing.json"))
 
 
 # --- Against moto: the block, cost.json and report.json ---------------------------------------
@@ -194,7 +194,7 @@ def start_cluster(emr, core_market: str = "ON_DEMAND", volumes: bool = True) -> 
 
 
 def record(emr, s3, cluster_id: str, price_table_uri: str = "", lines: list | None = None):
-    return cost.record_run_cost(
+    return report.record_run_cost(
         emr,
         s3,
         cluster_id,
@@ -259,7 +259,7 @@ def test_the_block_goes_to_cost_json_and_into_the_report_encrypted(emr, s3):
 
 
 def test_spot_with_every_volume_priced_is_an_upper_bound_and_without_them_it_is_not(emr):
-    table = price_table.load_price_table()
+    table = cost.load_price_table()
     priced = cost.run_cost(emr, start_cluster(emr, core_market="SPOT"), table)
     assert priced["estimate_is_upper_bound"] is True
     assert priced["estimate_usd"] == pytest.approx(priced["instances_usd"] + priced["ebs_usd"])
@@ -328,7 +328,7 @@ def test_the_report_summary_and_its_lines_carry_the_cost(emr, s3):
 
 
 def test_another_runs_cluster_is_neither_waited_for_nor_costed(emr, s3):
-    from emr_pipeline.idempotency import ForeignClusterError
+    from emr_pipeline.run_clusters import ForeignClusterError
 
     s3.create_bucket(Bucket="fruit-out")
     cluster_id = start_cluster(emr)

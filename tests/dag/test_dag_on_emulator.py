@@ -15,8 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
-from emr_pipeline.run_prefix import RUN_MARKER
-from emr_pipeline.seals import run_seal_uri
+from emr_pipeline.plan import RUN_MARKER, run_seal_uri
 from localdev.dag_run import (
     cluster_states,
     emr_client,

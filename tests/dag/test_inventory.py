@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from emr_pipeline.input_listing import build_manifest
+from emr_pipeline.listing import build_manifest
 from emr_pipeline.plan import RunPlan
 from emr_pipeline.preflight import check_run
-from emr_pipeline.s3_reads import PreflightError
+from emr_pipeline.s3 import PreflightError
 from emr_pipeline.settings import DeploymentSettings
 from tests.dag import builder_cases
 

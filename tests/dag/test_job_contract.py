@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from emr_pipeline import input_listing, options
-from emr_pipeline.job_contract import contract, load_job_module, manifest_format
+from emr_pipeline import listing, options
+from emr_pipeline.contract import contract, load_job_module, manifest_format
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ def test_the_dag_loads_the_jobs_contract_file():
     from imagefeatures import contract as jobs_contract
 
     assert Path(contract.__file__).resolve() == Path(jobs_contract.__file__).resolve()
-    assert input_listing.IMAGE_NAME_PATTERN is contract.IMAGE_NAME_PATTERN
+    assert listing.IMAGE_NAME_PATTERN is contract.IMAGE_NAME_PATTERN
     assert options.RUNTIMES is contract.RUNTIMES and options.FEATURE_SIZE == 1280
 
 

@@ -3,7 +3,7 @@ Airflow UI is checked on the emulator: tests/dag/on_emulator/test_watching_on_em
 
 from __future__ import annotations
 
-from emr_pipeline.links import (
+from emr_pipeline.sensors import (
     EmrStepLogsLink,
     SparkHistoryLink,
     StepProgressLink,

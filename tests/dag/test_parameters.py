@@ -9,9 +9,9 @@ import pytest
 from airflow.sdk import Param
 from airflow.sdk.definitions.param import ParamValidationError
 
+from emr_pipeline.operators import build_params
 from emr_pipeline.options import InvalidRunOptionsError, RunOptions
-from emr_pipeline.parameters import declared, deployment_defaults
-from emr_pipeline.params import build_params
+from emr_pipeline.parameter import declared, deployment_defaults
 from emr_pipeline.settings import ENV_PREFIX, ParseTimeSettings
 
 VALID = {"input_uri": "s3://in-bucket/fruits/", "output_uri": "s3://out-bucket/runs/"}

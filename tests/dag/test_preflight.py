@@ -13,12 +13,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from emr_pipeline import preflight
-from emr_pipeline.input_listing import InputManifest, build_manifest
-from emr_pipeline.job_contract import contract, manifest_format
-from emr_pipeline.plan import RunPlan
-from emr_pipeline.preflight import check_run, check_weights, publish_manifest
-from emr_pipeline.run_prefix import RUN_MARKER, check_run_prefix, claim_run_prefix, marker_body
-from emr_pipeline.s3_reads import PreflightError, require_bucket
+from emr_pipeline.contract import contract, manifest_format
+from emr_pipeline.listing import InputManifest, build_manifest
+from emr_pipeline.plan import RUN_MARKER, RunPlan
+from emr_pipeline.preflight import (
+    check_run,
+    check_run_prefix,
+    check_weights,
+    claim_run_prefix,
+    marker_body,
+    publish_manifest,
+)
+from emr_pipeline.s3 import PreflightError, require_bucket
 from tests.dag.dag_shapes import put
 
 OUT = "s3://out-bucket/runs/manual__1/"

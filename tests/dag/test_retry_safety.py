@@ -1,5 +1,5 @@
 """Fast checks behind the fault suite: parameter rejection, the retry-safety helpers
-(emr_pipeline.idempotency) on moto, and the server-side encryption settings."""
+(emr_pipeline.run_clusters) on moto, and the server-side encryption settings."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import re
 
 import pytest
 
-from emr_pipeline import idempotency
+from emr_pipeline import run_clusters
 from emr_pipeline.cluster import emrfs_encryption
 from emr_pipeline.options import InvalidRunOptionsError, RunOptions
-from emr_pipeline.plan import s3_encryption
-from emr_pipeline.settings import DeploymentSettings
+from emr_pipeline.settings import DeploymentSettings, s3_encryption
 from tests.dag.dag_shapes import start_tagged_cluster
 
 GOOD = {"input_uri": "s3://example-fruit-images/in/", "output_uri": "s3://example-out/runs/"}
@@ -59,21 +58,21 @@ def test_a_run_finds_only_its_own_active_cluster(emr):
     _cluster(emr, "run-2")
     _cluster(emr, "run-1", dag_id="another_dag")
     tags = {"dag_id": "fruit_features_emr", "run_id": "run-1"}
-    assert idempotency.find_run_clusters(emr, tags) == [mine]
+    assert run_clusters.find_run_clusters(emr, tags) == [mine]
     emr.terminate_job_flows(JobFlowIds=[mine])
-    assert idempotency.find_run_clusters(emr, tags) == []
+    assert run_clusters.find_run_clusters(emr, tags) == []
     with pytest.raises(ValueError):
-        idempotency.find_run_clusters(emr, {})
+        run_clusters.find_run_clusters(emr, {})
 
 
 def test_a_cluster_is_checked_for_every_run_tag_before_anything_acts_on_it(emr):
     tags = {"dag_id": "fruit_features_emr", "run_id": "run-1"}
-    idempotency.check_run_cluster(emr, _cluster(emr, "run-1"), tags)
+    run_clusters.check_run_cluster(emr, _cluster(emr, "run-1"), tags)
     other_run = _cluster(emr, "run-2")
-    with pytest.raises(idempotency.ForeignClusterError, match=f"{other_run} is not this run's"):
-        idempotency.check_run_cluster(emr, other_run, tags)
+    with pytest.raises(run_clusters.ForeignClusterError, match=f"{other_run} is not this run's"):
+        run_clusters.check_run_cluster(emr, other_run, tags)
     with pytest.raises(ValueError):
-        idempotency.check_run_cluster(emr, other_run, {})
+        run_clusters.check_run_cluster(emr, other_run, {})
 
 
 def test_clusters_not_named_like_the_dags_are_not_described(emr, monkeypatch):
@@ -95,7 +94,7 @@ def test_clusters_not_named_like_the_dags_are_not_described(emr, monkeypatch):
         emr, "describe_cluster", lambda **kw: described.append(kw["ClusterId"]) or describe(**kw)
     )
     tags = {"dag_id": "fruit_features_emr", "run_id": "run-1"}
-    assert idempotency.find_run_clusters(emr, tags) == [mine]
+    assert run_clusters.find_run_clusters(emr, tags) == [mine]
     assert foreign not in described and mine in described
 
 
@@ -104,18 +103,18 @@ def test_steps_are_found_by_name(emr):
     step = {"Name": "featurize", "ActionOnFailure": "CONTINUE",
             "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["true"]}}  # fmt: skip
     (step_id,) = emr.add_job_flow_steps(JobFlowId=cluster, Steps=[step])["StepIds"]
-    assert idempotency.find_steps(emr, cluster, ["featurize", "pca"]) == {"featurize": step_id}
+    assert run_clusters.find_steps(emr, cluster, ["featurize", "pca"]) == {"featurize": step_id}
 
 
 def test_earlier_attempts_are_terminated_before_the_run_starts_again(emr):
     earlier = _cluster(emr, "run-1")
     other = _cluster(emr, "run-2")
     tags = {"dag_id": "fruit_features_emr", "run_id": "run-1"}
-    assert idempotency.end_earlier_attempts(emr, tags, poll_seconds=0.01) == [earlier]
+    assert run_clusters.end_earlier_attempts(emr, tags, poll_seconds=0.01) == [earlier]
     state = emr.describe_cluster(ClusterId=earlier)["Cluster"]["Status"]["State"]
     assert state == "TERMINATED"
     assert emr.describe_cluster(ClusterId=other)["Cluster"]["Status"]["State"] != "TERMINATED"
-    assert idempotency.end_earlier_attempts(emr, tags) == []
+    assert run_clusters.end_earlier_attempts(emr, tags) == []
 
 
 def test_server_side_encryption_settings():

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from emr_pipeline import cost, price_table, report
+from emr_pipeline import cost, report
 from tests.dag.cost_checks import _check_s3_prices, check_s3_requests
 from tests.dag.test_cost import ENCRYPTION, OUT, TAGS, start_cluster
 
@@ -42,7 +42,7 @@ def a_run(s3: Any, outputs: int, featurized: bool = True, list_requests: int = 3
 
 
 def record(emr: Any, s3: Any, lines: list[str], **kwargs: Any) -> dict[str, Any]:
-    return cost.record_run_cost(
+    return report.record_run_cost(
         emr,
         s3,
         start_cluster(emr),
@@ -181,7 +181,7 @@ def test_an_inventorys_requests_are_counted_as_list_the_dearer_price(emr, s3):
 
 def test_a_table_without_s3_prices_still_prices_the_instances(emr, s3, tmp_path):
     a_run(s3, outputs=1)
-    shipped = price_table.load_price_table()
+    shipped = cost.load_price_table()
     table = {k: v for k, v in shipped.items() if k not in ("s3", "uri")}
     path = tmp_path / "prices.json"
     path.write_text(json.dumps(table))
@@ -229,13 +229,13 @@ def test_a_prefix_that_cannot_be_listed_leaves_every_figure_unknown_and_the_rest
 
 
 def test_the_shipped_table_has_s3_standards_request_prices():
-    table = price_table.load_price_table()
-    assert price_table.s3_request_prices(table, "us-east-1") == {
+    table = cost.load_price_table()
+    assert cost.s3_request_prices(table, "us-east-1") == {
         "list_per_1000": LIST,
         "put_per_1000": PUT,
         "get_per_1000": GET,
     }
-    assert price_table.s3_request_prices(table, "ap-south-2") is None
+    assert cost.s3_request_prices(table, "ap-south-2") is None
     assert "https://aws.amazon.com/s3/pricing/" in table["sources"]
 
 
@@ -254,12 +254,12 @@ def test_the_shipped_table_has_s3_standards_request_prices():
 def test_a_bad_s3_price_is_refused(tmp_path, s3_prices):
     path = tmp_path / "prices.json"
     path.write_text(f'{{"date": "2025", "sources": ["x"], "regions": {{}}, "s3": {s3_prices}}}')
-    with pytest.raises(price_table.PriceTableError, match="s3 us-east-1 needs non-negative"):
-        price_table.load_price_table(str(path))
+    with pytest.raises(cost.PriceTableError, match="s3 us-east-1 needs non-negative"):
+        cost.load_price_table(str(path))
 
 
 def test_s3_prices_must_be_an_object_of_regions(tmp_path):
     path = tmp_path / "prices.json"
     path.write_text('{"date": "2025", "sources": ["x"], "regions": {}, "s3": [0.005]}')
-    with pytest.raises(price_table.PriceTableError, match="'s3' is not an object of regions"):
-        price_table.load_price_table(str(path))
+    with pytest.raises(cost.PriceTableError, match="'s3' is not an object of regions"):
+        cost.load_price_table(str(path))

@@ -7,7 +7,7 @@ import gzip
 import pytest
 
 from emr_pipeline.report import ReportError, check_report, format_summary, summarize
-from emr_pipeline.step_logs import explain_step_failure, failure_details, step_log_uri, tail
+from emr_pipeline.watch import explain_step_failure, failure_details, step_log_uri, tail
 
 
 @pytest.fixture

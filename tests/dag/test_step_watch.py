@@ -1,4 +1,4 @@
-"""A step sensor's look at a running step (emr_pipeline.step_watch) on moto's S3: the progress
+"""A step sensor's look at a running step (emr_pipeline.watch) on moto's S3: the progress
 line, when a step counts as stuck, and the new lines of logs EMR uploads whole each time.
 
 The same looks through the real DAG on the emulator: on_emulator/test_watching_on_emulator.py.
@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from emr_pipeline.step_watch import StepWatch, describe_progress, duration, read_progress
+from emr_pipeline.watch import StepWatch, describe_progress, duration, read_progress
 
 LOG_URI = "s3://log-bucket/emr/"
 PROGRESS = "s3://out-bucket/runs/r1/_progress/featurize.json"

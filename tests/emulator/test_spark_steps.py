@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from emr_pipeline.input_listing import build_manifest
+from emr_pipeline.listing import build_manifest
 from emr_pipeline.preflight import publish_manifest
 from imagefeatures.packaging import build_package_zip
 from localdev.local_spark import JOBS_DIR

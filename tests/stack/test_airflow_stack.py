@@ -14,9 +14,9 @@ from urllib.parse import unquote
 
 import pytest
 
-from emr_pipeline.params import build_params
+from emr_pipeline.operators import build_params
 from emr_pipeline.settings import DAG_ID, ParseTimeSettings
-from emr_pipeline.step_logs import read_log_tail
+from emr_pipeline.watch import read_log_tail
 from localdev.airflow_stack.processes import wait_until
 from localdev.dag_run import cluster_states, emr_client, run_output_uri, upload_tree
 from localdev.sample_data import generate_images

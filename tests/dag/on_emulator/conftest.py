@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import pytest
 
-from emr_pipeline.run_prefix import RUN_MARKER
+from emr_pipeline.plan import RUN_MARKER
 from emr_pipeline.uris import split_s3_uri
 from localdev.dag_run import aws_connection, upload_tree
 from tests import iam_policies

@@ -22,7 +22,8 @@ from airflow._shared.module_loading import import_string  # what the triggerer u
 from airflow.sdk.exceptions import TaskDeferred
 
 from emr_pipeline import cost
-from emr_pipeline.run_prefix import RUN_MARKER, marker_body
+from emr_pipeline.plan import RUN_MARKER
+from emr_pipeline.preflight import marker_body
 from emr_pipeline.uris import split_s3_uri
 from localdev.airflow_stack.processes import wait_until
 from localdev.dag_run import LOCAL_DEPLOYMENT_ID, run_output_uri

@@ -7,8 +7,7 @@ changes. (The refusals: test_guards_on_emulator.py.)
 
 from __future__ import annotations
 
-from emr_pipeline.run_prefix import RUN_MARKER
-from emr_pipeline.seals import run_seal_uri
+from emr_pipeline.plan import RUN_MARKER, run_seal_uri
 from emr_pipeline.uris import split_s3_uri
 from localdev.dag_run import run_output_uri
 from tests.dag.dag_shapes import keys_under, put, read_json, states

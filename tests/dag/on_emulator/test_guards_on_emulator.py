@@ -22,7 +22,8 @@ import numpy as np
 import pendulum
 import pytest
 
-from emr_pipeline.run_prefix import RUN_MARKER, marker_body
+from emr_pipeline.plan import RUN_MARKER
+from emr_pipeline.preflight import marker_body
 from localdev.dag_run import LOCAL_DEPLOYMENT_ID, run_output_uri
 from tests.dag.dag_shapes import put, read_json, states
 from tests.dag.on_emulator.world import (

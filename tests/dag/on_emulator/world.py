@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from emr_pipeline.run_prefix import RUN_MARKER
+from emr_pipeline.plan import RUN_MARKER
 from emr_pipeline.uris import split_s3_uri
 from localdev.airflow_stack.processes import wait_until
 from localdev.dag_run import run_output_uri

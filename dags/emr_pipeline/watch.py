@@ -1,11 +1,10 @@
-"""Watching a running step from its sensor: its progress in one line, whether it is stuck, and
-the new lines of its logs.
+"""Watching a step from its sensor or trigger: its progress in one line, whether it is stuck, the
+new lines of its logs while it runs, and why it failed once it has.
 
 The jobs publish `<run>/_progress/<step>.json` while they run (imagefeatures.progress); EMR
-uploads a running step's stdout.gz and stderr.gz to LogUri every few minutes, each time the
-whole log so far. A `StepWatch` lives as long as its sensor's wait (poke mode) or trigger
-(deferrable mode) and remembers between looks what it saw: the progress and since when, and
-how many lines of each log it has shown. A log is read again only when its ETag changed.
+uploads a step's stdout.gz and stderr.gz to LogUri every few minutes while it runs, each time
+the whole log so far, and once more shortly after it ends. spark-submit merges the Python
+driver's stderr (the job's "error: ..." line) into stdout; Spark's own errors go to stderr.
 """
 
 from __future__ import annotations
@@ -16,29 +15,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from emr_pipeline.job_contract import contract
-from emr_pipeline.step_logs import STEP_LOGS, step_log_uri
 from emr_pipeline.uris import join_uri, split_s3_uri
 
 # Lines shown per log per look, at most: a chatty step must not flood the task log.
 MAX_NEW_LINES = 200
+
+
 # A progress line is logged at every look when it changed, and otherwise again after this
 # long (so at every poke at the default one-minute interval, not every second at 1 s).
 REPEAT_SECONDS = 30.0
-# A step's progress file is rewritten at the sensors' poke interval, within these bounds: one
-# S3 PUT per write (at most 720 an hour; 60 at the default one-minute poke interval).
-PROGRESS_SECONDS_BOUNDS = (5.0, 60.0)
-
-
-def progress_seconds(poke_interval_seconds: float) -> float:
-    """How often a step rewrites its progress file: as often as it is read, within bounds."""
-    low, high = PROGRESS_SECONDS_BOUNDS
-    return min(max(float(poke_interval_seconds), low), high)
-
-
-def progress_uri(run_output_uri: str, step_name: str) -> str:
-    """Where step `step_name` of the run under `run_output_uri` publishes its progress."""
-    return join_uri(run_output_uri, contract.progress_file(step_name))
 
 
 def duration(seconds: float) -> str:
@@ -218,3 +203,107 @@ class StepWatch:
         if message:
             log.warning("%s", message)
         return message or ""
+
+
+TAIL_LINES = 60
+
+
+STEP_LOGS = ("stdout", "stderr")
+
+
+def step_log_uri(log_uri: str, cluster_id: str, step_id: str, stream: str = "stderr") -> str:
+    return join_uri(log_uri, cluster_id, "steps", step_id, f"{stream}.gz")
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+def read_log_tail(s3: Any, uri: str, lines: int = TAIL_LINES) -> str | None:
+    """The last `lines` of a (gzipped or plain) log object, or None when it is not there."""
+    bucket, key = split_s3_uri(uri)
+    try:
+        data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    return tail(data.decode("utf-8", errors="replace"), lines)
+
+
+def failure_details(step: dict[str, Any]) -> str:
+    """One line from a DescribeStep "Step": state, FailureDetails, state change reason."""
+    status = step.get("Status", {})
+    parts = [f"step {step.get('Name', '?')} ({step.get('Id', '?')}) is {status.get('State')}"]
+    details = status.get("FailureDetails") or {}
+    for label, key in (("reason", "Reason"), ("message", "Message"), ("log", "LogFile")):
+        if details.get(key):
+            parts.append(f"{label}: {details[key]}")
+    change = (status.get("StateChangeReason") or {}).get("Message")
+    if change:
+        parts.append(f"state change: {change}")
+    return "; ".join(parts)
+
+
+def cluster_status(cluster: dict[str, Any]) -> str:
+    """E.g. a failed bootstrap action shows here, while its steps only say CANCELLED."""
+    status = cluster.get("Status", {})
+    line = f"cluster {cluster.get('Id', '?')} is {status.get('State')}"
+    reason = status.get("StateChangeReason") or {}
+    if reason.get("Message") or reason.get("Code"):
+        line += f": {reason.get('Code', '')} {reason.get('Message', '')}".rstrip()
+    return line
+
+
+def bootstrap_log_uris(s3: Any, log_uri: str, cluster_id: str) -> list[str]:
+    """The bootstrap actions' logs of a cluster: <LogUri>/<cluster>/node/<instance>/
+    bootstrap-actions/<n>/{stderr,stdout}.gz, stderr first."""
+    bucket, prefix = split_s3_uri(join_uri(log_uri, cluster_id, "node") + "/")
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", []) if "/bootstrap-actions/" in o["Key"]]
+    ordered = sorted(keys, key=lambda key: (not key.endswith("stderr.gz"), key))
+    return [f"s3://{bucket}/{key}" for key in ordered if key.endswith((".gz", ".log"))]
+
+
+def explain_step_failure(
+    emr: Any,
+    s3: Any,
+    cluster_id: str,
+    step_id: str,
+    wait_seconds: float = 0,
+    poll_seconds: float = 10,
+) -> str:
+    """A multi-line explanation of a failed step, for the task log and the exception.
+
+    Waits up to `wait_seconds` for the logs to reach S3 (EMR uploads step logs with a lag).
+    """
+    step = emr.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]
+    lines = [failure_details(step)]
+    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    lines.append(cluster_status(cluster))
+    log_uri = cluster.get("LogUri")
+    if not log_uri:
+        lines.append("the cluster has no LogUri: no step logs to show")
+        return "\n".join(lines)
+    if (cluster["Status"].get("StateChangeReason") or {}).get("Code") == "BOOTSTRAP_FAILURE":
+        # The step never ran: the bootstrap action's own log says why.
+        uris = bootstrap_log_uris(s3, log_uri, cluster_id)
+        for uri in uris:
+            lines.append(f"last lines of {uri}:\n{read_log_tail(s3, uri)}")
+        if not uris:
+            lines.append(f"no bootstrap action logs under {join_uri(log_uri, cluster_id)} yet")
+        return "\n".join(lines)
+    uris = {stream: step_log_uri(log_uri, cluster_id, step_id, stream) for stream in STEP_LOGS}
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        tails = {stream: read_log_tail(s3, uri) for stream, uri in uris.items()}
+        if any(t is not None for t in tails.values()) or time.monotonic() >= deadline:
+            break
+        time.sleep(poll_seconds)
+    for stream, uri in uris.items():
+        if tails[stream] is None:
+            lines.append(f"no {stream} at {uri} yet (EMR uploads step logs a few minutes late)")
+        else:
+            lines.append(f"last lines of {uri}:\n{tails[stream]}")
+    return "\n".join(lines)

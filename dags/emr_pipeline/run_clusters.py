@@ -1,22 +1,17 @@
-"""What makes a retried or re-run task safe: find before create, one cluster per run at a time.
+"""A run's clusters on EMR: found by the run's tags, checked before anything acts on them, and
+ended when an earlier attempt of the run left one running. What makes retried tasks safe.
 
-Each function takes a boto3 client (EMR or S3), so the tests call them against moto.
+Each function takes a boto3 EMR client, so the tests call them against moto.
 
-* A run's cluster is found by its tags (dag_id + deployment + run_id, set by the cluster
-  builder; two Airflow deployments name their runs alike): a retried
-  create_cluster reuses the cluster its first attempt started instead of starting a second one.
-  In an account other teams use too, ListClusters returns their clusters as well: only those
-  named like this DAG's are described, and one the connection may not describe (the shipped
-  policy allows DescribeCluster only on clusters tagged with this DAG's dag_id) is not ours.
-* Nothing acts on a cluster (terminate, wait on its steps) before `check_run_cluster` has
-  seen the run's tags on it.
-* A step is found by its name on the run's cluster (the steps go in with the cluster, so the
-  step sensors know them by name only).
-* When a run starts again from preflight (cleared, or its worker was killed and the run
-  re-triggered with the same run_id), clusters that an earlier attempt of the same run left
-  running are terminated, and waited for, before anything else: one cluster per run at a time.
-  The run's own output prefix is emptied (emr_pipeline.run_prefix.claim_run_prefix) so that
-  nothing of a partial attempt mixes with the new one.
+* A run's cluster is found by its tags (dag_id + deployment + run_id, emr_pipeline.cluster): a
+  retried create_cluster reuses the cluster its first try started instead of starting a second.
+  In an account other teams use too, ListClusters returns theirs as well: only clusters named
+  like this DAG's are described, and one the connection may not describe is not ours.
+* Nothing acts on a cluster (terminate, wait on its steps, cost it) before `check_run_cluster`
+  has seen the run's tags on it.
+* A step is found by its name on the run's cluster (the steps go in with the cluster).
+* When a run starts again from preflight, clusters an earlier attempt of the same run left
+  running are terminated, and waited for, first: one cluster per run at a time.
 """
 
 from __future__ import annotations
@@ -28,10 +23,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-ACTIVE_CLUSTER_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
-ENDED_CLUSTER_STATES = ("TERMINATED", "TERMINATED_WITH_ERRORS")
-# The tags that identify a run's cluster (emr_pipeline.cluster sets them).
-RUN_TAG_KEYS = ("dag_id", "deployment", "run_id")
+from emr_pipeline.cluster import ACTIVE_CLUSTER_STATES, ENDED_CLUSTER_STATES, cluster_name
+
 # What EMR answers for a cluster the caller may not describe.
 _NOT_YOURS = frozenset({"AccessDeniedException", "AccessDenied"})
 
@@ -40,19 +33,8 @@ class ForeignClusterError(RuntimeError):
     """A cluster the run was about to act on does not carry the run's tags."""
 
 
-def cluster_name(dag_id: str, run_key: str) -> str:
-    """The Name of a run's cluster: the DAG's id first, so lookups skip other clusters."""
-    return f"{dag_id}-{run_key}"[:256]
-
-
 def _tags_of(cluster: Mapping[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in cluster.get("Tags", [])}
-
-
-def run_tags(tags: Iterable[Mapping[str, str]]) -> dict[str, str]:
-    """{key: value} of the run-identifying tags in a boto3-style tag list."""
-    found = {t["Key"]: t["Value"] for t in tags}
-    return {key: found[key] for key in RUN_TAG_KEYS if key in found}
 
 
 def find_run_clusters(

@@ -1,5 +1,4 @@
-"""The S3 reads preflight and the base-run search share, the error they raise, and the one way
-the DAG writes a JSON document (a cost, a seal, a report with its cost).
+"""The DAG's S3 reads and writes: listings and JSON documents, and the error a refused read becomes.
 
 Each read that S3 refuses (a missing bucket, a connection without the permission) becomes a
 PreflightError naming the parameter or setting to change, instead of a retried ClientError.
@@ -14,7 +13,11 @@ from typing import Any
 from emr_pipeline.uris import as_prefix, split_s3_uri
 
 NOT_FOUND = ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
+
+
 DENIED = ("403", "AccessDenied", "Forbidden", "AllAccessDisabled")
+
+
 EXAMPLES = 5  # keys named in a message, at most
 
 

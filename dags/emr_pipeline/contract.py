@@ -1,21 +1,32 @@
-"""The jobs' contract (jobs/imagefeatures/contract.py), loaded by path: the DAG and the Spark
-jobs share one source for dataset names, weights names, runtimes and defaults.
+"""What the DAG shares with the Spark jobs: jobs/imagefeatures/contract.py (dataset names,
+weights, runtimes, defaults), loaded by path from the deployment's jobs folder.
 
 Loaded by path rather than imported as `imagefeatures.contract`: importing the package would
 put the jobs' modules (numpy, PIL, pyspark) on the Airflow side's import path. The jobs folder
-is the deployment's (`FRUIT_EMR_JOBS_DIR`, the checkout's jobs/ by default).
+is the deployment's (`FRUIT_EMR_JOBS_DIR`, the checkout's jobs/ by default). Imports nothing of
+this package: every other module may use it.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 
-from emr_pipeline.settings import jobs_dir_from_env
-
 PACKAGE_NAME = "imagefeatures"
+# Read before any other setting (emr_pipeline.settings): the contract is loaded from it when
+# this module is imported.
+JOBS_DIR_VARIABLE = "FRUIT_EMR_JOBS_DIR"
+DEFAULT_JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
+
+
+def jobs_dir_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """The deployment's jobs folder: FRUIT_EMR_JOBS_DIR, else the checkout's jobs/."""
+    environ = os.environ if environ is None else environ
+    return environ.get(JOBS_DIR_VARIABLE, "").strip() or str(DEFAULT_JOBS_DIR)
 
 
 def load_job_module(jobs_dir: Path, name: str) -> ModuleType:
