@@ -63,6 +63,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	PYTHONPATH=dags $(VENV)/bin/lint-imports
 	$(VENV)/bin/shellcheck bootstrap/*.sh localdev/*.sh
 
 format: setup
