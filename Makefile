@@ -22,7 +22,7 @@ STACK_IMAGES ?= 240
 # Spark's Python workers must be the venv's interpreter (TensorFlow lives there).
 LOCAL_ENV = export PYSPARK_PYTHON="$(abspath $(PY))" TF_CPP_MIN_LOG_LEVEL=2;
 
-.PHONY: help setup setup-stack demo jobs-demo airflow test lint format clean bench bench-incremental bench-scale
+.PHONY: help setup setup-stack demo jobs-demo airflow test test-fast lint format clean bench bench-incremental bench-scale
 
 help:
 	@echo "make setup   create .venv and install requirements (skipped when up to date)"
@@ -30,6 +30,7 @@ help:
 	@echo "make jobs-demo  run only the three Spark jobs with spark-submit (no Airflow)"
 	@echo "make airflow a real Airflow (UI, scheduler...) + PostgreSQL + the emulator; Ctrl-C stops"
 	@echo "make test    run the whole test suite (unit, spark, e2e)"
+	@echo "make test-fast  about a minute: the DAG's integrity, builders, parameters, AWS calls on moto"
 	@echo "make lint    ruff check + ruff format --check"
 	@echo "make bench-scale  issue 29's scale bench: listing at 100k/1M keys, featurize at 1M rows"
 
@@ -59,6 +60,11 @@ test: setup
 	@$(LOCAL_ENV) FRUIT_TESTS_REQUIRE_STACK=$(STACK_TESTS) \
 		$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 \
 		$(if $(filter 0,$(STACK_TESTS)),-m "not stack") $(PYTEST_ARGS)
+
+# The loop while changing the DAG: no Spark, no emulator, no DAG run.
+test-fast: setup
+	@$(LOCAL_ENV) $(PY) -m pytest tests/dag -n $(TEST_WORKERS) \
+		-m "not e2e and not spark and not model and not stack" $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -29,9 +29,7 @@ MARKS_BY_PATH = (
     ("tests/jobs/test_model.py", ("model",)),  # builds MobileNetV2 in TensorFlow subprocesses
     ("tests/emulator/test_spark_steps.py", ("e2e",)),
     ("tests/dag/on_emulator/", ("e2e",)),
-    ("tests/dag/test_dag_on_emulator.py", ("e2e",)),
     ("tests/dag/test_dag_run.py", ("e2e",)),
-    ("tests/dag/test_concurrent_runs.py", ("e2e",)),
     ("tests/stack/", ("e2e", "stack")),
 )
 

@@ -6,10 +6,10 @@ import io
 import zipfile
 
 import pytest
-from tests_dag_paths import BOOTSTRAP_DIR, JOBS_DIR, REPO
 
 from emr_pipeline.artifacts import upload_artifacts
 from emr_pipeline.plan import ArtifactUris
+from tests.dag.paths import BOOTSTRAP_DIR, JOBS_DIR, REPO
 
 PREFIX = "s3://arts/emr-artifacts/fruit_features_emr/manual__1/"
 BASE = "emr-artifacts/fruit_features_emr/manual__1"

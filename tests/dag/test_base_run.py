@@ -1,6 +1,6 @@
 """Which earlier run an incremental run reuses, against moto S3: only the latest run of this DAG,
 input and model that the Airflow connection sealed (it passed), unchanged since. The same choice
-through the real DAG on the emulator: test_dag_on_emulator.py."""
+through the real DAG on the emulator: on_emulator/test_dag_on_emulator.py."""
 
 from __future__ import annotations
 

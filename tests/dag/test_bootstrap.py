@@ -10,7 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests_dag_paths import BOOTSTRAP_DIR, REPO
+
+from tests.dag.paths import BOOTSTRAP_DIR, REPO
 
 SCRIPT = BOOTSTRAP_DIR / "install-python-deps.sh"
 SHARED_PINS = ("tensorflow-cpu", "keras", "openvino", "numpy", "pillow", "h5py")

@@ -1,7 +1,7 @@
 """A run's cost block (emr_pipeline.cost): the arithmetic on timelines, the one-minute minimum,
 spot as an upper bound, prices the table lacks, a bad table; the shipped table. Real DAG runs on
 the emulator check their cost blocks against EMR's own answers (tests.dag.cost_checks) in
-test_dag_on_emulator.py and the fault suite."""
+on_emulator/test_dag_on_emulator.py and the fault suite."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ from tests.dag.dag_shapes import ALL_TASKS, PIPELINE
 @pytest.fixture(scope="module")
 def dagbag():
     from airflow.dag_processing.dagbag import DagBag
-    from tests_dag_paths import DAGS_DIR
+
+    from tests.dag.paths import DAGS_DIR
 
     return DagBag(dag_folder=str(DAGS_DIR))
 
