@@ -22,6 +22,13 @@ from typing import Any
 from localdev.emr_emulator.credentials import REGION, Credentials, read_key_file
 from localdev.local_spark import REPO_ROOT, use_local_spark_env
 
+# The DAG's package, importable as Airflow imports it (dags/ on the path): the URIs here follow
+# the DAG's own rules.
+DAGS_DIR = str(REPO_ROOT / "dags")
+if DAGS_DIR not in sys.path:
+    sys.path.insert(0, DAGS_DIR)
+from emr_pipeline.uris import as_prefix, join_uri, run_key, split_s3_uri  # noqa: E402
+
 DAG_ID = "fruit_features_emr"
 # The Airflow process's own environment: fake keys that AWS refuses and the emulator does not
 # know, so that a call made outside the connection reaches nothing.
@@ -120,11 +127,6 @@ def emr_client(key_file: Path) -> Any:
     return read_key_file(key_file).client("emr")
 
 
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
-
-
 def ensure_bucket(s3: Any, bucket: str) -> None:
     if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
         s3.create_bucket(Bucket=bucket)
@@ -157,9 +159,6 @@ def load_dag() -> Any:
     DAG shares with them (airflow.sdk process_params), so a reused DAG object would carry one
     run's parameters into the next `dag.test()`. Production runs tasks in new processes.
     """
-    dags_dir = str(REPO_ROOT / "dags")
-    if dags_dir not in sys.path:
-        sys.path.insert(0, dags_dir)
     import fruit_features_emr
 
     return importlib.reload(fruit_features_emr).dag
@@ -196,9 +195,6 @@ def cluster_states(key_file: Path, settle_seconds: float = 20) -> dict[str, str]
 
 def run_output_uri(output_root: str, run_id: str, deployment_id: str = LOCAL_DEPLOYMENT_ID) -> str:
     """Where the DAG writes a run: <output_root>/<run key>/ (the DAG's own rule)."""
-    sys.path.insert(0, str(REPO_ROOT / "dags"))
-    from emr_pipeline.uris import as_prefix, join_uri, run_key
-
     return as_prefix(join_uri(output_root, run_key(run_id, deployment_id)))
 
 

@@ -172,9 +172,7 @@ class StepWatch:
                 continue
             data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             self.etags[stream] = etag
-            if data[:2] == b"\x1f\x8b":
-                data = gzip.decompress(data)
-            lines = data.decode("utf-8", errors="replace").splitlines()
+            lines = log_text(data).splitlines()
             start = self.shown_lines.get(stream, 0)
             new = lines[start:]
             self.shown_lines[stream] = len(lines)
@@ -215,6 +213,13 @@ def step_log_uri(log_uri: str, cluster_id: str, step_id: str, stream: str = "std
     return join_uri(log_uri, cluster_id, "steps", step_id, f"{stream}.gz")
 
 
+def log_text(data: bytes) -> str:
+    """A log object's text: EMR gzips step logs, a log read while it is written may be plain."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    return data.decode("utf-8", errors="replace")
+
+
 def tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
@@ -226,9 +231,7 @@ def read_log_tail(s3: Any, uri: str, lines: int = TAIL_LINES) -> str | None:
         data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except s3.exceptions.NoSuchKey:
         return None
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    return tail(data.decode("utf-8", errors="replace"), lines)
+    return tail(log_text(data), lines)
 
 
 def failure_details(step: dict[str, Any]) -> str:
