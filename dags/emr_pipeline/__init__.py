@@ -1,14 +1,13 @@
-"""The fruit_features_emr DAG's building blocks.
+"""The fruit_features_emr DAG's building blocks, in three layers (`make lint` checks them):
 
-Most modules are free of Airflow imports: each builder is a plain function of the run's
-parameters, so the tests call them directly and the DAG file stays a thin wiring of operators.
-Four modules are Airflow's side: `params` (the trigger form), `operators` (run-scoped create and
-terminate), `sensors` (step waits that explain failures) and `triggers` (the deferred wait that
-cancels its step when killed). The DAG's folder is on sys.path when Airflow parses it and runs
-its tasks, so `emr_pipeline` imports from there (the triggerer needs it on PYTHONPATH).
+1. Pure builders, no AWS call and no Airflow: `contract` (what the DAG shares with the jobs),
+   `parameter`, `uris`, `options` (RunOptions: every run parameter, once), `settings`,
+   `cluster`, `plan` (a run's every URI, its cluster request and its steps).
+2. Functions of a boto3 client, tested against moto: `s3`, `artifacts`, `run_clusters`,
+   `listing`, `seals`, `preflight`, `watch`, `cost`, `report`.
+3. Airflow's side: `operators` (the trigger form, run-scoped create and terminate), `sensors`,
+   `triggers`.
 
-Where to start reading: `options.RunOptions` declares every run parameter once (type, default,
-bounds, the form's text; `parameters` makes the form and the checks from it), `plan.make_plan`
-turns a run's options into every URI, the cluster request and the steps, and `job_contract`
-is what the DAG shares with the Spark jobs (their dataset names, weights, runtimes).
+The DAG's folder is on sys.path when Airflow parses it and runs its tasks, so `emr_pipeline`
+imports from there (the triggerer needs it on PYTHONPATH).
 """

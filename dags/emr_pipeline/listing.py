@@ -269,7 +269,7 @@ IMAGE_NAME_PATTERN = contract.IMAGE_NAME_PATTERN  # what featurize reads as an i
 class InputManifest:
     """The manifest written to `local_path` (a temporary file) and its summary."""
 
-    summary: Any  # the manifest format's ManifestSummary (loaded by path: job_contract)
+    summary: Any  # the manifest format's ManifestSummary (loaded by path: emr_pipeline.contract)
     local_path: Path
 
     @property
