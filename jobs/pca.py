@@ -7,12 +7,7 @@ from imagefeatures.pca import parse_args, run_pca
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_job(
-        "pca",
-        parse_args,
-        lambda spark, a, progress: run_pca(spark, a.input, a.output, a.k, a.variance, progress),
-        argv,
-    )
+    return run_job("pca", parse_args, run_pca, argv)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,7 @@ from imagefeatures.validate import parse_args, run_validate
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_job(
-        "validate",
-        parse_args,
-        lambda spark, a, progress: run_validate(spark, a.output, progress),
-        argv,
-    )
+    return run_job("validate", parse_args, run_validate, argv)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,17 @@ PROGRESS = "_progress"
 STEP_NAMES = ("featurize", "pca", "validate")
 
 
+def precision_problem(runtime: str, precision: str) -> str:
+    """Why the model cannot run in `precision` on `runtime` (each among RUNTIMES and PRECISIONS);
+    "" when it can. Checked by the DAG, before a cluster is paid for, and by featurize."""
+    if precision == "bf16" and runtime != "openvino":
+        return (
+            f"precision bf16 runs only on the openvino runtime, not on {runtime} (the "
+            "TensorFlow runtime is f32 only); choose runtime openvino, or precision f32"
+        )
+    return ""
+
+
 def weights_problem(source: Any) -> str | None:
     """Why the HDF5 file `source` (a path or a binary file object) does not hold the whole
     MobileNetV2's weights; None when it holds its arrays and values."""

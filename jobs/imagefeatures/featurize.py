@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import dataclass
 from functools import reduce
 
 from pyspark import StorageLevel
@@ -48,7 +49,12 @@ from imagefeatures.model_shipping import (
     ship_weights,
     take_export_ahead,
 )
-from imagefeatures.progress import ImageCounters, JobProgress, add_progress_arguments
+from imagefeatures.progress import (
+    ImageCounters,
+    JobProgress,
+    ProgressOptions,
+    add_progress_arguments,
+)
 from imagefeatures.run_input import read_manifest, read_manifest_summary, run_manifest
 from imagefeatures.seals import base_seal_problem
 
@@ -116,50 +122,60 @@ def spread(todo: DataFrame, images: int, partitions: int | None, files_per_task:
     return todo.repartitionByRange(max(1, min(wanted, max(images, 1))), "path")
 
 
+@dataclass(frozen=True, kw_only=True)
+class FeaturizeConfig(ProgressOptions):
+    """Everything a featurize run takes: its command line (parse_args), or a test's choice.
+
+    `input`: a local folder whose manifest is written to <output>/manifest.parquet first;
+    None reads the one the DAG's preflight wrote. `model_cache`: a folder or URI where
+    exported OpenVINO models are kept between runs. `base`: an earlier run's output folder
+    whose vectors of unchanged images are reused; `full_run_reason`: why there is none (the
+    summary keeps it). `model_seals`, `base_seal`: the Airflow connection's seals of the cache
+    entries and of the base, checked before either is trusted (seals).
+    """
+
+    input: str | None
+    output: str
+    weights: str = "imagenet"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    partitions: int | None = None
+    files_per_task: int = DEFAULT_FILES_PER_TASK
+    runtime: str = DEFAULT_RUNTIME
+    precision: str = DEFAULT_PRECISION
+    model_cache: str | None = None
+    base: str | None = None
+    base_seal: str | None = None
+    model_seals: str | None = None
+    full_run_reason: str | None = None
+
+
 def run_featurize(
-    spark: SparkSession,
-    input_uri: str | None,
-    output_uri: str,
-    weights: str = "imagenet",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    partitions: int | None = None,
-    files_per_task: int = DEFAULT_FILES_PER_TASK,
-    runtime: str = DEFAULT_RUNTIME,
-    precision: str = DEFAULT_PRECISION,
-    model_cache: str | None = None,
-    base: str | None = None,
-    full_run_reason: str | None = None,
-    progress: JobProgress | None = None,
-    model_seals: str | None = None,
-    base_seal: str | None = None,
+    spark: SparkSession, config: FeaturizeConfig, progress: JobProgress | None = None
 ) -> dict:
     """Write <output>/features, <output>/rejects and <output>/featurize_summary.json for the
-    images of <output>/manifest.parquet; `input_uri` (a local folder) writes that manifest
-    first, None reads the one the DAG's preflight wrote.
-    `model_cache`: a folder or URI where exported OpenVINO models are kept between runs.
-    `base`: an earlier run's output folder whose vectors of unchanged images are reused;
-    `full_run_reason`: why there is none (the summary keeps it). `progress`: where the job
-    says what it is doing (the images through the model while it runs). `model_seals`,
-    `base_seal`: the Airflow connection's seals of the cache entries and of the base, checked
-    before either is trusted (seals)."""
+    images of <output>/manifest.parquet (FeaturizeConfig says what each setting does).
+    `progress`: where the job says what it is doing (the images through the model while it
+    runs)."""
     started = time.time()
     progress = progress or JobProgress(spark, None, "featurize")
     progress.phase("reading the manifest")
-    check_model_choice(runtime, precision)
-    exported = take_export_ahead(weights, runtime)
-    weights_ref = ship_weights(spark, weights)  # unreadable weights: before any output
+    # A base whose seal no longer holds is dropped (below), with the reason recorded.
+    base, full_run_reason = config.base, config.full_run_reason
+    check_model_choice(config.runtime, config.precision)
+    exported = take_export_ahead(config.weights, config.runtime)
+    weights_ref = ship_weights(spark, config.weights)  # unreadable weights: before any output
     model_key = model_key_of(weights_ref)
-    featurizer = featurizer_parts(model_key, runtime)
-    with run_manifest(spark, input_uri, output_uri) as manifest_folder:
+    featurizer = featurizer_parts(model_key, config.runtime)
+    with run_manifest(spark, config.input, config.output) as manifest_folder:
         inputs = read_manifest_summary(spark, manifest_folder)
         manifest = read_manifest(spark, manifest_folder)
-        if base and base_seal:  # checked again now: preflight's check was minutes ago
-            problem = base_seal_problem(spark, base, base_seal, inputs.region)
+        if base and config.base_seal:  # checked again now: preflight's check was minutes ago
+            problem = base_seal_problem(spark, base, config.base_seal, inputs.region)
             if problem:
                 base, full_run_reason = None, f"base run {base} not used: {problem}"
         progress.phase("comparing with the base run" if base else "planning")
         increment = plan_increment(
-            spark, manifest, inputs.images, base, featurizer, precision, full_run_reason
+            spark, manifest, inputs.images, base, featurizer, config.precision, full_run_reason
         )
         if increment.reason:
             print(f"featurize: full run: {increment.reason}", flush=True)
@@ -167,24 +183,32 @@ def run_featurize(
         if increment.todo_count:  # an unchanged input needs no model at all
             progress.phase("preparing the model")
             model_ref, cached = ship_model(
-                spark, weights_ref, runtime, exported, model_cache, model_key, model_seals
+                spark,
+                weights_ref,
+                config.runtime,
+                exported,
+                config.model_cache,
+                model_key,
+                config.model_seals,
             )
             # Arrow batches are what the UDF sees at once: keep them at the model's batch size.
-            spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
-            todo = spread(increment.todo, increment.todo_count, partitions, files_per_task)
+            spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.batch_size))
+            todo = spread(
+                increment.todo, increment.todo_count, config.partitions, config.files_per_task
+            )
             # Both datasets come from one pass of the model. Reused vectors are not kept: they
             # are read once, by the features' write.
             computed = with_features(
-                todo, model_ref, batch_size, precision, counters, inputs.region
+                todo, model_ref, config.batch_size, config.precision, counters, inputs.region
             )
             computed = computed.persist(StorageLevel.MEMORY_AND_DISK)
         reused = None if increment.reused is None else with_reused(increment)
         parts = [p for p in (computed, reused) if p is not None]
         if not parts and not increment.copied:
-            raise JobInputError(f"the run's manifest under {output_uri} holds no image")
+            raise JobInputError(f"the run's manifest under {config.output} holds no image")
         try:
-            features_uri = storage.join_uri(output_uri, FEATURES)
-            rejects_uri = storage.join_uri(output_uri, REJECTS)
+            features_uri = storage.join_uri(config.output, FEATURES)
+            rejects_uri = storage.join_uri(config.output, REJECTS)
             # The model runs in this write: its images are counted as each task ends.
             progress.phase("featurizing", total=increment.todo_count, counters=counters)
             if parts:
@@ -213,12 +237,12 @@ def run_featurize(
             increment.release()
         summary = {
             "input": inputs.input_uri,
-            "manifest": storage.join_uri(output_uri, MANIFEST),
-            "weights": weights,
-            "runtime": runtime,
+            "manifest": storage.join_uri(config.output, MANIFEST),
+            "weights": config.weights,
+            "runtime": config.runtime,
             # What the run's vectors are, reused ones included ("mixed" where they differ).
             "precision": summarize_precision(vectors),
-            "precision_requested": precision,
+            "precision_requested": config.precision,
             "vectors_per_precision": vectors,
             "images_per_precision": ran,  # the images this run put through the model
             "model_cache": cached,
@@ -227,15 +251,15 @@ def run_featurize(
             "featurizer_parts": featurizer,
             "incremental": increment.summary(),
             "reuse": increment.reuse() if increment.base else None,
-            "batch_size": batch_size,
-            "files_per_task": files_per_task,
+            "batch_size": config.batch_size,
+            "files_per_task": config.files_per_task,
             "listed": inputs.images,
             # Images read from S3, one GET each (an empty image is rejected unread).
             "s3_gets": _s3_reads(increment) if split_s3_path(inputs.input_uri) else 0,
             **written,
             "seconds": round(time.time() - started, 2),
         }
-        storage.write_json(spark, storage.join_uri(output_uri, FEATURIZE_SUMMARY), summary)
+        storage.write_json(spark, storage.join_uri(config.output, FEATURIZE_SUMMARY), summary)
         return summary
 
 
@@ -245,7 +269,7 @@ def _s3_reads(increment: Increment) -> int:
     return increment.todo.where(F.col("size") > 0).count()
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> FeaturizeConfig:
     parser = argparse.ArgumentParser(
         prog="featurize.py", description="Image files -> MobileNetV2 feature vectors (parquet)."
     )
@@ -318,4 +342,4 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="without --base: why every image is featurized (kept in the summary)",
     )
     add_progress_arguments(parser)
-    return parser.parse_args(argv)
+    return FeaturizeConfig(**vars(parser.parse_args(argv)))

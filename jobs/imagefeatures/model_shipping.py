@@ -28,6 +28,7 @@ from imagefeatures.contract import (
     RUNTIMES,
     WEIGHTS_SUFFIX,
     WEIGHTS_SUFFIXES,
+    precision_problem,
 )
 from imagefeatures.errors import JobInputError, first_line
 from imagefeatures.model import check_weights_file, get_feature_fn
@@ -171,11 +172,9 @@ def check_model_choice(runtime: str, precision: str) -> None:
         raise JobInputError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
     if precision not in PRECISIONS:
         raise JobInputError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-    if precision == "bf16" and runtime != "openvino":
-        raise JobInputError(
-            f"precision bf16 runs only on the openvino runtime, not on {runtime}: "
-            "choose runtime openvino, or precision f32"
-        )
+    problem = precision_problem(runtime, precision)
+    if problem:
+        raise JobInputError(problem)
 
 
 def resolve_weights_ref(weights_ref: str) -> str:

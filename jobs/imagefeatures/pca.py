@@ -17,6 +17,7 @@ import argparse
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -32,7 +33,7 @@ from imagefeatures.cli_types import positive_int
 from imagefeatures.contract import DEFAULT_PCA_K, FEATURE_SIZE, PCA, PCA_MODEL, PCA_SUMMARY
 from imagefeatures.errors import JobInputError
 from imagefeatures.moments import Moments, merge_optional
-from imagefeatures.progress import JobProgress, add_progress_arguments
+from imagefeatures.progress import JobProgress, ProgressOptions, add_progress_arguments
 
 _MOMENTS_SCHEMA = "count long, mean binary, m2 binary"
 
@@ -152,19 +153,25 @@ def summarize(model: PCAModel, rows: int, seconds: float) -> dict:
     }
 
 
-def run_pca(
-    spark: SparkSession,
-    input_uri: str,
-    output_uri: str,
-    k: int = DEFAULT_PCA_K,
-    variance: float | None = None,
-    progress: JobProgress | None = None,
-) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class PcaConfig(ProgressOptions):
+    """Everything a PCA run takes: its command line (parse_args), or a test's choice.
+    `input`: the features dataset; `variance`, when given, chooses k (the fewest components
+    reaching that share of the variance) and `k` is unused."""
+
+    input: str
+    output: str
+    k: int = DEFAULT_PCA_K
+    variance: float | None = None
+
+
+def run_pca(spark: SparkSession, config: PcaConfig, progress: JobProgress | None = None) -> dict:
     """Write <output>/pca, <output>/pca_model and <output>/pca_summary.json; `progress`: where
     the job says which phase it is in (none by default)."""
     started = time.time()
     progress = progress or JobProgress(spark, None, "pca")
     progress.phase("summing the features' moments")
+    input_uri, variance = config.input, config.variance
     try:
         features = spark.read.parquet(input_uri)
     except Exception as exc:
@@ -174,17 +181,17 @@ def run_pca(
     if rows < 2:
         raise JobInputError(f"features {input_uri} hold {rows} row(s); PCA needs at least 2")
     progress.phase("fitting")
-    model = fit_pca(spark, moments.covariance(), k, variance)
+    model = fit_pca(spark, moments.covariance(), config.k, variance)
     progress.phase("projecting")
     # A second read of the features rather than a cache: parquet is cheap to read again.
     project(model, to_vectors(features)).write.mode("overwrite").parquet(
-        storage.join_uri(output_uri, PCA)
+        storage.join_uri(config.output, PCA)
     )
-    model.write().overwrite().save(storage.join_uri(output_uri, PCA_MODEL))
+    model.write().overwrite().save(storage.join_uri(config.output, PCA_MODEL))
     summary = summarize(model, rows, time.time() - started)
     if variance is not None:
         summary["variance_target"] = variance
-    storage.write_json(spark, storage.join_uri(output_uri, PCA_SUMMARY), summary)
+    storage.write_json(spark, storage.join_uri(config.output, PCA_SUMMARY), summary)
     progress.phase("projected")
     return summary
 
@@ -203,7 +210,7 @@ def variance_share(text: str) -> float:
     return value
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> PcaConfig:
     parser = argparse.ArgumentParser(
         prog="pca.py", description="Feature vectors -> PCA components (Spark ML)."
     )
@@ -220,4 +227,4 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.k is None:
         args.k = DEFAULT_PCA_K  # unused when --variance is given: that target chooses k
-    return args
+    return PcaConfig(**vars(args))

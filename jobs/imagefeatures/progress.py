@@ -22,6 +22,7 @@ import argparse
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -166,8 +167,16 @@ class JobProgress:
             self.write()
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProgressOptions:
+    """--progress and --progress-seconds in a job's config (add_progress_arguments' defaults)."""
+
+    progress: str | None = None
+    progress_seconds: float = DEFAULT_PROGRESS_SECONDS
+
+
 def add_progress_arguments(parser: argparse.ArgumentParser) -> None:
-    """--progress and --progress-seconds, the same for every job."""
+    """--progress and --progress-seconds, the same for every job (ProgressOptions holds them)."""
     parser.add_argument(
         "--progress",
         default=None,

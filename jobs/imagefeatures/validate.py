@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -25,7 +26,7 @@ from imagefeatures.contract import (
 )
 from imagefeatures.errors import CheckFailedError, JobInputError
 from imagefeatures.plot import pca_scatter_png
-from imagefeatures.progress import JobProgress, add_progress_arguments
+from imagefeatures.progress import JobProgress, ProgressOptions, add_progress_arguments
 from imagefeatures.run_input import read_manifest, read_manifest_summary
 
 MAX_LISTED_REJECTS = 1000
@@ -112,8 +113,17 @@ def _read_dataset(spark: SparkSession, uri: str) -> DataFrame:
         raise JobInputError(f"dataset {uri} cannot be read: {str(exc).splitlines()[0]}") from exc
 
 
-def run_validate(spark: SparkSession, output_uri: str, progress: JobProgress | None = None) -> dict:
-    """Check the run under `output_uri` against its manifest, key by key.
+@dataclass(frozen=True, kw_only=True)
+class ValidateConfig(ProgressOptions):
+    """Everything a validate run takes: its command line (parse_args), or a test's choice."""
+
+    output: str  # the run folder to check
+
+
+def run_validate(
+    spark: SparkSession, config: ValidateConfig, progress: JobProgress | None = None
+) -> dict:
+    """Check the run under `config.output` against its manifest, key by key.
 
     Always writes report.json (and pca.png when there is something to plot); raises
     CheckFailedError naming every failed check and its numbers. `progress`: where the job says
@@ -122,6 +132,7 @@ def run_validate(spark: SparkSession, output_uri: str, progress: JobProgress | N
     started = time.time()
     progress = progress or JobProgress(spark, None, "validate")
     progress.phase("reading the manifest")
+    output_uri = config.output
     out = lambda *parts: storage.join_uri(output_uri, *parts)  # noqa: E731
     inputs = read_manifest_summary(spark, output_uri)
     listed = read_manifest(spark, output_uri).select("path", "label")
@@ -203,7 +214,7 @@ def run_validate(spark: SparkSession, output_uri: str, progress: JobProgress | N
     return report
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> ValidateConfig:
     parser = argparse.ArgumentParser(
         prog="validate.py", description="Check a run's outputs; write report.json and pca.png."
     )
@@ -211,4 +222,4 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--output", required=True, help="the run folder to check (against its manifest.parquet)"
     )
     add_progress_arguments(parser)
-    return parser.parse_args(argv)
+    return ValidateConfig(**vars(parser.parse_args(argv)))

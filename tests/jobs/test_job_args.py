@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from imagefeatures import featurize, pca, validate
+from imagefeatures.contract import precision_problem
 
 
 def test_featurize_defaults():
@@ -15,9 +18,25 @@ def test_featurize_defaults():
     assert (args.runtime, args.precision) == ("openvino", "f32")
 
 
+def test_each_jobs_config_has_its_command_lines_defaults():
+    # A test's config and a spark-submit run with the same required arguments are the same run.
+    argv = ["--input", "i", "--output", "o"]
+    assert featurize.parse_args(argv) == featurize.FeaturizeConfig(input="i", output="o")
+    assert featurize.parse_args(["--output", "o"]).input is None
+    assert pca.parse_args(argv) == pca.PcaConfig(input="i", output="o")
+    assert validate.parse_args(["--output", "o"]) == validate.ValidateConfig(output="o")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        featurize.parse_args(argv).batch_size = 1
+
+
+def test_bf16_runs_only_on_openvino():
+    assert precision_problem("openvino", "bf16") == precision_problem("tensorflow", "f32") == ""
+    assert "bf16 runs only on the openvino runtime" in precision_problem("tensorflow", "bf16")
+
+
 def test_dag_defaults_are_the_jobs_defaults():
+    from emr_pipeline.operators import build_params
     from emr_pipeline.options import RunOptions
-    from emr_pipeline.params import build_params
     from emr_pipeline.settings import ParseTimeSettings
 
     params = build_params(ParseTimeSettings.from_env({}))

@@ -39,10 +39,10 @@ def build_input_tree(root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def pipeline_run(spark, tmp_path_factory) -> PipelineRun:
-    from imagefeatures.featurize import run_featurize
-    from imagefeatures.pca import run_pca
+    from imagefeatures.featurize import FeaturizeConfig, run_featurize
+    from imagefeatures.pca import PcaConfig, run_pca
     from imagefeatures.progress import JobProgress
-    from imagefeatures.validate import run_validate
+    from imagefeatures.validate import ValidateConfig, run_validate
 
     base = tmp_path_factory.mktemp("pipeline")
     images = build_input_tree(base / "images")
@@ -50,9 +50,10 @@ def pipeline_run(spark, tmp_path_factory) -> PipelineRun:
     # With its progress published every half second, as the DAG asks for (at its interval).
     progress_uri = str(output / "_progress" / "featurize.json")
     with JobProgress(spark, progress_uri, "featurize", seconds=0.5) as progress:
-        featurize = run_featurize(
-            spark, str(images), str(output), weights="random", batch_size=8, progress=progress
+        config = FeaturizeConfig(
+            input=str(images), output=str(output), weights="random", batch_size=8
         )
-    pca = run_pca(spark, str(output / "features"), str(output), k=2)
-    report = run_validate(spark, str(output))
+        featurize = run_featurize(spark, config, progress=progress)
+    pca = run_pca(spark, PcaConfig(input=str(output / "features"), output=str(output), k=2))
+    report = run_validate(spark, ValidateConfig(output=str(output)))
     return PipelineRun(images, output, featurize, pca, report)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from imagefeatures.errors import JobInputError
-from imagefeatures.featurize import run_featurize, spread
+from imagefeatures.featurize import FeaturizeConfig, run_featurize, spread
 from imagefeatures.image_reads import CHANGED, GONE, read_image
 from imagefeatures.model import ONEDNN_SWITCH
 from imagefeatures.run_input import read_manifest, write_folder_manifest
@@ -107,7 +107,10 @@ def test_python_workers_run_tensorflow_with_onednn(spark, pipeline_run):
 
 def test_same_vectors_run_after_run(spark, pipeline_run, tmp_path):
     again = tmp_path / "again"
-    run_featurize(spark, str(pipeline_run.images / "Kiwi"), str(again), "random", batch_size=3)
+    config = FeaturizeConfig(
+        input=str(pipeline_run.images / "Kiwi"), output=str(again), weights="random", batch_size=3
+    )
+    run_featurize(spark, config)
     first = {
         r.path: r.features
         for r in spark.read.parquet(str(pipeline_run.output / "features")).collect()
@@ -216,7 +219,13 @@ def test_a_corrupt_weights_file_fails_the_job_with_one_line(
 
 def test_weights_file_matches_random_weights(spark, pipeline_run, random_weights_file, tmp_path):
     out = tmp_path / "from_file"
-    run_featurize(spark, str(pipeline_run.images / "Banana"), str(out), str(random_weights_file), 4)
+    config = FeaturizeConfig(
+        input=str(pipeline_run.images / "Banana"),
+        output=str(out),
+        weights=str(random_weights_file),
+        batch_size=4,
+    )
+    run_featurize(spark, config)
     first = {
         r.path: r.features
         for r in spark.read.parquet(str(pipeline_run.output / "features")).collect()

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imagefeatures.featurize import run_featurize
+from imagefeatures.featurize import FeaturizeConfig, run_featurize
 from tests.image_cases import bad_input_cases, jpeg_bytes, picture, write, write_good_images
 from tests.spark.conftest import FEATURE_ROUND_OFF
 
@@ -38,10 +38,11 @@ def part_rows(spark, out: Path, name: str) -> int:
 
 
 def featurize(spark, images: Path, out: Path, cache: Path, **kwargs) -> dict:
-    return run_featurize(
-        spark, str(images), str(out), weights="random", batch_size=4, model_cache=str(cache),
-        **kwargs,
+    config = FeaturizeConfig(
+        input=str(images), output=str(out), weights="random", batch_size=4,
+        model_cache=str(cache), **kwargs,
     )  # fmt: skip
+    return run_featurize(spark, config)
 
 
 def uri(path: Path) -> str:

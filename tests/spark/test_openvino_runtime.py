@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from imagefeatures.featurize import run_featurize
+from imagefeatures.featurize import FeaturizeConfig, run_featurize
 from tests.spark.conftest import FEATURE_ROUND_OFF
 
 # The bf16 contract: each image's vector points where its f32 vector does.
@@ -29,14 +29,14 @@ def test_the_default_run_is_openvino_in_f32(pipeline_run):
 def test_openvino_features_equal_tensorflows(spark, pipeline_run, random_weights_file, tmp_path):
     # The weights file holds the `random` model's weights: the TensorFlow run's features must
     # match the default (OpenVINO) run's image by image, within round-off.
-    summary = run_featurize(
-        spark,
-        str(pipeline_run.images),
-        str(tmp_path),
+    config = FeaturizeConfig(
+        input=str(pipeline_run.images),
+        output=str(tmp_path),
         weights=str(random_weights_file),
         batch_size=8,
         runtime="tensorflow",
     )
+    summary = run_featurize(spark, config)
     assert (summary["runtime"], summary["precision"]) == ("tensorflow", "f32")
     reference = by_path(spark, tmp_path / "features")
     ours = by_path(spark, pipeline_run.output / "features")
@@ -52,14 +52,14 @@ def test_openvino_features_equal_tensorflows(spark, pipeline_run, random_weights
 def test_bf16_runs_where_the_cpu_has_it_and_keeps_each_vectors_direction(
     spark, pipeline_run, tmp_path
 ):
-    summary = run_featurize(
-        spark,
-        str(pipeline_run.images),
-        str(tmp_path),
+    config = FeaturizeConfig(
+        input=str(pipeline_run.images),
+        output=str(tmp_path),
         weights="random",
         batch_size=8,
         precision="bf16",
     )
+    summary = run_featurize(spark, config)
     f32 = by_path(spark, pipeline_run.output / "features")
     bf16 = by_path(spark, tmp_path / "features")
     assert sorted(bf16) == sorted(f32)
@@ -88,9 +88,14 @@ def test_a_model_cache_serves_later_runs_and_a_damaged_entry_is_exported_again(
     images = str(pipeline_run.images / "Kiwi")
 
     def run(name: str, weights) -> tuple[dict, dict[str, np.ndarray]]:
-        summary = run_featurize(
-            spark, images, str(tmp_path / name), str(weights), batch_size=4, model_cache=str(cache)
+        config = FeaturizeConfig(
+            input=images,
+            output=str(tmp_path / name),
+            weights=str(weights),
+            batch_size=4,
+            model_cache=str(cache),
         )
+        summary = run_featurize(spark, config)
         return summary["model_cache"], by_path(spark, tmp_path / name / "features")
 
     first, exported = run("first", random_weights_file)
@@ -133,9 +138,14 @@ def test_a_model_cache_serves_later_runs_and_a_damaged_entry_is_exported_again(
     blocker = tmp_path / "a-file"
     blocker.write_text("a file where the cache folder would be\n")
     capfd.readouterr()
-    unwritable = run_featurize(
-        spark, images, str(tmp_path / "unwritable"), "random", 4, model_cache=str(blocker / "c")
+    config = FeaturizeConfig(
+        input=images,
+        output=str(tmp_path / "unwritable"),
+        weights="random",
+        batch_size=4,
+        model_cache=str(blocker / "c"),
     )
+    unwritable = run_featurize(spark, config)
     assert unwritable["model_cache"] == {**unwritable["model_cache"], "hit": False, "stored": False}
     assert f"model cache entry {blocker}/c/" in capfd.readouterr().err
     assert unwritable["features"] == 8

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from imagefeatures.errors import JobInputError
-from imagefeatures.pca import run_pca, smallest_k_for_variance
+from imagefeatures.pca import PcaConfig, run_pca, smallest_k_for_variance
 
 
 def test_pca_outputs_k2_by_default(spark, pipeline_run):
@@ -36,7 +36,10 @@ def test_saved_model_reproduces_the_output(spark, pipeline_run):
 
 
 def test_variance_target_picks_the_smallest_k(spark, pipeline_run, tmp_path):
-    summary = run_pca(spark, str(pipeline_run.output / "features"), str(tmp_path), variance=0.8)
+    config = PcaConfig(
+        input=str(pipeline_run.output / "features"), output=str(tmp_path), variance=0.8
+    )
+    summary = run_pca(spark, config)
     k = summary["k"]
     assert summary["cumulative_variance"][-1] >= 0.8 - 1e-9
     if k > 1:
@@ -46,7 +49,8 @@ def test_variance_target_picks_the_smallest_k(spark, pipeline_run, tmp_path):
 
 
 def test_explicit_k(spark, pipeline_run, tmp_path):
-    summary = run_pca(spark, str(pipeline_run.output / "features"), str(tmp_path), k=5)
+    config = PcaConfig(input=str(pipeline_run.output / "features"), output=str(tmp_path), k=5)
+    summary = run_pca(spark, config)
     assert summary["k"] == 5 and len(summary["explained_variance"]) == 5
 
 
@@ -54,20 +58,20 @@ def test_too_few_rows_is_a_clear_error(spark, pipeline_run, tmp_path):
     one_row = tmp_path / "one"
     spark.read.parquet(str(pipeline_run.output / "features")).limit(1).write.parquet(str(one_row))
     with pytest.raises(JobInputError, match="1 row"):
-        run_pca(spark, str(one_row), str(tmp_path / "out"))
+        run_pca(spark, PcaConfig(input=str(one_row), output=str(tmp_path / "out")))
 
 
 def test_empty_features_is_a_clear_error(spark, pipeline_run, tmp_path):
     no_rows = tmp_path / "empty"
     spark.read.parquet(str(pipeline_run.output / "features")).limit(0).write.parquet(str(no_rows))
     with pytest.raises(JobInputError, match="0 row"):
-        run_pca(spark, str(no_rows), str(tmp_path / "out"))
+        run_pca(spark, PcaConfig(input=str(no_rows), output=str(tmp_path / "out")))
     assert not (tmp_path / "out").exists()
 
 
 def test_missing_features_is_named(spark, tmp_path):
     with pytest.raises(JobInputError, match="nowhere"):
-        run_pca(spark, str(tmp_path / "nowhere"), str(tmp_path / "out"))
+        run_pca(spark, PcaConfig(input=str(tmp_path / "nowhere"), output=str(tmp_path / "out")))
 
 
 @pytest.mark.parametrize(

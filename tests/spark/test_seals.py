@@ -1,6 +1,6 @@
 """What featurize trusts only when the Airflow connection sealed it (dags/emr_pipeline/seals.py):
 a model cache entry whose files match its seal, and a base run whose sealed objects are as
-they were. Through the DAG on the emulator: tests/dag/test_dag_on_emulator.py."""
+they were. Through the DAG on the emulator: tests/dag/on_emulator/test_dag_on_emulator.py."""
 
 from __future__ import annotations
 
@@ -15,16 +15,17 @@ from moto import mock_aws
 
 from imagefeatures import image_reads
 from imagefeatures.contract import model_seal_name, sealed_run_objects
-from imagefeatures.featurize import run_featurize
+from imagefeatures.featurize import FeaturizeConfig, run_featurize
 from imagefeatures.seals import base_seal_problem
 from tests.image_cases import write_good_images
 
 
 def featurize(spark, images: Path, out: Path, cache: Path, seals: Path) -> dict:
-    return run_featurize(
-        spark, str(images), str(out), weights="random", batch_size=4, model_cache=str(cache),
-        model_seals=str(seals),
+    config = FeaturizeConfig(
+        input=str(images), output=str(out), weights="random", batch_size=4,
+        model_cache=str(cache), model_seals=str(seals),
     )  # fmt: skip
+    return run_featurize(spark, config)
 
 
 def test_a_model_cache_entry_is_used_only_as_its_seal_says(spark, tmp_path, capfd):

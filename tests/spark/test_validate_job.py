@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from imagefeatures.errors import CheckFailedError
-from imagefeatures.validate import run_validate
+from imagefeatures.validate import ValidateConfig, run_validate
 from tests.image_cases import bad_input_cases
 
 
@@ -58,7 +58,7 @@ def test_a_lost_feature_row_is_caught(spark, run_copy):
         lambda df: df.where(~F.col("path").endswith("r_3_100.jpg") | (F.col("label") != "Kiwi")),
     )
     with pytest.raises(CheckFailedError) as failure:
-        run_validate(spark, str(output))
+        run_validate(spark, ValidateConfig(output=str(output)))
     message = str(failure.value)
     assert "check failed: features + rejects = input: 33 features + 3 rejects vs 37" in message
     assert "1 missing" in message and "Kiwi/r_3_100.jpg" in message
@@ -69,7 +69,7 @@ def test_pca_rows_missing_are_caught(spark, run_copy):
     _, output = run_copy
     replace_dataset(spark, output, "pca", lambda df: df.limit(5))
     with pytest.raises(CheckFailedError, match="pca rows = feature rows: 5 pca rows vs"):
-        run_validate(spark, str(output))
+        run_validate(spark, ValidateConfig(output=str(output)))
 
 
 def test_nan_in_features_is_caught(spark, run_copy):
@@ -88,7 +88,7 @@ def test_nan_in_features_is_caught(spark, run_copy):
         ),
     )
     with pytest.raises(CheckFailedError) as failure:
-        run_validate(spark, str(output))
+        run_validate(spark, ValidateConfig(output=str(output)))
     message = str(failure.value)
     assert "no nulls or NaN in features: 8 feature rows" in message
     assert "feature vector length" in message
