@@ -399,12 +399,9 @@ def check_run_rules(options: Any) -> None:
             f"weights: expected imagenet, random or an s3:// URI of a Keras .weights.h5 file, "
             f"got {weights!r}"
         )
-    if options.precision == "bf16" and options.runtime == "tensorflow":
-        # featurize would refuse it on the cluster, after paying for the nodes.
-        raise InvalidRunOptionsError(
-            "precision: bf16 runs only with runtime openvino (the TensorFlow runtime is "
-            "f32 only); choose runtime openvino, or precision f32"
-        )
+    # The jobs' own rule: featurize would refuse the pair on the cluster, after the nodes.
+    if problem := contract.precision_problem(options.runtime, options.precision):
+        raise InvalidRunOptionsError(problem)
     uris = options.normalized_uris()  # the cluster cannot see the Airflow worker's disk
     check_prefixes_apart({name: uris[name] for name in URI_FIELDS})
     if options.pca_variance is None and options.pca_k is None:

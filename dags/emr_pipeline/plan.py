@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from emr_pipeline.cluster import ClusterContext, build_job_flow_overrides
@@ -134,6 +134,37 @@ class RunPlan:
     deployment_id: str = ""
     # What the Airflow connection vouches for (emr_pipeline.seals): <artifacts>/<dag_id>/seals/.
     seals_uri: str = ""
+    model_cache_uri: str = ""  # featurize's exported models, shared by the DAG's runs
+
+    def with_base(
+        self,
+        options: RunOptions,
+        base_run_uri: str | None = None,
+        base_seal_uri: str | None = None,
+        full_run_reason: str | None = None,
+    ) -> RunPlan:
+        """This plan with its steps, for the base run preflight chose (`base_run_uri`, with its
+        seal) or for a full run (`full_run_reason`: why)."""
+        steps = build_steps(
+            options,
+            ArtifactUris(self.artifacts_uri),
+            self.output_uri.rstrip("/"),
+            weights=self.weights_copy_uri,
+            model_cache=self.model_cache_uri,
+            base_run=base_run_uri,
+            full_run_reason=full_run_reason,
+            seals=(model_seals_uri(self.seals_uri), base_seal_uri),
+        )
+        # Every step goes in with the cluster: EMR queues them, so the cluster is never idle
+        # between two of them (its idle timeout cannot end it mid-run), and no retry of an
+        # add-step call can add one twice.
+        queued = [step for name in STEP_NAMES for step in steps[name]]
+        return replace(
+            self,
+            steps=steps,
+            job_flow_overrides={**self.job_flow_overrides, "Steps": queued},
+            base_run_uri=base_run_uri,
+        )
 
     def as_xcom(self) -> dict[str, Any]:
         """Flat, JSON-serialisable; each key is pushed as its own XCom (multiple_outputs)."""
@@ -210,23 +241,7 @@ def make_plan(
         requirements_uri=artifacts.requirements,
         constraints_uri=artifacts.constraints if with_constraints else None,
     )
-    steps = build_steps(
-        options,
-        artifacts,
-        output.rstrip("/"),
-        weights=weights_copy,
-        # Beside every run's artifacts, not in one: exported models serve the runs after it.
-        model_cache=join_uri(artifacts_root, dag_id, MODEL_CACHE_FOLDER),
-        base_run=base_run_uri,
-        full_run_reason=full_run_reason,
-        seals=(model_seals_uri(seals), base_seal_uri),
-    )
-    overrides = build_job_flow_overrides(options, deployment, ctx)
-    # Every step goes in with the cluster: EMR queues them, so the cluster is never idle
-    # between two of them (its idle timeout cannot end it mid-run), and no retry of an
-    # add-step call can add one twice.
-    overrides["Steps"] = [step for name in STEP_NAMES for step in steps[name]]
-    return RunPlan(
+    plan = RunPlan(
         run_key=key,
         deployment_id=deployment.deployment_id,
         seals_uri=seals,
@@ -234,8 +249,8 @@ def make_plan(
         report_uri=join_uri(output, REPORT_NAME),
         artifacts_uri=artifacts.prefix,
         log_uri=log_uri,
-        job_flow_overrides=overrides,
-        steps=steps,
+        job_flow_overrides=build_job_flow_overrides(options, deployment, ctx),
+        steps={},
         s3_encryption=encryption,
         weights_uri=None if weights_copy is None else options.weights,
         weights_copy_uri=weights_copy,
@@ -246,13 +261,15 @@ def make_plan(
             "runtime": options.runtime,
             "precision": options.precision,
         },
-        base_run_uri=base_run_uri,
+        # Beside every run's artifacts, not in one: exported models serve the runs after it.
+        model_cache_uri=join_uri(artifacts_root, dag_id, MODEL_CACHE_FOLDER),
         inventory_uri=(
             as_prefix(setting_uri("inventory_uri", deployment.inventory_uri))
             if deployment.inventory_uri
             else None
         ),
     )
+    return plan.with_base(options, base_run_uri, base_seal_uri, full_run_reason)
 
 
 def check_run_id(run_id: str) -> None:

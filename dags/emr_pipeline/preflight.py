@@ -14,7 +14,6 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -294,8 +293,7 @@ def run_preflight(
     options = RunOptions.from_params(params)
     check_worker_support(options)
     deployment = with_deployment_id(DeploymentSettings.resolve(variable), store=store)
-    plan_with = partial(
-        make_plan,
+    plan = make_plan(
         options,
         deployment,
         dag_id=dag_id,
@@ -303,17 +301,16 @@ def run_preflight(
         owner=owner,
         with_constraints=with_constraints,
     )
-    plan = plan_with()
     # The run's input, fixed once: every step reads this manifest, none lists the input.
     manifest = check_run(s3, plan, options.input_uri, dag_id, run_id, options.overwrite, say=say)
     with manifest:  # its local file goes whatever happens below
         # Incremental: featurize reuses this earlier run's vectors of unchanged images.
         base = base_for_run(s3, options, plan, dag_id)
         say(base.describe())
-        if base.uri:  # the plan again, with the base in featurize's arguments
-            plan = plan_with(base_run_uri=base.uri, base_seal_uri=base.seal_uri)
+        if base.uri:  # featurize checks the base's seal again before it reuses anything
+            plan = plan.with_base(options, base.uri, base.seal_uri)
         else:  # featurize keeps the reason in its summary, and so in report.json
-            plan = plan_with(full_run_reason=base.reason)
+            plan = plan.with_base(options, full_run_reason=base.reason)
         # The run starts (again): a cluster an earlier attempt of this run left behind ends
         # first, and the run's prefix starts empty but for its marker and costs.
         tags = run_tags(plan.job_flow_overrides["Tags"])

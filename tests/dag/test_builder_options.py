@@ -45,7 +45,7 @@ from tests.dag.builder_cases import options, plan
         ({"precision": "fp16"}, "precision: expected one of f32, bf16, got 'fp16'"),
         (
             {"runtime": "tensorflow", "precision": "bf16"},
-            "precision: bf16 runs only with runtime openvino.*"
+            "precision bf16 runs only on the openvino runtime, not on tensorflow.*"
             "choose runtime openvino, or precision f32",
         ),
     ],

@@ -159,7 +159,7 @@ PARAMETER_REFUSALS = {
     "bf16 on the TensorFlow runtime": (
         {"runtime": "tensorflow", "precision": "bf16"},
         {},
-        r"precision: bf16 runs only with runtime openvino",
+        r"precision bf16 runs only on the openvino runtime, not on tensorflow",
     ),
 }
 
