@@ -72,27 +72,33 @@ def parse_price_table(text: str, uri: str) -> dict[str, Any]:
                     f"'ec2' and 'emr' (USD per hour), got {price!r}"
                 )
     # Optional: a deployment's older table without S3 prices still prices the instances.
-    s3 = table.get("s3", {})
-    if not isinstance(s3, dict):
-        raise PriceTableError(f"price table {uri}: 's3' is not an object of regions")
-    for region, prices in s3.items():
-        if not _has_prices(prices, S3_REQUEST_PRICES):
-            raise PriceTableError(
-                f"price table {uri}: s3 {region} needs non-negative numbers "
-                f"{', '.join(repr(p) for p in S3_REQUEST_PRICES)} (USD per 1,000 requests), "
-                f"got {prices!r}"
-            )
+    _check_optional_section(
+        table, uri, "s3", lambda prices: _has_prices(prices, S3_REQUEST_PRICES),
+        f"non-negative numbers {', '.join(repr(p) for p in S3_REQUEST_PRICES)} (USD per 1,000 "
+        "requests)",
+    )  # fmt: skip
     # Optional too: without it, the estimate leaves the nodes' volumes out and says so.
-    ebs = table.get("ebs", {})
-    if not isinstance(ebs, dict):
-        raise PriceTableError(f"price table {uri}: 'ebs' is not an object of regions")
-    for region, prices in ebs.items():
-        if not isinstance(prices, dict) or not all(_is_price(p) for p in prices.values()):
-            raise PriceTableError(
-                f"price table {uri}: ebs {region} needs a non-negative number (USD per "
-                f"GB-month) per volume type, got {prices!r}"
-            )
+    _check_optional_section(
+        table, uri, "ebs",
+        lambda prices: isinstance(prices, dict) and all(map(_is_price, prices.values())),
+        "a non-negative number (USD per GB-month) per volume type",
+    )  # fmt: skip
     return {**table, "uri": uri}
+
+
+def _check_optional_section(
+    table: dict[str, Any], uri: str, name: str, valid: Callable[[Any], bool], needs: str
+) -> None:
+    """PriceTableError unless the table's section `name` (when there is one) holds valid
+    prices for each region."""
+    section = table.get(name, {})
+    if not isinstance(section, dict):
+        raise PriceTableError(f"price table {uri}: '{name}' is not an object of regions")
+    for region, prices in section.items():
+        if not valid(prices):
+            raise PriceTableError(
+                f"price table {uri}: {name} {region} needs {needs}, got {prices!r}"
+            )
 
 
 def ebs_price_per_gb_hour(
