@@ -341,13 +341,6 @@ class RunOptions:
             check_value(field, annotation, getattr(self, field.name))
         check_run_rules(self)
 
-    @property
-    def pca_args(self) -> list[str]:
-        # pca.py takes one of --k / --variance; a variance target wins over the default k.
-        if self.pca_variance is not None:
-            return ["--variance", str(self.pca_variance)]
-        return ["--k", str(self.pca_k)]
-
 
 URI_FIELDS = ("input_uri", "output_uri")  # the run's data, which must lie apart
 

@@ -374,6 +374,12 @@ def build_steps(
             featurize_args += ["--base-seal", base_seal]
     elif full_run_reason:
         featurize_args += ["--full-run-reason", full_run_reason]
+    # pca.py takes one of --k / --variance; a variance target wins over the default k.
+    pca_choice = (
+        ["--variance", str(options.pca_variance)]
+        if options.pca_variance is not None
+        else ["--k", str(options.pca_k)]
+    )
     return {
         "featurize": step("featurize", featurize_args),
         "pca": step(
@@ -383,7 +389,7 @@ def build_steps(
                 join_uri(run_output_uri, contract.FEATURES),
                 "--output",
                 run_output_uri,
-                *options.pca_args,
+                *pca_choice,
             ],
         ),  # fmt: skip
         "validate": step("validate", ["--output", run_output_uri]),
