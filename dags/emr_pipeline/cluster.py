@@ -16,13 +16,10 @@ from emr_pipeline.settings import DeploymentSettings
 # EMR 7 ships Python 3.9 and 3.11; the bootstrap installs the requirements for 3.11.
 NODE_PYTHON = "/usr/bin/python3.11"
 
-
 # Created world-writable by the bootstrap; holds pre-cached imagenet weights.
 KERAS_HOME = "/var/cache/keras"
 
-
 _MAX_TAG_VALUE = 256
-
 
 # The nodes' volumes, set here rather than left to EMR's defaults (which vary with the instance
 # type and the release, and which the API does not report for the root volume), so that the
@@ -31,12 +28,9 @@ _MAX_TAG_VALUE = 256
 # (this job's shuffles and spills are small).
 ROOT_VOLUME = {"EbsRootVolumeSize": 15, "EbsRootVolumeIops": 3000, "EbsRootVolumeThroughput": 125}
 
-
 VOLUME_TYPE = "gp3"
 
-
 DATA_VOLUME_GB = 32
-
 
 DATA_VOLUMES = {
     "EbsBlockDeviceConfigs": [
@@ -208,11 +202,9 @@ def build_job_flow_overrides(
 
 ACTIVE_CLUSTER_STATES = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
 
-
 ENDED_CLUSTER_STATES = ("TERMINATED", "TERMINATED_WITH_ERRORS")
 
-
-# The tags that identify a run's cluster (emr_pipeline.cluster sets them).
+# The tags that identify a run's cluster (build_job_flow_overrides sets them).
 RUN_TAG_KEYS = ("dag_id", "deployment", "run_id")
 
 

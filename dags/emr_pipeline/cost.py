@@ -31,13 +31,10 @@ from emr_pipeline.uris import as_prefix, split_s3_uri
 
 SHIPPED_PRICE_TABLE = Path(__file__).with_name("emr_prices.json")
 
-
 SPOT_LABEL = "spot, priced at on-demand: an upper bound"
-
 
 # S3 Standard request prices, USD per 1,000 requests: LIST (and PUT, COPY, POST) and GET.
 S3_REQUEST_PRICES = ("list_per_1000", "put_per_1000", "get_per_1000")
-
 
 # EBS bills a GB-month prorated by the second; AWS converts with 730 hours a month.
 HOURS_PER_MONTH = 730
@@ -191,17 +188,14 @@ def price_groups(
 
 COST_NAME = "cost.json"  # beside report.json in the run's output prefix
 
-
 # Clusters of the run are created after its marker is claimed; a margin for clock skew.
 _CLOCK_SKEW = timedelta(minutes=10)
-
 
 # EC2 (Linux) and EMR both bill per second with a one-minute minimum per instance: an
 # instance that lived 20 s costs a minute. (Hours are counted from the instance's
 # CreationDateTime; EC2 starts billing when the instance runs, a little later, so this errs
 # on the high side by the instance's provisioning time.)
 MIN_BILLED_SECONDS = 60
-
 
 TERMINATED_STATES = frozenset({"TERMINATED", "TERMINATED_WITH_ERRORS"})
 
@@ -402,11 +396,9 @@ def run_cost(
 
 REQUEST_KINDS = ("list", "get", "put")
 
-
 # manifest.json's `source` for a manifest read from an S3 Inventory report
 # (imagefeatures.manifest.FROM_INVENTORY; not imported: that module imports pyarrow).
 FROM_INVENTORY = "inventory"
-
 
 LOWER_BOUND = (
     "a lower bound: a multipart upload is several PUTs and an object written more than once "

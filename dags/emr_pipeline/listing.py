@@ -33,13 +33,10 @@ from emr_pipeline.uris import as_prefix, split_s3_uri
 
 SETTING = "deployment setting inventory_uri"
 
-
 # A report's folder: the time its scan began, e.g. 2016-11-06T21-32Z (sorts by time).
 REPORT_FOLDER = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z")
 
-
 READABLE_FORMATS = ("CSV", "Parquet")
-
 
 # AWS spells one schema twice: fileSchema's CSV field names, and Parquet's column names.
 CSV_FIELDS = {
@@ -53,16 +50,12 @@ CSV_FIELDS = {
     "ETag": "e_tag",
 }
 
-
 REQUIRED = {"key": "Key", "size": "Size", "e_tag": "ETag"}
-
 
 # Parquet's fileSchema is a message type: "optional int64 size; optional binary e_tag (UTF8);"
 _PARQUET_FIELD = re.compile(r"\b(?:binary|boolean|int32|int64|int96|float|double)\s+(\w+)")
 
-
 _BATCH_ROWS = 65_536  # rows of a Parquet data file turned into Python objects at a time
-
 
 # (key, size, bare ETag, last modified or None): one object, as a listing gives it.
 Row = tuple[str, int, str, datetime | None]

@@ -31,14 +31,11 @@ from emr_pipeline.uris import check_prefixes_apart, hadoop_safe_s3_uri
 
 DEFAULT_RELEASE_LABEL = "emr-7.13.0"  # newest EMR 7: Spark 3.5, Python 3.11 on the nodes
 
-
 _VERSION_NUMBER = r"(?:0|[1-9][0-9]*)"
-
 
 RELEASE_LABEL = re.compile(
     rf"emr-(?P<spark>spark-)?(?P<major>{_VERSION_NUMBER})\.{_VERSION_NUMBER}\.{_VERSION_NUMBER}"
 )
-
 
 # EMR 7 is the first release whose nodes have Python 3.11, which the bootstrap installs for;
 # the emr-spark-x.y.z labels start at 8.
@@ -63,28 +60,21 @@ def check_release_label(label: str) -> None:
 
 BUILTIN_WEIGHTS = contract.BUILTIN_WEIGHTS
 
-
 RUNTIMES, PRECISIONS = contract.RUNTIMES, contract.PRECISIONS  # the form's enums too
 
-
 MIN_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT = 60, 7 * 24 * 3600  # AutoTerminationPolicy's limits
-
 
 # A poke interval under a second becomes a zero-second waiter delay in deferrable mode (the
 # provider's triggers take whole seconds): a tight loop of EMR API calls.
 MIN_POKE_INTERVAL = 1
 
-
 FEATURE_SIZE = contract.FEATURE_SIZE  # PCA cannot keep more components
-
 
 # EC2 instance types: family (with a generation digit), a dot, a size: m5.xlarge, m7g.2xlarge,
 # r7iz.metal-16xl, u-6tb1.metal. The whole string: the form's pattern, so anchored.
 INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9][a-z0-9-]*$"
 
-
 S3_URI_PATTERN = r"^s3[an]?://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
-
 
 # Longer waits overflow deferrable triggers' timedeltas, and no step of this job needs them.
 MAX_SENSOR_TIMEOUT = 7 * 24 * 3600
@@ -336,14 +326,13 @@ class RunOptions:
     def validate(self) -> None:
         """Raise InvalidRunOptionsError for a value outside its declared type and bounds (what
         the form checks, for runs triggered without it), then for a rule no single field's
-        bounds express (emr_pipeline.options)."""
+        bounds express (check_run_rules)."""
         for field, annotation in declared(type(self)):
             check_value(field, annotation, getattr(self, field.name))
         check_run_rules(self)
 
 
 URI_FIELDS = ("input_uri", "output_uri")  # the run's data, which must lie apart
-
 
 # vCPUs by size, for the general families (m, c, r...): large 2, xlarge 4, Nxlarge 4N.
 _SIZE = re.compile(r"^(?:(?P<n>[0-9]+)?x)?large$")

@@ -19,9 +19,7 @@ from typing import Any
 # The form's sections, in the order the form shows them.
 DATA, MODEL, CLUSTER, WAITING = "Data", "Model and PCA", "EMR cluster", "Waiting"
 
-
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
 
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
 

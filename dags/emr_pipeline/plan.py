@@ -35,12 +35,9 @@ from emr_pipeline.uris import as_prefix, check_prefixes_apart, join_uri, run_key
 
 BOOTSTRAP_SCRIPT = "install-python-deps.sh"
 
-
 REQUIREMENTS_FILE = "requirements-emr.txt"
 
-
 CONSTRAINTS_FILE = "constraints.txt"
-
 
 MODEL_CACHE_FOLDER = "model-cache"
 
@@ -76,7 +73,6 @@ class ArtifactUris:
 
 SEALS_FOLDER = "seals"
 
-
 RUN_SEALS, MODEL_SEALS = "runs", "model-cache"
 
 
@@ -96,14 +92,11 @@ def model_seals_uri(seals_uri: str) -> str:
 # "_": no reader of the run's datasets sees it.
 RUN_MARKER = "_fruit_features_run.json"
 
-
 # Each cluster's cost (<run>/costs/<cluster id>.json, emr_pipeline.cost): what an earlier
 # attempt's clusters cost is kept when a rerun clears the prefix.
 COSTS_FOLDER = "costs/"
 
-
 REPORT_NAME = contract.REPORT
-
 
 # EMR tag values (the run_id tag): letters, digits, spaces and _ . : / = + - @, at most 256.
 _TAG_VALUE = re.compile(r"[\w .:/=+\-@]{1,256}")
@@ -286,7 +279,6 @@ def check_run_id(run_id: str) -> None:
 # A failed step terminates the cluster at once, cancelling the steps queued behind it;
 # Airflow's teardown would do the same a poke later.
 ACTION_ON_FAILURE = "TERMINATE_CLUSTER"
-
 
 STEP_NAMES = contract.STEP_NAMES  # the order EMR runs them in
 

@@ -169,7 +169,6 @@ def claim_run_prefix(
 
 log = logging.getLogger(__name__)
 
-
 # The first bytes of every HDF5 file (Keras .weights.h5 files are HDF5).
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 

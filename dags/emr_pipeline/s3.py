@@ -14,9 +14,7 @@ from emr_pipeline.uris import as_prefix, split_s3_uri
 
 NOT_FOUND = ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
 
-
 DENIED = ("403", "AccessDenied", "Forbidden", "AllAccessDisabled")
-
 
 EXAMPLES = 5  # keys named in a message, at most
 

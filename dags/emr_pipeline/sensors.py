@@ -277,7 +277,7 @@ class ExplainedEmrStepSensor(EmrStepSensor):
         super().execute_complete(context, event)
 
     def _persist_links(self, context: Any, read_application_id: bool = False) -> None:
-        """Store the step's links (emr_pipeline.sensors) when they changed: at the first look,
+        """Store the step's links (step_link_fields) when they changed: at the first look,
         and when the step's Spark application id appears; say them in the log. A failure is
         logged: links never fail the wait."""
         if self.watch is None:

@@ -30,12 +30,9 @@ from emr_pipeline.uris import normalize_s3_uri
 
 DAG_ID = "fruit_features_emr"
 
-
 ENV_PREFIX = "FRUIT_EMR_"
 
-
 VARIABLE_PREFIX = f"{DAG_ID}_"
-
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,7 +97,7 @@ class DeploymentSettings:
     # security_configuration, when set, decides the jobs' encryption instead.
     s3_sse: str = "AES256"
     s3_sse_kms_key_id: str = ""
-    # The spend guard (emr_pipeline.settings): runs outside these limits are refused in
+    # The spend guard (SpendLimits, below): runs outside these limits are refused in
     # preflight. Instance families are the part of the type before the dot (m5 in m5.xlarge).
     # x86_64 only: Graviton types are refused whatever this says (emr_pipeline.options).
     allowed_instance_families: str = "m5,m5a,m6i,m6a,m7i,m7a,c5,c5a,c6i,c6a,c7i,c7a"
@@ -239,7 +236,6 @@ def check_spend(options: RunOptions, limits: SpendLimits) -> None:
 # The most a featurize worker reads of one image into memory (a Java int, as Spark's
 # binaryFile limit was): larger images are refused before the cluster.
 SPARK_MAX_FILE_BYTES = 2**31 - 1
-
 
 SSE_ALGORITHMS = ("AES256", "aws:kms")
 

@@ -29,7 +29,6 @@ from emr_pipeline.watch import StepWatch, failure_details
 # EmrStepSensor's: the step states that end a wait, and those that fail it.
 STEP_DONE_STATES = ("COMPLETED",)
 
-
 STEP_FAILED_STATES = ("CANCELLED", "FAILED", "INTERRUPTED")  # CANCEL_PENDING: not yet
 
 

@@ -10,18 +10,13 @@ from emr_pipeline.parameter import InvalidRunOptionsError
 # EMR reports LogUri with the s3n:// scheme, users sometimes write s3a://: all name S3.
 _S3_SCHEMES = ("s3://", "s3n://", "s3a://")
 
-
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
-
 
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
-
 _MAX_RUN_KEY = 120
 
-
 _RUN_KEY_HASH = 16  # 64 bits of the id's SHA-256
-
 
 # In an S3 key: `:` breaks Hadoop's Path ("Relative path in absolute URI"), and Spark reads the
 # input path as a glob pattern, so these characters would select other prefixes than written.

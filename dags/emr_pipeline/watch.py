@@ -20,7 +20,6 @@ from emr_pipeline.uris import join_uri, split_s3_uri
 # Lines shown per log per look, at most: a chatty step must not flood the task log.
 MAX_NEW_LINES = 200
 
-
 # A progress line is logged at every look when it changed, and otherwise again after this
 # long (so at every poke at the default one-minute interval, not every second at 1 s).
 REPEAT_SECONDS = 30.0
@@ -204,7 +203,6 @@ class StepWatch:
 
 
 TAIL_LINES = 60
-
 
 STEP_LOGS = ("stdout", "stderr")
 
