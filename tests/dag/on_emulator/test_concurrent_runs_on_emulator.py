@@ -30,9 +30,9 @@ from localdev.dag_run import (
 )
 from localdev.dag_run_cli import RESULT_MARKER
 from tests.dag.dag_shapes import PIPELINE, keys_under, read_json, run_conf
+from tests.dag.paths import REPO
 from tests.image_cases import write_good_images
 
-REPO = Path(__file__).resolve().parents[2]
 OUTPUT = "s3://fruit-out/runs/"
 INPUTS = {"a": ("s3://fruit-in/a/", 2), "b": ("s3://fruit-in/b/", 3)}  # name: (prefix, images)
 ENDED = {"TERMINATED", "TERMINATED_WITH_ERRORS"}
