@@ -55,6 +55,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "profile"
+DEFAULT_WORK = REPO_ROOT / "bench" / "work"
 STAGES = ("featurize-small", "featurize", "pca", "notebook-pca", "limit")
 PR_SET_CHILD_SUBREAPER = 36
 MIB = 2**20
@@ -493,26 +494,30 @@ def stage_command(
     weights: Path,
     features: Path | None,
     featurize_args: list[str] | None = None,
-) -> list[str]:
-    from localdev.local_spark import JOBS_DIR, spark_submit_command
+    work: Path = DEFAULT_WORK,
+) -> tuple[list[str], dict[str, str]]:
+    """(command, environment overrides) of a stage, as `make bench` runs it: our jobs as the
+    DAG's steps (bench.dag_steps; `featurize_args`, e.g. --partitions=8, replace or add the
+    step's arguments), the notebook's with the same Java options."""
+    from bench.dag_steps import run_options, step_command
+    from localdev.local_spark import spark_submit_command
 
     bench = REPO_ROOT / "bench"
+    progress = {"--progress": str(output / "_progress.json")}
     if stage.startswith("featurize"):
-        args = ["--input", str(images), "--output", str(output), "--weights", str(weights)]
-        return spark_submit_command(JOBS_DIR / "featurize.py", args + (featurize_args or []))
+        local = {"--input": str(images), "--output": str(output), "--weights": str(weights)}
+        local["--model-cache"] = str(work / "model-cache")
+        local |= dict(arg.split("=", 1) for arg in featurize_args or [])
+        return step_command("featurize", run_options(), work, {**local, **progress})
     if stage == "pca":
-        args = ["--input", str(features), "--output", str(output)]
-        return spark_submit_command(JOBS_DIR / "pca.py", args)
+        local = {"--input": str(features), "--output": str(output), **progress}
+        return step_command("pca", run_options(), work, local)
     if stage == "notebook-pca":
         args = ["pca", "--input", str(features), "--output", str(output)]
-        from bench.run_bench import NOTEBOOK_JAVA_OPTIONS
-
-        return spark_submit_command(bench / "notebook_jobs.py", args, NOTEBOOK_JAVA_OPTIONS)
+        return spark_submit_command(bench / "notebook_jobs.py", args), {}
     if stage == "limit":
-        return [sys.executable, str(bench / "limit.py"), "--input", str(images)] + [
-            "--weights",
-            str(weights),
-        ]
+        command = [sys.executable, str(bench / "limit.py"), "--input", str(images)]
+        return [*command, "--weights", str(weights), "--runtime", "openvino"], {}
     raise ValueError(stage)
 
 
@@ -762,7 +767,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="extra argument for featurize.py, e.g. --featurize-arg=--partitions=8 (repeatable)",
     )
-    parser.add_argument("--work", type=Path, default=REPO_ROOT / "bench" / "work")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO_ROOT / "jobs"))
@@ -783,8 +788,8 @@ def main(argv: list[str] | None = None) -> int:
             features = args.work / "out" / f"profile_featurize_{args.images}" / "features"
             if name in ("pca", "notebook-pca") and not features.is_dir():
                 sys.exit(f"{name} needs {features}: run the featurize stage first")
-            command = stage_command(
-                name, images or Path(), output, weights, features, args.featurize_arg
+            command, step_env = stage_command(
+                name, images or Path(), output, weights, features, args.featurize_arg, args.work
             )
             run = run_stage(
                 name,
@@ -793,7 +798,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.out / f"run{repeat + 1}",
                 not args.no_py_spy,
                 args.rate,
-                env_extra,
+                {**step_env, **env_extra},
                 args.jfr,
             )
             print_report(run.report)
