@@ -83,11 +83,10 @@ def step_command(
     from emr_pipeline.cluster import spark_configurations
     from emr_pipeline.contract import PACKAGE_NAME, load_job_module
 
+    # Built again each time (the same sources give the same bytes): the job ships its package
+    # under the same name, and Spark refuses two files of one name that differ.
     package_zip = work / f"{PACKAGE_NAME}.zip"
-    if not package_zip.exists():
-        load_job_module(JOBS_DIR, "packaging").build_package_zip(
-            package_zip, JOBS_DIR / PACKAGE_NAME
-        )
+    load_job_module(JOBS_DIR, "packaging").build_package_zip(package_zip, JOBS_DIR / PACKAGE_NAME)
     configurations = spark_configurations(options)
     node_root = work / "node"
     defaults = node_config.spark_defaults(configurations, node_root)

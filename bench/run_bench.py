@@ -214,7 +214,7 @@ def run(count: int, memory_count: int, work: Path) -> dict:
         "limit": limit("limit, tensorflow", "--runtime", "tensorflow"),
         "limit openvino": limit("limit, openvino f32", "--runtime", "openvino"),
         "limit openvino bf16": limit(
-            "limit, openvino bf16", "--runtime", "openvino", precision="bf16"
+            "limit, openvino bf16", "--runtime", "openvino", "--precision", "bf16"
         ),
     }
     for name, output in (

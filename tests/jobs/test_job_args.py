@@ -13,7 +13,7 @@ from imagefeatures.contract import precision_problem
 def test_featurize_defaults():
     args = featurize.parse_args(["--input", "s3://in/", "--output", "s3://out/run1"])
     assert (args.weights, args.batch_size, args.partitions) == ("imagenet", 32, None)
-    assert args.files_per_task == featurize.DEFAULT_FILES_PER_TASK == 128
+    assert args.files_per_task == featurize.DEFAULT_FILES_PER_TASK == 512
     # OpenVINO by default, in f32: TensorFlow's features (the reference, chosen explicitly).
     assert (args.runtime, args.precision) == ("openvino", "f32")
 
