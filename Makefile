@@ -34,7 +34,10 @@ help:
 	@echo "make lint    ruff check + ruff format --check"
 	@echo "make bench-scale  issue 29's scale bench: listing at 100k/1M keys, featurize at 1M rows"
 
+# The JVM class archive local Spark jobs start from (localdev/jvm_archive.py): recorded once
+# per JDK and Spark, about 40 s; later runs find it and do nothing.
 setup: $(STAMP)
+	@$(LOCAL_ENV) $(PY) -m localdev.jvm_archive
 
 $(STAMP): requirements.txt constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -63,8 +63,8 @@ import pyarrow.parquet as pq
 
 from bench.run_bench import PeakMemory, cpu_description
 from localdev.local_spark import (
-    LOCAL_DRIVER_JAVA_OPTIONS,
     REPO_ROOT,
+    local_driver_java_options,
     local_spark_env,
     spark_submit_command,
 )
@@ -275,7 +275,7 @@ def featurize(name: str, run: Path, cache: Path, base: Path | None = None) -> di
     started = time.perf_counter()
     gc_log = run.parent / f"{run.name}.gc.log"
     gc_log.unlink(missing_ok=True)
-    java_options = f"{LOCAL_DRIVER_JAVA_OPTIONS} -Xlog:gc:file={gc_log}"
+    java_options = f"{local_driver_java_options()} -Xlog:gc:file={gc_log}"
     command = spark_submit_command(JOB, args, java_options)
     if DRIVER_MEMORY:
         command = [command[0], "--driver-memory", DRIVER_MEMORY, *command[1:]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -18,6 +20,10 @@ QUIET_LOGGING_JAVA_OPTIONS = f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}"
 # compiles what matters soon enough. (Not for JVM-heavy arithmetic, such as Spark ML's
 # pure-Java SVD: C1's code is slower there.)
 LOCAL_DRIVER_JAVA_OPTIONS = f"{QUIET_LOGGING_JAVA_OPTIONS} -XX:TieredStopAtLevel=1"
+# Where this venv keeps its JVM class-data sharing archives (localdev.jvm_archive records them).
+CLASS_ARCHIVE_DIR = Path(sys.prefix) / "var" / "spark-class-archive"
+# Part of the archive's key: raise it when the workload that records an archive changes.
+CLASS_ARCHIVE_FORMAT = 1
 
 
 def local_spark_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -41,22 +47,72 @@ def local_spark_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def _java_home(env: Mapping[str, str]) -> Path | None:
+    """The JDK spark-class runs under `env`: JAVA_HOME's, else the `java` on PATH's."""
+    if env.get("JAVA_HOME"):
+        return Path(env["JAVA_HOME"]).resolve()
+    java = shutil.which("java", path=env.get("PATH"))
+    return None if java is None else Path(java).resolve().parent.parent
+
+
+def _spark_jars(env: Mapping[str, str]) -> Path | None:
+    """The folder of jars spark-submit puts on the driver's class path under `env`."""
+    if env.get("SPARK_HOME"):
+        return Path(env["SPARK_HOME"]) / "jars"
+    spec = importlib.util.find_spec("pyspark")
+    return None if spec is None or spec.origin is None else Path(spec.origin).parent / "jars"
+
+
+def class_archive_path(env: Mapping[str, str] | None = None) -> Path | None:
+    """Where the class-data sharing archive for the JVM and Spark jars of `env` (default
+    local_spark_env()) is, whether or not it was recorded; None where there is no JDK.
+
+    The key covers what the JVM checks before it maps an archive (its own build, the class
+    path's jars by name, size and time): a new JDK or pyspark gets a new archive rather than
+    one the JVM refuses."""
+    env = local_spark_env() if env is None else env
+    java_home, jars = _java_home(env), _spark_jars(env)
+    libjvm = None if java_home is None else java_home / "lib" / "server" / "libjvm.so"
+    if libjvm is None or not libjvm.is_file() or jars is None or not jars.is_dir():
+        return None
+    key = hashlib.sha256(f"{CLASS_ARCHIVE_FORMAT}\n{libjvm}".encode())
+    for path in sorted([libjvm, *jars.glob("*.jar")]):
+        stat = path.stat()
+        key.update(f"{path.name} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+    return CLASS_ARCHIVE_DIR / f"spark-{key.hexdigest()[:16]}.jsa"
+
+
+def local_driver_java_options(env: Mapping[str, str] | None = None) -> str:
+    """LOCAL_DRIVER_JAVA_OPTIONS, and the JVM's class-data sharing archive where one was
+    recorded for `env`'s JDK and Spark (`make setup` records it): the driver JVM then maps
+    Spark's classes instead of loading and verifying them, about 5 s of each local job's start
+    on 2 cores (BENCHMARKS.md). The JVM's own messages about the archive are off: one it cannot
+    use is skipped, and the job runs as without it."""
+    archive = class_archive_path(env)
+    if archive is None or not archive.is_file():
+        return LOCAL_DRIVER_JAVA_OPTIONS
+    return (
+        f"{LOCAL_DRIVER_JAVA_OPTIONS} -XX:SharedArchiveFile={archive} "
+        "-Xlog:cds=off -Xlog:cds+dynamic=off"
+    )
+
+
 def use_local_spark_env() -> None:
     """Apply local_spark_env() to this process (for in-process SparkSessions)."""
     os.environ.update(local_spark_env())
 
 
 def spark_submit_command(
-    script: Path, args: list[str], java_options: str = LOCAL_DRIVER_JAVA_OPTIONS
+    script: Path, args: list[str], java_options: str | None = None
 ) -> list[str]:
-    """`spark-submit SCRIPT ARGS` with local Spark and `java_options` (by default quiet
-    logging and C1-only JIT)."""
+    """`spark-submit SCRIPT ARGS` with local Spark and `java_options` (by default
+    local_driver_java_options(): quiet logging, C1-only JIT, the class archive)."""
     return [
         str(Path(sys.executable).parent / "spark-submit"),
         "--master",
         "local[*]",
         "--driver-java-options",
-        java_options,
+        local_driver_java_options() if java_options is None else java_options,
         str(script),
         *args,
     ]

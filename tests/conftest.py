@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from localdev.local_spark import LOCAL_DRIVER_JAVA_OPTIONS, use_local_spark_env
+from localdev.local_spark import local_driver_java_options, use_local_spark_env
 
 # Before pyspark or TensorFlow start: workers on this interpreter, Java 17, quiet TF.
 use_local_spark_env()
@@ -66,7 +66,7 @@ def spark():
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.driver.memory", "2g")
-        .config("spark.driver.extraJavaOptions", LOCAL_DRIVER_JAVA_OPTIONS)
+        .config("spark.driver.extraJavaOptions", local_driver_java_options())
         .getOrCreate()
     )
     get_spark("tests")  # the jobs' own set-up: log level, package shipped to workers

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from localdev.emr_emulator.staging import StagedStep
-from localdev.local_spark import LOCAL_DRIVER_JAVA_OPTIONS
+from localdev.local_spark import local_driver_java_options
 
 SPARK_SUBMIT = str(Path(sys.executable).parent / "spark-submit")
 
@@ -146,7 +146,7 @@ def spark_submit_command(
     ]
     command += ["--conf", "spark.authenticate=true"]
     if not has_java_options:
-        command += ["--driver-java-options", LOCAL_DRIVER_JAVA_OPTIONS]
+        command += ["--driver-java-options", local_driver_java_options()]
     confs = {**(spark_defaults or {}), **(staged.hadoop_confs() if staged is not None else {})}
     for key, value in confs.items():  # before the step's own confs: a later --conf wins
         command += ["--conf", f"{key}={value}"]
