@@ -16,12 +16,9 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.ml.common import _py2java
 from pyspark.ml.feature import PCAModel
 from pyspark.ml.functions import array_to_vector, vector_to_array
@@ -32,7 +29,7 @@ from imagefeatures import storage
 from imagefeatures.cli_types import positive_int
 from imagefeatures.contract import DEFAULT_PCA_K, FEATURE_SIZE, PCA, PCA_MODEL, PCA_SUMMARY
 from imagefeatures.errors import JobInputError
-from imagefeatures.moments import Moments, merge_optional
+from imagefeatures.moments import Moments, merge_optional, moments_of_row, partition_moments
 from imagefeatures.progress import JobProgress, ProgressOptions, add_progress_arguments
 
 _MOMENTS_SCHEMA = "count long, mean binary, m2 binary"
@@ -43,29 +40,6 @@ def to_vectors(features: DataFrame) -> DataFrame:
     return features.select("path", "label", array_to_vector("features").alias("vector"))
 
 
-def partition_moments(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """mapInArrow function: one row of moments for the `features` arrays of a partition.
-
-    Arrow's list column is flattened into an (n, d) array without a Python object per row.
-    """
-    total = None
-    for batch in batches:
-        arrays = batch.column(0)
-        if not len(arrays):
-            continue
-        if arrays.null_count:
-            raise ValueError("the features column holds null vectors")
-        lengths = pc.min_max(pc.list_value_length(arrays)).as_py()
-        if lengths["min"] != lengths["max"]:
-            raise ValueError(
-                f"feature vectors of different lengths: {lengths['min']} and {lengths['max']}"
-            )
-        rows = arrays.flatten().to_numpy().reshape(len(arrays), lengths["max"])
-        total = merge_optional(total, Moments.of_rows(rows))
-    if total is not None:
-        yield pa.RecordBatch.from_pylist([total.to_record()])
-
-
 def feature_moments(features: DataFrame) -> Moments | None:
     """Count, mean and centred cross-products of the `features` column; None without rows.
 
@@ -73,9 +47,7 @@ def feature_moments(features: DataFrame) -> Moments | None:
     d x d matrix whatever the number of partitions.
     """
     partials = features.select("features").mapInArrow(partition_moments, _MOMENTS_SCHEMA)
-    return partials.rdd.map(lambda row: Moments.from_record(*row)).treeAggregate(
-        None, merge_optional, merge_optional
-    )
+    return partials.rdd.map(moments_of_row).treeAggregate(None, merge_optional, merge_optional)
 
 
 def principal_components(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

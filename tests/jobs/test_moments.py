@@ -5,8 +5,10 @@ from __future__ import annotations
 from functools import reduce
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
+from imagefeatures import moments
 from imagefeatures.moments import Moments, merge_optional
 
 
@@ -55,3 +57,30 @@ def test_vectors_of_different_lengths_are_refused():
 def test_one_row_has_no_covariance():
     with pytest.raises(ValueError, match="at least 2 rows, got 1"):
         Moments.of_rows(np.ones((1, 3))).covariance()
+
+
+def _list_batch(rows: np.ndarray) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [pa.array([list(map(float, row)) for row in rows], pa.list_(pa.float32()))], ["features"]
+    )
+
+
+def test_a_partitions_small_arrow_batches_give_numpys_covariance(monkeypatch):
+    # Blocks of 7 rows across batches of 3, 5, 1...: the moments do not depend on the cut.
+    monkeypatch.setattr(moments, "MOMENT_BLOCK_ROWS", 7)
+    rows = np.random.default_rng(4).normal(size=(40, 5)).astype(np.float32)
+    batches = [_list_batch(block) for block in blocks(rows, [3, 5, 1, 0, 12, 19])]
+    (record,) = [batch.to_pylist()[0] for batch in moments.partition_moments(iter(batches))]
+    merged = Moments.from_record(**record)
+    assert merged.count == 40
+    np.testing.assert_allclose(
+        merged.covariance(), np.cov(rows.astype(np.float64), rowvar=False), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("block_rows", [2, 2048])  # the odd batch in the block, or after it
+def test_a_partitions_vectors_of_different_lengths_are_refused(monkeypatch, block_rows):
+    monkeypatch.setattr(moments, "MOMENT_BLOCK_ROWS", block_rows)
+    batches = [_list_batch(np.ones((2, 3))), _list_batch(np.ones((1, 2)))]
+    with pytest.raises(ValueError, match="different lengths: 2 and 3"):
+        list(moments.partition_moments(iter(batches)))
