@@ -531,7 +531,7 @@ def run_stage(
     env_extra: dict[str, str],
     jfr: bool = False,
 ) -> StageRun:
-    from localdev.local_spark import local_spark_env
+    from localdev.local_spark import local_driver_java_options, local_spark_env
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tag = f"{name}{'' if images is None else f'_{images}'}"
@@ -541,7 +541,9 @@ def run_stage(
     if recording:  # Java Flight Recorder's method sampling in the JVM (driver and executor)
         command = list(command)
         at = command.index("--driver-java-options") + 1
-        command[at] += f" -XX:StartFlightRecording=filename={recording},settings=profile"
+        flight = f"-XX:StartFlightRecording=filename={recording},settings=profile"
+        # As the emulator does for a step with Flight Recorder: without the class archive.
+        command[at] = f"{local_driver_java_options(alongside=[flight])} {flight}"
     launcher = [sys.executable, "-m", "bench.profile_featurize", "--exec", str(result_path)]
     full = [*launcher, "--", *command]
     if profile:

@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +24,11 @@ LOCAL_DRIVER_JAVA_OPTIONS = f"{QUIET_LOGGING_JAVA_OPTIONS} -XX:TieredStopAtLevel
 CLASS_ARCHIVE_DIR = Path(sys.prefix) / "var" / "spark-class-archive"
 # Part of the archive's key: raise it when the workload that records an archive changes.
 CLASS_ARCHIVE_FORMAT = 1
+# Java options an archive must not meet: JDK 17's JVM (17.0.15) crashes in class loading when
+# it maps a dynamic archive while a class file load hook is on (Flight Recorder, an agent).
+_ARCHIVE_CONFLICTS = ("-javaagent", "-agentlib", "-agentpath", "FlightRecord")
+# Where else a JVM takes options from.
+_JAVA_OPTION_VARIABLES = ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS")
 
 
 def local_spark_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -82,12 +87,22 @@ def class_archive_path(env: Mapping[str, str] | None = None) -> Path | None:
     return CLASS_ARCHIVE_DIR / f"spark-{key.hexdigest()[:16]}.jsa"
 
 
-def local_driver_java_options(env: Mapping[str, str] | None = None) -> str:
+def local_driver_java_options(
+    env: Mapping[str, str] | None = None, alongside: Iterable[str] = ()
+) -> str:
     """LOCAL_DRIVER_JAVA_OPTIONS, and the JVM's class-data sharing archive where one was
     recorded for `env`'s JDK and Spark (`make setup` records it): the driver JVM then maps
-    Spark's classes instead of loading and verifying them, about 5 s of each local job's start
+    Spark's classes instead of loading and verifying them, about 4 s of each local job's start
     on 2 cores (BENCHMARKS.md). The JVM's own messages about the archive are off: one it cannot
-    use is skipped, and the job runs as without it."""
+    use is skipped, and the job runs as without it.
+
+    `alongside`: the other Java options the driver gets (spark.driver.extraJavaOptions). With
+    Flight Recorder or an agent among them, or in `env`'s JAVA_TOOL_OPTIONS and the like, the
+    archive is left out: the JVM would crash."""
+    env = local_spark_env() if env is None else env
+    others = [*alongside, *(env.get(name, "") for name in _JAVA_OPTION_VARIABLES)]
+    if any(conflict in option for option in others for conflict in _ARCHIVE_CONFLICTS):
+        return LOCAL_DRIVER_JAVA_OPTIONS
     archive = class_archive_path(env)
     if archive is None or not archive.is_file():
         return LOCAL_DRIVER_JAVA_OPTIONS

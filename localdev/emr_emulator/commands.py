@@ -146,6 +146,8 @@ def spark_submit_command(
     ]
     command += ["--conf", "spark.authenticate=true"]
     if not has_java_options:
+        # A later --conf spark.driver.extraJavaOptions (the cluster's or the step's) replaces
+        # these whole, the class archive with them.
         command += ["--driver-java-options", local_driver_java_options()]
     confs = {**(spark_defaults or {}), **(staged.hadoop_confs() if staged is not None else {})}
     for key, value in confs.items():  # before the step's own confs: a later --conf wins

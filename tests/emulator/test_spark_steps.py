@@ -24,21 +24,30 @@ class SparkRun:
     cluster_id: str
     steps: list[dict[str, Any]]
     keys: set[str]
+    flight_recorded: bool
 
 
-def spark_step(name: str, job: str, *args: str, on_failure: str = "CONTINUE") -> dict[str, Any]:
-    """The step as the DAG submits it: code, entrypoint and data all in S3."""
+def spark_step(
+    name: str, job: str, *args: str, on_failure: str = "CONTINUE", submit: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The step as the DAG submits it: code, entrypoint and data all in S3; `submit`: more
+    spark-submit options."""
     return command_step(
         name,
         "spark-submit",
         "--deploy-mode",
         "client",
+        *submit,
         "--py-files",
         f"s3://{BUCKET}/code/imagefeatures.zip",
         f"s3://{BUCKET}/code/jobs/{job}.py",
         *args,
         on_failure=on_failure,
     )
+
+
+def flight_recording(folder) -> str:
+    return f"-XX:StartFlightRecording=filename={folder / 'pca.jfr'}"
 
 
 @pytest.fixture(scope="module")
@@ -76,17 +85,21 @@ def spark_run(emr, s3, tmp_path_factory) -> SparkRun:
             "pca",
             *("--input", f"{out}/features", "--output", out, "--k", "2"),
             on_failure="CANCEL_AND_WAIT",
+            # A user profiling the driver: the step's Java options replace the emulator's whole,
+            # the class archive with them (a JVM mapping it crashes under Flight Recorder).
+            submit=("--conf", f"spark.driver.extraJavaOptions={flight_recording(local)}"),
         ),
     ]
     cluster_id = create_cluster(emr, BUCKET, steps=steps)
     done = wait_for_steps(emr, cluster_id, timeout=240)
     emr.terminate_job_flows(JobFlowIds=[cluster_id])
+    flight_recorded = (local / "pca.jfr").is_file()
     keys = {
         o["Key"]
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
         for o in page.get("Contents", [])
     }
-    return SparkRun(cluster_id, done, keys)
+    return SparkRun(cluster_id, done, keys, flight_recorded)
 
 
 def test_featurize_and_pca_outputs_reach_s3(spark_run: SparkRun, s3):
@@ -99,6 +112,7 @@ def test_featurize_and_pca_outputs_reach_s3(spark_run: SparkRun, s3):
     assert not any(k.endswith(".crc") for k in spark_run.keys)
     summary = json.loads(s3.get_object(Bucket=BUCKET, Key="runs/1/pca_summary.json")["Body"].read())
     assert summary["k"] == 2
+    assert spark_run.flight_recorded  # the pca step ran under Flight Recorder, and did not crash
     # The failed step wrote nothing (JobInputError: bad input, nothing written).
     assert not any(k.startswith("runs/0/") for k in spark_run.keys)
 

@@ -87,6 +87,32 @@ def test_a_local_spark_submit_maps_spark_classes_from_the_archive(tmp_path):
 
 
 @pytest.mark.spark
+def test_a_job_under_flight_recorder_runs_without_the_archive(tmp_path):
+    # A JDK 17 JVM that maps the archive crashes in class loading under Flight Recorder (or an
+    # agent): a user profiling a local job through JAVA_TOOL_OPTIONS must still get a run.
+    if class_archive_path() is None or not class_archive_path().is_file():
+        pytest.skip("no class archive recorded for this JDK")
+    recording = tmp_path / "job.jfr"
+    env = {
+        **local_spark_env(),
+        "JAVA_TOOL_OPTIONS": f"-XX:StartFlightRecording=filename={recording}",
+    }
+    assert "SharedArchiveFile" not in local_driver_java_options(env)
+    assert "SharedArchiveFile" not in local_driver_java_options(alongside=["-javaagent:a.jar"])
+    script = tmp_path / "job.py"
+    script.write_text(SPARK_SCRIPT)
+    done = subprocess.run(
+        spark_submit_command(script, [], java_options=local_driver_java_options(env)),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert recording.is_file()
+
+
+@pytest.mark.spark
 def test_a_failed_recording_publishes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(local_spark, "CLASS_ARCHIVE_DIR", tmp_path / "archives")
     monkeypatch.setattr(jvm_archive, "CLASS_ARCHIVE_DIR", tmp_path / "archives")
