@@ -75,6 +75,13 @@ def localized(args: list[str], package_zip: Path, local: Mapping[str, str]) -> l
     return [*submit, "--py-files", str(package_zip), str(JOBS_DIR / job), *out]
 
 
+def with_application(command: list[str], script: Path, args: list[str]) -> list[str]:
+    """A step_command running `script ARGS` instead of the job: the same spark-submit options,
+    Java options and cluster confs (what every step pays before its own work)."""
+    entry = next(i for i, arg in enumerate(command) if arg.startswith(f"{JOBS_DIR}/"))
+    return [*command[:entry], str(script), *args]
+
+
 def step_command(
     job: str, options: RunOptions, work: Path, local: Mapping[str, str]
 ) -> tuple[list[str], dict[str, str]]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.dag_steps import run_options, step_command
+from bench.dag_steps import run_options, step_command, with_application
 from localdev.local_spark import REPO_ROOT, local_spark_env, spark_submit_command
 from localdev.sample_data import generate_images
 
@@ -160,10 +160,21 @@ def run(count: int, memory_count: int, work: Path) -> dict:
         command, env = step_command(job, run_options(**chosen), work, {**local, **progress})
         return timed(name, command, {**os.environ, **env})
 
-    def ours_featurize(name: str, folder: Path, output: str, **chosen: str) -> dict:
+    def local_args(folder: Path, output: str) -> dict[str, str]:
         local = {"--input": str(folder), "--output": str(out / output)}
-        local |= {"--weights": str(weights), "--model-cache": str(model_cache)}
-        return ours(name, "featurize", output, local, **chosen)
+        return local | {"--weights": str(weights), "--model-cache": str(model_cache)}
+
+    def ours_featurize(name: str, folder: Path, output: str, **chosen: str) -> dict:
+        return ours(name, "featurize", output, local_args(folder, output), **chosen)
+
+    def spark_floor(run: str) -> dict:
+        # The featurize step's own command line, running only what any job must: start, read
+        # the run's manifest, write its rows, read the count back (bench/spark_floor.py).
+        local = local_args(small, run) | {"--progress": str(out / "floor_progress.json")}
+        command, env = step_command("featurize", run_options(), work, local)
+        floor = [f"--manifest={out / run / 'manifest.parquet'}", f"--output={out / 'floor'}"]
+        command = with_application(command, BENCH_DIR / "spark_floor.py", floor)
+        return timed("spark floor, no model", command, {**os.environ, **env})
 
     def limit(name: str, *model: str) -> dict:
         command = [sys.executable, str(BENCH_DIR / "limit.py"), "--input", str(images)]
@@ -199,6 +210,7 @@ def run(count: int, memory_count: int, work: Path) -> dict:
             {"--input": str(out / "ours" / "features"), "--output": str(out / "ours")},
         ),
         "ours featurize (small)": ours_featurize("ours featurize, small", small, "ours_small"),
+        "spark floor": spark_floor("ours_small"),
         "ours featurize bf16": ours_featurize(
             "ours featurize, bf16", images, "ours_bf16", precision="bf16"
         ),
@@ -272,6 +284,10 @@ def summarize(stages: dict, count: int, memory_count: int) -> dict:
             "featurize steady-state ours bf16/openvino bf16 limit (target >= 0.9 where bf16 "
             "ran)": round(bf16_rate / limit_rate("limit openvino bf16"), 3),
             "featurize fixed cost: seconds for 200 images (target <= 8)": small["seconds"],
+            # What any Spark job pays under the step's command line: the fixed cost's floor.
+            "spark floor: seconds for a job without model (reference)": stages["spark floor"][
+                "seconds"
+            ],
             "featurize fixed cost, model exported (first run of a model; reference)": stages[
                 "ours featurize (small, model exported)"
             ]["seconds"],

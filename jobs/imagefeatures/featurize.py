@@ -110,6 +110,23 @@ def rejected(results: DataFrame) -> DataFrame:
     return results.where(F.col("error").isNotNull()).select("path", "label", "error")
 
 
+# Stands for the rejects among the precisions counted in written_counts (not a precision).
+_REJECTS_KEY = "rejects"
+
+
+def written_counts(
+    spark: SparkSession, features_uri: str, rejects_uri: str
+) -> tuple[dict[str, int], dict[str, int]]:
+    """({precision: vectors}, {FEATURES: vectors, REJECTS: rejects}) read back from what was
+    written, the numbers the datasets really hold (reused vectors included), in one query."""
+    rejects = spark.read.parquet(rejects_uri).select(F.lit(_REJECTS_KEY).alias("precision"))
+    both = spark.read.parquet(features_uri).select("precision").unionByName(rejects)
+    vectors = count_precisions(both)
+    written = {FEATURES: sum(vectors.values()) - vectors.get(_REJECTS_KEY, 0)}
+    written[REJECTS] = vectors.pop(_REJECTS_KEY, 0)
+    return vectors, written
+
+
 def spread(todo: DataFrame, images: int, partitions: int | None, files_per_task: int) -> DataFrame:
     """The images to featurize in `partitions` tasks, or about `files_per_task` images each
     (at least one task per core): a manifest's row groups are far larger than a task.
@@ -221,14 +238,11 @@ def run_featurize(
                 rejects = spark.createDataFrame([], "path string, label string, error string")
             progress.phase("writing rejects and counts")
             rejects.write.mode("overwrite").parquet(rejects_uri)
-            # Counts read back from what was written: the numbers the datasets really hold,
-            # every vector's precision (reused ones included) among them.
-            vectors = count_precisions(spark.read.parquet(features_uri))
-            written = {
-                FEATURES: sum(vectors.values()),
-                REJECTS: spark.read.parquet(rejects_uri).count(),
-            }
-            ran = {} if computed is None else count_precisions(computed)
+            vectors, written = written_counts(spark, features_uri, rejects_uri)
+            # Without reused vectors, every vector written is one this run made.
+            every_vector_made = increment.reused is None and not increment.copied
+            ran = {} if computed is None else dict(vectors) if every_vector_made else None
+            ran = count_precisions(computed) if ran is None else ran
             # Every image to featurize has its outcome: features, or a reject.
             done = ImageCounters.settled(increment.todo_count, written[REJECTS])
             progress.phase("featurized", total=increment.todo_count, counters=done)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.dag_steps import run_options, step_args, step_command
+from bench.dag_steps import run_options, step_args, step_command, with_application
 from localdev.local_spark import JOBS_DIR
 
 
@@ -50,3 +50,12 @@ def test_a_step_location_the_bench_does_not_map_is_refused(tmp_path: Path):
     # The step reads the run's copy of the weights under its artifacts, never the user's file.
     with pytest.raises(ValueError, match=r"--weights s3://bench-output/emr-artifacts/.*/weights/"):
         step_command("featurize", run_options(), tmp_path, {"--output": "/data/out"})
+
+
+def test_the_spark_floor_runs_under_the_steps_own_command_line(tmp_path: Path):
+    local = {"--output": "/o", "--weights": "/w.h5", "--progress": "/p.json", "--model-cache": "/c"}
+    command, _ = step_command("featurize", run_options(), tmp_path, local)
+    floor = with_application(command, Path("/bench/spark_floor.py"), ["--manifest=/m"])
+    entry = command.index(str(JOBS_DIR / "featurize.py"))
+    assert floor == [*command[:entry], "/bench/spark_floor.py", "--manifest=/m"]
+    assert "--driver-java-options" in floor[:entry] and "--conf" in floor[:entry]

@@ -23,6 +23,7 @@ def sample_stages() -> dict:
         "ours featurize": {**stage(100.0, peak_mib=2000), "precision": "f32"},
         "ours pca": stage(18.0),
         "ours featurize (small)": stage(100.0 - per_image * 10),  # 100 images/s
+        "spark floor": stage(9.0),
         "ours featurize bf16": {**stage(60.0), "precision": "bf16"},
         "ours featurize bf16 (small)": stage(60.0 - per_image * 5),  # 200 images/s
         "ours featurize tensorflow": stage(150.0),
@@ -44,6 +45,7 @@ def test_ratios_are_taken_within_one_run():
     bf16 = "featurize steady-state ours bf16/openvino bf16 limit (target >= 0.9 where bf16 ran)"
     assert ratios[bf16] == 0.8
     assert ratios["featurize fixed cost: seconds for 200 images (target <= 8)"] == 62.0
+    assert ratios["spark floor: seconds for a job without model (reference)"] == 9.0
     exported = "featurize fixed cost, model exported (first run of a model; reference)"
     assert ratios[exported] == 70.0
     assert ratios["pca ours/notebook (target <= 0.45)"] == 0.45
