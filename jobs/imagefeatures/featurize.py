@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import reduce
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
 
 from imagefeatures import storage
@@ -74,6 +74,16 @@ def with_reused(increment: Increment) -> DataFrame:
     )  # fmt: skip
 
 
+# Parquet tries a dictionary for every column chunk until it outgrows a page, then writes the
+# values plainly after all. The vectors' floats are all distinct: the attempt was about a
+# third of the features' write (2,000 rows: 1.17 s, 0.84 s without), for the same bytes.
+_NO_VECTOR_DICTIONARY = {"parquet.enable.dictionary#features.list.element": "false"}
+
+
+def _vectors_writer(features: DataFrame) -> DataFrameWriter:
+    return features.write.options(**_NO_VECTOR_DICTIONARY)
+
+
 def write_features(
     spark: SparkSession, features: DataFrame | None, features_uri: str, increment: Increment
 ) -> None:
@@ -81,7 +91,7 @@ def write_features(
     is reused (increment.copied): those vectors are not read or written again. None: the
     copies are the whole dataset."""
     if not increment.copied:
-        features.write.mode("overwrite").parquet(features_uri)
+        _vectors_writer(features).mode("overwrite").parquet(features_uri)
         return
     storage.delete_tree(spark, features_uri)  # what a failed attempt of this step left
     base_features = storage.join_uri(increment.base, FEATURES)
@@ -93,7 +103,7 @@ def write_features(
         flush=True,
     )
     if features is not None:
-        features.write.mode("append").parquet(features_uri)
+        _vectors_writer(features).mode("append").parquet(features_uri)
 
 
 def accepted(results: DataFrame) -> DataFrame:

@@ -8,11 +8,13 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from imagefeatures.errors import JobInputError
-from imagefeatures.featurize import FeaturizeConfig, run_featurize, spread
+from imagefeatures.featurize import FeaturizeConfig, run_featurize, spread, write_features
 from imagefeatures.image_reads import CHANGED, GONE, read_image
+from imagefeatures.incremental import full_run
 from imagefeatures.model import ONEDNN_SWITCH
 from imagefeatures.run_input import read_manifest, write_folder_manifest
 from tests.image_cases import bad_input_cases
@@ -247,3 +249,19 @@ def test_the_last_progress_says_every_image_has_its_outcome(pipeline_run):
     assert progress["rate_per_second"] > 0 and progress["eta_seconds"] == 0
     # Spark's readers never see it: `_` hides it, and the report names it.
     assert pipeline_run.report["progress"]["featurize"]["done"] == listed
+
+
+def test_vectors_are_written_without_a_dictionary_and_labels_with_one(spark, tmp_path):
+    # Repeated floats would take one; real vectors' floats are all distinct, so the attempt is
+    # CPU for nothing. The label, a few values repeated, keeps its dictionary.
+    schema = "path string, label string, features array<float>, size long, etag string"
+    rows = [(f"file:/i/{i}.jpg", "apple", [0.5, 0.25], 10, "e") for i in range(40)]
+    features = spark.createDataFrame([(*row, "f32") for row in rows], f"{schema}, precision string")
+    write_features(spark, features, str(tmp_path / "features"), full_run(features, 40, None))
+    part = next((tmp_path / "features").glob("*.parquet"))
+    group = pq.ParquetFile(part).metadata.row_group(0)
+    encodings = {
+        group.column(i).path_in_schema: group.column(i).encodings for i in range(group.num_columns)
+    }
+    assert not [e for e in encodings["features.list.element"] if "DICTIONARY" in e], encodings
+    assert [e for e in encodings["label"] if "DICTIONARY" in e], encodings
