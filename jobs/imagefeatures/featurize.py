@@ -251,10 +251,12 @@ def run_featurize(
             progress.phase("writing rejects and counts")
             rejects.write.mode("overwrite").parquet(rejects_uri)
             vectors, written = written_counts(spark, features_uri, rejects_uri)
-            # Without reused vectors, every vector written is one this run made.
-            every_vector_made = increment.reused is None and not increment.copied
-            ran = {} if computed is None else dict(vectors) if every_vector_made else None
-            ran = count_precisions(computed) if ran is None else ran
+            if computed is None:
+                ran = {}
+            elif increment.reused is None and not increment.copied:
+                ran = dict(vectors)  # every vector written is one this run made
+            else:
+                ran = count_precisions(computed)
             # Every image to featurize has its outcome: features, or a reject.
             done = ImageCounters.settled(increment.todo_count, written[REJECTS])
             progress.phase("featurized", total=increment.todo_count, counters=done)
