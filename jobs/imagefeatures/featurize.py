@@ -132,9 +132,8 @@ def written_counts(
     rejects = spark.read.parquet(rejects_uri).select(F.lit(_REJECTS_KEY).alias("precision"))
     both = spark.read.parquet(features_uri).select("precision").unionByName(rejects)
     vectors = count_precisions(both)
-    written = {FEATURES: sum(vectors.values()) - vectors.get(_REJECTS_KEY, 0)}
-    written[REJECTS] = vectors.pop(_REJECTS_KEY, 0)
-    return vectors, written
+    rejected = vectors.pop(_REJECTS_KEY, 0)
+    return vectors, {FEATURES: sum(vectors.values()), REJECTS: rejected}
 
 
 def spread(todo: DataFrame, images: int, partitions: int | None, files_per_task: int) -> DataFrame:
