@@ -112,8 +112,10 @@ def spark_configurations(options: RunOptions) -> list[dict[str, Any]]:
                 "spark.python.worker.reuse": "true",
                 "spark.sql.execution.arrow.pyspark.enabled": "true",
                 "spark.sql.execution.arrow.maxRecordsPerBatch": str(options.batch_size),
-                # One TensorFlow process per `task_cpus` cores, each using that many threads,
-                # instead of one per core all fighting for the same cores.
+                # One Python worker per `task_cpus` cores, its model using that many threads,
+                # so workers never fight for cores. 1 (the default): a worker per core; while
+                # one decodes the others run the model, where a 2-thread worker left a core
+                # idle during its own decode (BENCHMARKS.md, issue 33).
                 "spark.task.cpus": threads,
                 "spark.executorEnv.TF_NUM_INTRAOP_THREADS": threads,
                 "spark.executorEnv.TF_NUM_INTEROP_THREADS": "1",

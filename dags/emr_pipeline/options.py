@@ -237,12 +237,15 @@ class RunOptions:
         description="Core nodes on the spot market (capped at the on-demand price).",
     )
     task_cpus: int = parameter(
-        2,
+        1,
         minimum=1,
         maximum=16,
         section=CLUSTER,
         title="CPUs per task",
-        description="spark.task.cpus and the model's threads per Python worker.",
+        description=(
+            "spark.task.cpus and the model's threads per Python worker. 1: a worker per core, "
+            "so some decode while others run the model."
+        ),
     )
     idle_timeout_seconds: int = parameter(
         3600,

@@ -59,9 +59,10 @@ from imagefeatures.run_input import read_manifest, read_manifest_summary, run_ma
 from imagefeatures.seals import base_seal_problem
 
 # Images per task. Each task pays about 0.3 s of set-up (scheduling, the Python worker's batch
-# loop starting and draining) that no other task hides where a node has few task slots (the
-# DAG's task_cpus=2 leaves one on 2 cores): 512 small photos keep it under 1 ms an image, and
-# still spread a few thousand images over every slot (BENCHMARKS.md, issue 33).
+# loop starting and draining) that no other task hides where a node has few task slots (a
+# 2-core node has two with the DAG's task_cpus=1, one with 2): 512 small photos keep it under
+# 1 ms an image, and still spread a few thousand images over every slot (BENCHMARKS.md,
+# issue 33).
 DEFAULT_FILES_PER_TASK = 512
 
 

@@ -65,7 +65,7 @@ def test_the_deployment_sets_defaults_as_the_parameters_types():
         f"{ENV_PREFIX}POKE_INTERVAL_SECONDS": "2.5",
         f"{ENV_PREFIX}CORE_INSTANCE_COUNT": "4",
         f"{ENV_PREFIX}DEFERRABLE": "off",
-        f"{ENV_PREFIX}TASK_CPUS": "8",  # not a deployment default: the form keeps 2
+        f"{ENV_PREFIX}TASK_CPUS": "8",  # not a deployment default: the form keeps 1
     }
     defaults = deployment_defaults(RunOptions, env, ENV_PREFIX)
     assert defaults["poke_interval_seconds"] == 2.5
@@ -73,6 +73,6 @@ def test_the_deployment_sets_defaults_as_the_parameters_types():
     assert "task_cpus" not in defaults
     params = build_params(ParseTimeSettings.from_env(env))
     assert params["poke_interval_seconds"].value == 2.5
-    assert params["task_cpus"].value == 2
+    assert params["task_cpus"].value == 1
     # The form's defaults make a valid run.
     RunOptions.from_params({name: params[name].value for name in params} | VALID)

@@ -29,9 +29,9 @@ def test_featurize_runs_the_dags_step_with_the_clusters_spark_defaults(tmp_path:
     confs = _confs(command)
     # The cluster's spark-defaults for these parameters: one task per task_cpus cores, the
     # Arrow batch of batch_size, the model's threads, reused workers.
-    assert confs["spark.task.cpus"] == str(options.task_cpus) == "2"
+    assert confs["spark.task.cpus"] == str(options.task_cpus) == "1"
     assert confs["spark.sql.execution.arrow.maxRecordsPerBatch"] == str(options.batch_size)
-    assert confs["spark.executorEnv.OMP_NUM_THREADS"] == "2"
+    assert confs["spark.executorEnv.OMP_NUM_THREADS"] == "1"
     assert confs["spark.python.worker.reuse"] == "true"
     assert command[command.index("--py-files") + 1] == str(tmp_path / "imagefeatures.zip")
     assert (tmp_path / "imagefeatures.zip").is_file()
