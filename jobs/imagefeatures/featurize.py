@@ -130,8 +130,11 @@ def written_counts(
 ) -> tuple[dict[str, int], dict[str, int]]:
     """({precision: vectors}, {FEATURES: vectors, REJECTS: rejects}) read back from what was
     written, the numbers the datasets really hold (reused vectors included), in one query."""
-    rejects = spark.read.parquet(rejects_uri).select(F.lit(_REJECTS_KEY).alias("precision"))
-    both = spark.read.parquet(features_uri).select("precision").unionByName(rejects)
+    # The column read is named: inferring a schema costs a Spark job per dataset, and this run
+    # has just written both.
+    rejects = spark.read.schema("path string").parquet(rejects_uri)
+    rejects = rejects.select(F.lit(_REJECTS_KEY).alias("precision"))
+    both = spark.read.schema("precision string").parquet(features_uri).unionByName(rejects)
     vectors = count_precisions(both)
     rejected = vectors.pop(_REJECTS_KEY, 0)
     return vectors, {FEATURES: sum(vectors.values()), REJECTS: rejected}
